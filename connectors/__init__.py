@@ -1,0 +1,1 @@
+"""Agency connectors: the agency client, its transports, and the mock agency systems."""

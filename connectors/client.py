@@ -1,0 +1,287 @@
+"""The agency client: publish signed events, receive verified deliveries, read receipts.
+
+    client = AgencyClient(agency="police", signing_key=key, trust=trust, transport=transport)
+    await client.publish(ResidentRegistered(...))      # NFC, validate, conceal, sign, send
+    async for event in client.subscribe():             # verify stamp, origin signature and
+        ...                                            # each disclosure; typed, deduplicated
+    async for receipt in client.receipts():            # stamped accept/reject per event
+        ...
+
+The client trusts the gateway for neither authenticity nor integrity: it checks the origin
+agency's signature and every disclosed field itself. The gateway stamp adds what the client
+cannot check alone (certificate status, policy) and names the purpose of the delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway import b64url, envelope, outputs
+from gateway.errors import Rejection
+from gateway.keys import SigningKey
+from gateway.reasons import ReasonCode
+from gateway.topics import TopicNames
+from gateway.trust import TrustStore
+from pydantic import BaseModel, ValidationError
+from schemas.base import EventModel
+from schemas.registry import REGISTRY, SchemaRegistry
+
+from connectors.errors import InvalidEventError, RefusedDelivery
+from connectors.transport import Message, Transport
+
+log = logging.getLogger("xgw.client")
+Clock = Callable[[], datetime]
+
+
+def subject_digest(subject_id: str) -> str:
+    """The pseudonymous CloudEvents ``subject`` (and record key) for a person's identifier."""
+    return "sha256:" + b64url.encode(hashlib.sha256(f"vn-person:{subject_id}".encode()).digest())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """What was sent: enough to match the receipt later."""
+
+    id: str
+    type: str
+    subject: str
+    time: datetime
+    record: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes written to the ingress topic."""
+        return len(self.record)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEvent:
+    """A verified delivery: origin metadata, purpose, and the typed fields granted."""
+
+    id: str
+    type: str
+    source_agency: str
+    subject: str
+    time: datetime
+    purpose: str
+    legal_basis: str
+    data: BaseModel
+    fields: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The gateway's verdict on one record the agency wrote."""
+
+    id: str
+    event_id: str | None
+    status: str
+    reason: ReasonCode | None
+    detail: str
+    recipients: tuple[str, ...]
+    time: datetime
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the event was delivered."""
+        return self.status == "accepted"
+
+
+class _Recent:
+    """A bounded set of recently seen ids (at-least-once delivery means repeats happen)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, item: str) -> bool:
+        """Remember ``item``; return ``False`` when it was already there."""
+        if item in self._ids:
+            self._ids.move_to_end(item)
+            return False
+        self._ids[item] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return True
+
+
+class AgencyClient:
+    """One agency's connection to the exchange."""
+
+    def __init__(
+        self,
+        *,
+        agency: str,
+        signing_key: SigningKey,
+        trust: TrustStore,
+        transport: Transport,
+        topics: TopicNames | None = None,
+        registry: SchemaRegistry = REGISTRY,
+        clock: Clock = _utcnow,
+        dedupe_size: int = 100_000,
+    ) -> None:
+        self.agency = agency
+        self._key = signing_key
+        self._trust = trust
+        self._transport = transport
+        self._topics = topics or TopicNames()
+        self._registry = registry
+        self._clock = clock
+        self._dedupe_size = dedupe_size
+        self.refused: dict[ReasonCode, int] = {}
+
+    async def publish(self, event: EventModel, *, event_id: str | None = None) -> PublishedEvent:
+        """Validate, conceal, sign and send ``event``; return once the broker acknowledged it."""
+        try:
+            # Re-validate: the model may have been built with model_construct or mutated input.
+            model = type(event).model_validate(event.model_dump())
+        except ValidationError as exc:
+            first = exc.errors(include_input=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidEventError(f"{event.event_type}: {where}: {first['msg']}") from exc
+        now = self._clock()
+        subject = subject_digest(model.subject_id())
+        attributes = {
+            "specversion": envelope.SPECVERSION,
+            "id": event_id or str(uuid.uuid4()),
+            "source": envelope.agency_source(self.agency),
+            "type": model.event_type,
+            "subject": subject,
+            "time": outputs.rfc3339(now),
+            "datacontenttype": envelope.CONTENT_TYPE,
+        }
+        sealed = envelope.seal(attributes, model.model_dump(mode="json"), self._key)
+        value = envelope.encode(sealed)
+        await self.send_raw(value, key=subject.encode())
+        return PublishedEvent(attributes["id"], model.event_type, subject, now, value)
+
+    async def send_raw(self, value: bytes, *, key: bytes | None = None) -> None:
+        """Write already-encoded bytes to this agency's ingress topic (tools and tests)."""
+        await self._transport.send(
+            self._topics.ingress(self.agency), value, key=key, headers=outputs.CE_HEADERS
+        )
+
+    async def subscribe(
+        self, *, group: str | None = None, ready: asyncio.Event | None = None
+    ) -> AsyncIterator[ReceivedEvent]:
+        """Yield each verified delivery once; refused ones are logged and counted in ``refused``.
+
+        ``ready`` is set once the subscription has partitions assigned.
+        """
+        recent = _Recent(self._dedupe_size)
+        stream = self._transport.consume(
+            [self._topics.deliver(self.agency)],
+            group=group or f"{self.agency}-deliveries",
+            ready=ready,
+        )
+        async for message in stream:
+            try:
+                received = self.verify_delivery(message.value)
+            except RefusedDelivery as exc:
+                self._refuse(message, exc)
+                continue
+            if recent.add(f"{received.source_agency}/{received.id}"):
+                yield received
+
+    async def receipts(
+        self, *, group: str | None = None, ready: asyncio.Event | None = None
+    ) -> AsyncIterator[Receipt]:
+        """Yield each verified receipt for what this agency sent, once."""
+        recent = _Recent(self._dedupe_size)
+        stream = self._transport.consume(
+            [self._topics.receipts(self.agency)],
+            group=group or f"{self.agency}-receipts",
+            ready=ready,
+        )
+        async for message in stream:
+            try:
+                receipt = self.verify_receipt(message.value)
+            except RefusedDelivery as exc:
+                self._refuse(message, exc)
+                continue
+            if recent.add(receipt.id):
+                yield receipt
+
+    def verify_delivery(self, raw: bytes) -> ReceivedEvent:
+        """Check stamp, origin signature and disclosures of a delivery; return its typed view."""
+        now = self._clock()
+        try:
+            env = envelope.read_envelope(raw, delivered=True)
+            envelope.verify_stamp(env.attributes, self._trust, now)
+            _, disclosures = envelope.verify_origin(env, self._trust, now)
+        except Rejection as exc:
+            raise RefusedDelivery(exc.reason, exc.detail) from exc
+        if env.attributes.get(envelope.RECIPIENT) != self.agency:
+            raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "delivery names another recipient")
+        if self._registry.model_for(env.type) is None:
+            raise RefusedDelivery(ReasonCode.UNKNOWN_TYPE, f"type {env.type!r} is not registered")
+        fields = frozenset(disclosures)
+        view = self._registry.projection(env.type, fields)
+        try:
+            data = view.model_validate({name: d.value for name, d in disclosures.items()})
+        except (ValidationError, ValueError) as exc:
+            raise RefusedDelivery(
+                ReasonCode.SCHEMA_VIOLATION, "delivered fields do not validate"
+            ) from exc
+        return ReceivedEvent(
+            id=env.id,
+            type=env.type,
+            source_agency=env.agency,
+            subject=env.subject,
+            time=env.time,
+            purpose=str(env.attributes[envelope.PURPOSE]),
+            legal_basis=str(env.attributes[envelope.LEGAL_BASIS]),
+            data=data,
+            fields=fields,
+        )
+
+    def verify_receipt(self, raw: bytes) -> Receipt:
+        """Check the gateway stamp of a receipt and decode it."""
+        try:
+            event: Any = envelope.loads_strict(raw)
+            if not isinstance(event, dict) or event.get("type") != outputs.RECEIPT_TYPE:
+                raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "not a receipt")
+            envelope.verify_stamp(event, self._trust, self._clock())
+        except Rejection as exc:
+            raise RefusedDelivery(exc.reason, exc.detail) from exc
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "receipt is not JSON") from exc
+        data = event["data"]
+        reason = data.get("reason")
+        return Receipt(
+            id=event["id"],
+            event_id=data.get("event_id"),
+            status=data["status"],
+            reason=ReasonCode(reason) if reason else None,
+            detail=data.get("detail", ""),
+            recipients=tuple(data.get("recipients", ())),
+            time=datetime.fromisoformat(event["time"]),
+        )
+
+    def _refuse(self, message: Message, exc: RefusedDelivery) -> None:
+        self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
+        log.warning(
+            "delivery refused agency=%s topic=%s partition=%d offset=%d reason=%s detail=%s",
+            self.agency,
+            message.topic,
+            message.partition,
+            message.offset,
+            exc.reason.value,
+            exc.detail,
+        )
+
+    async def close(self) -> None:
+        """Close the transport."""
+        await self._transport.close()

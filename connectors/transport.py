@@ -1,0 +1,225 @@
+"""The agency client's transport: a small protocol, a Kafka implementation and a memory one.
+
+The client only needs "send one record and wait for the broker's acknowledgement" and "iterate
+over records of some topics as a consumer group". Unit tests use :class:`MemoryTransport`;
+integration tests and agencies use :class:`KafkaTransport` against a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from connectors.errors import TransportError
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A record read from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Transport(Protocol):
+    """What the agency client needs from a broker."""
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        """Write one record; return once the broker acknowledged it, or raise TransportError."""
+        ...
+
+    def consume(
+        self, topics: Sequence[str], *, group: str, ready: asyncio.Event | None = None
+    ) -> AsyncIterator[Message]:
+        """Iterate over the records of ``topics`` as member of consumer group ``group``.
+
+        ``ready`` is set once the group has assigned partitions to this consumer.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryTransport:
+    """An in-process broker for unit tests: one unbounded log per topic, offsets per group."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[Message]] = defaultdict(list)
+        self._offsets: dict[tuple[str, str], int] = defaultdict(int)
+        self._changed = asyncio.Condition()
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        """Append to the topic's log."""
+        async with self._changed:
+            log = self.logs[topic]
+            log.append(Message(topic, 0, len(log), key, value, tuple(headers)))
+            self._changed.notify_all()
+
+    async def consume(
+        self, topics: Sequence[str], *, group: str, ready: asyncio.Event | None = None
+    ) -> AsyncIterator[Message]:
+        """Yield records as they are appended, remembering the group's position."""
+        if ready is not None:
+            ready.set()
+        while True:
+            async with self._changed:
+                pending = [
+                    (topic, self.logs[topic][self._offsets[group, topic] :]) for topic in topics
+                ]
+                if not any(messages for _, messages in pending):
+                    await self._changed.wait()
+                    continue
+            for topic, messages in pending:
+                for message in messages:
+                    self._offsets[group, topic] = message.offset + 1
+                    yield message
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class _ReadyListener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
+    def __init__(self, ready: asyncio.Event | None) -> None:
+        self._ready = ready
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        """Nothing to do: offsets of handled records are committed as they go."""
+
+    async def on_partitions_assigned(self, assigned: Collection[object]) -> None:
+        """Signal readiness after the first assignment that holds partitions."""
+        # The first join can come back empty while topic metadata is still unknown.
+        if self._ready is not None and assigned:
+            self._ready.set()
+
+
+class KafkaTransport:
+    """aiokafka producer and consumers; at-least-once: offsets are committed after processing."""
+
+    def __init__(
+        self,
+        kafka_options: dict[str, Any],
+        *,
+        send_timeout: float = 15.0,
+        fetch_max_wait_ms: int = 20,
+        session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int = 500,
+        commit_interval: float = 1.0,
+    ) -> None:
+        self._options = kafka_options
+        self._send_timeout = send_timeout
+        self._consumer_options = {
+            "fetch_max_wait_ms": fetch_max_wait_ms,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+        }
+        self._commit_interval = commit_interval
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    **self._options,
+                    acks="all",
+                    # The embedded broker has no idempotent producer (see docs/broker.md).
+                    enable_idempotence=False,
+                    linger_ms=2,
+                    request_timeout_ms=int(self._send_timeout * 1000),
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self._send_timeout)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    await producer.stop()
+                    raise TransportError(f"cannot connect to {self._where()}: {exc!r}") from exc
+                self._producer = producer
+            return self._producer
+
+    def _where(self) -> str:
+        return str(self._options.get("bootstrap_servers"))
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+    ) -> None:
+        """Write one record and wait (bounded) for the broker's acknowledgement."""
+        producer = await self._started_producer()
+        try:
+            await asyncio.wait_for(
+                await producer.send(topic, value, key=key, headers=list(headers)),
+                self._send_timeout,
+            )
+        except TimeoutError as exc:
+            raise TransportError(
+                f"broker {self._where()} did not acknowledge within {self._send_timeout:g}s"
+            ) from exc
+        except KafkaError as exc:
+            raise TransportError(f"cannot write to {topic}: {exc!r}") from exc
+
+    async def consume(
+        self, topics: Sequence[str], *, group: str, ready: asyncio.Event | None = None
+    ) -> AsyncIterator[Message]:
+        """Yield records; commit the offsets of yielded records at most every commit interval."""
+        consumer = AIOKafkaConsumer(
+            **self._options,
+            **self._consumer_options,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        consumer.subscribe(list(topics), listener=_ReadyListener(ready))
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise TransportError(f"cannot subscribe to {list(topics)}: {exc!r}") from exc
+        last_commit = time.monotonic()
+        handled: dict[TopicPartition, int] = {}
+        try:
+            async for record in consumer:
+                if handled and time.monotonic() - last_commit >= self._commit_interval:
+                    await consumer.commit(handled)
+                    last_commit, handled = time.monotonic(), {}
+                yield Message(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    record.value or b"",
+                    tuple(record.headers or ()),
+                )
+                # Control returns here only after the caller handled the record, so only
+                # records the application has seen are ever committed.
+                handled[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        except KafkaError as exc:
+            raise TransportError(f"lost the subscription to {list(topics)}: {exc!r}") from exc
+        finally:
+            if handled:
+                with contextlib.suppress(KafkaError):
+                    await consumer.commit(handled)
+            await consumer.stop()
+
+    async def close(self) -> None:
+        """Flush and stop the producer."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()

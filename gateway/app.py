@@ -1,0 +1,220 @@
+"""The composition root: builds the pipeline, the faust app, its topic and agent from settings.
+
+Nothing here runs at import time; :func:`build_worker` wires everything explicitly.
+
+Start-up and latency settings (measured on the embedded broker, see docs/operations.md):
+a consumer group join is held by the broker for half the session timeout, so faust's default
+60 s session made a worker wait about 30 s before processing; a 6 s session with 0.5 s
+heartbeats brings it to a few seconds. faust hard-codes ``fetch_max_wait_ms=1500`` and the
+embedded broker only re-checks a long-poll at half the remaining wait, which put seconds of
+latency on an idle stream; :class:`_TunedConsumerThread` sets it from settings instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from aiokafka.errors import KafkaError
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import EventT, TransportT
+from schemas.registry import REGISTRY
+
+from gateway.keys import load_private_pem
+from gateway.logs import get_logger
+from gateway.metrics import GatewayMetrics
+from gateway.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
+from gateway.policy import load_policy
+from gateway.replay import ReplayWindow
+from gateway.settings import Settings
+from gateway.trust import GATEWAY_OWNER, KeyDirTrustStore
+
+log = get_logger("xgw.worker")
+Clock = Callable[[], datetime]
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """Load keys, trust store and policy, and build the decision pipeline."""
+    policy = load_policy(settings.policy_file, REGISTRY)
+    config = PipelineConfig(
+        topics=settings.topics,
+        trust=KeyDirTrustStore.from_directory(settings.public_key_dir),
+        registry=REGISTRY,
+        policy=policy,
+        gateway_key=load_private_pem(settings.private_key_path(GATEWAY_OWNER)),
+        max_record_bytes=settings.max_record_bytes,
+    )
+    window = ReplayWindow(
+        timedelta(seconds=settings.replay_window_seconds), settings.replay_max_entries
+    )
+    return Pipeline(config, window)
+
+
+class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    fetch_max_wait_ms = 20
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # faust passes a fixed 1500 ms; aiokafka reads the attribute when the fetcher starts.
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # noqa: SLF001
+        return consumer
+
+
+def _tuned_transport(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
+    thread = type(
+        "TunedConsumerThread", (_TunedConsumerThread,), {"fetch_max_wait_ms": fetch_max_wait_ms}
+    )
+
+    class TunedConsumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+            return thread(self, loop=self.loop, beacon=self.beacon)  # type: ignore[no-any-return]
+
+    class TunedTransport(faust_aiokafka.Transport):
+        Consumer = TunedConsumer
+
+    return TunedTransport
+
+
+class GatewayApp(faust.App):
+    """A faust app whose Kafka consumer uses the configured fetch wait."""
+
+    transport_class: type[faust_aiokafka.Transport] = faust_aiokafka.Transport
+
+    def _new_transport(self) -> TransportT:
+        return self.transport_class(self.conf.broker_consumer, self)
+
+
+Sender = Callable[..., Any]
+
+
+@dataclass
+class BatchProcessor:
+    """Runs the pipeline over a batch and writes all outputs before the batch is acknowledged."""
+
+    pipeline: Pipeline
+    metrics: GatewayMetrics
+    clock: Clock
+    retry_delay: float = 0.5
+
+    async def process(self, records: Sequence[IngressRecord], send: Sender) -> list[Decision]:
+        """Decide every record, write every output, wait for the broker to acknowledge them."""
+        started = time.perf_counter()
+        now = self.clock()
+        decisions = [self.pipeline.decide(record, now) for record in records]
+        outputs = [o for d in decisions for o in d.outputs]
+        delay = self.retry_delay
+        while True:
+            try:
+                futures = [
+                    await send(o.topic, o.key, o.value, None, None, list(o.headers))
+                    for o in outputs
+                ]
+                await asyncio.gather(*futures)
+                break
+            except KafkaError as exc:
+                # Nothing is acknowledged upstream until every output is written, so writing
+                # the whole batch again is safe; duplicates are removed by the agency client.
+                self.metrics.output_retries.inc()
+                log.warning("outputs not acknowledged; retrying", error=repr(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        acked_at = time.time()
+        for decision in decisions:
+            self.metrics.observe(decision, acked_at)
+            if not decision.accepted:
+                log.info(
+                    "rejected",
+                    agency=decision.agency,
+                    event_id=decision.event_id,
+                    reason=decision.reason,
+                    detail=decision.detail,
+                )
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.processing.observe(time.perf_counter() - started)
+        return decisions
+
+
+def _record(event: EventT[bytes]) -> IngressRecord:
+    message = event.message
+    headers = message.headers or ()
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return IngressRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key if isinstance(message.key, bytes) else None,
+        value=message.value if isinstance(message.value, bytes) else b"",
+        headers=tuple((k, v if isinstance(v, bytes) else b"") for k, v in pairs),
+    )
+
+
+def build_app(
+    settings: Settings,
+    processor: BatchProcessor,
+    data_dir: Path,
+) -> GatewayApp:
+    """The faust app with one agent over every ingress topic."""
+    GatewayApp.transport_class = _tuned_transport(settings.fetch_max_wait_ms)
+    brokers = [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")]
+    app = GatewayApp(
+        settings.app_id,
+        broker=brokers,
+        datadir=str(data_dir),
+        store="memory://",
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        broker_rebalance_timeout=settings.rebalance_timeout_seconds,
+        broker_request_timeout=max(30.0, settings.session_timeout_seconds + 5),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        producer_linger=settings.producer_linger_seconds,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
+        stream_wait_empty=False,
+    )
+    agencies = processor.pipeline.agencies
+    ingress = app.topic(
+        *(settings.topics.ingress(a) for a in agencies),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+
+    async def gateway(stream: faust.StreamT[bytes]) -> None:
+        # take_events acknowledges a batch only when this body returns, i.e. after every
+        # output of the batch is acknowledged by the broker: offsets never run ahead of outputs.
+        # take_events exists on faust.Stream but is missing from the StreamT interface.
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            settings.batch_max, within=settings.batch_within_seconds
+        )
+        async for events in batches:
+            await processor.process([_record(e) for e in events], app.producer.send)
+
+    app.agent(ingress, name="xgw.gateway")(gateway)
+
+    async def on_assigned(_sender: Any, *_: Any, **__: Any) -> None:
+        processor.metrics.assigned_partitions.set(len(app.consumer.assignment()))
+        log.info("partitions assigned", count=len(app.consumer.assignment()))
+
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type] # faust types receivers without **kwargs
+    return app
+
+
+def utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,204 @@
+"""The ``xgw`` command line. Every command has ``--help``; errors are one line, exit code 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.errors import XgwError
+from gateway.settings import Settings, load_settings
+
+_EXIT_ERROR = 1
+_EXIT_INTERRUPTED = 130
+
+
+class _Group(click.Group):
+    """Turns the project's own errors into one readable line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from connectors.errors import ConnectorError  # noqa: PLC0415 - keep start-up light
+
+        try:
+            return super().invoke(ctx)
+        except (XgwError, ConnectorError) as exc:
+            click.echo(f"xgw: error: {exc}", err=True)
+            ctx.exit(_EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("xgw: interrupted", err=True)
+            ctx.exit(_EXIT_INTERRUPTED)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**overrides)
+
+
+_bootstrap = click.option(
+    "--bootstrap-servers",
+    envvar="XGW_BOOTSTRAP_SERVERS",
+    default=None,
+    help="Kafka bootstrap servers (env XGW_BOOTSTRAP_SERVERS); empty: embedded broker.",
+)
+_pki_dir = click.option(
+    "--pki-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Key directory (env XGW_PKI_DIR, default var/pki).",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hcmc-xgw", prog_name="xgw")
+def cli() -> None:
+    """HCMC inter-agency exchange gateway.
+
+    Agencies publish signed CloudEvents to Kafka; the gateway verifies them and delivers to
+    each entitled agency only the fields its policy grants, with receipts, dead letters,
+    an audit record and Prometheus metrics.
+    """
+
+
+@cli.command()
+@_bootstrap
+@_pki_dir
+@click.option(
+    "--duration",
+    type=click.FloatRange(1, 3600),
+    default=20.0,
+    show_default=True,
+    help="Seconds of publishing.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(1, 20_000),
+    default=100.0,
+    show_default=True,
+    help="Events per second offered by the mock agencies.",
+)
+@click.option("--seed", type=int, default=2026, show_default=True, help="Seed of the fake data.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line.")
+def demo(
+    bootstrap_servers: str | None,
+    pki_dir: Path | None,
+    duration: float,
+    rate: float,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Run broker, gateway worker and mock agencies; print what happened."""
+    from gateway.demo import DemoOptions, print_summary, run_demo  # noqa: PLC0415
+
+    settings = _settings(bootstrap_servers=bootstrap_servers, pki_dir=pki_dir)
+    options = DemoOptions(duration=duration, rate=rate, seed=seed, quiet=as_json)
+    summary = asyncio.run(run_demo(settings, options))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+    else:
+        print_summary(summary)
+    if not summary.ok:
+        raise click.exceptions.Exit(_EXIT_ERROR)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=9092,
+    show_default=True,
+    help="Port (0: a free one).",
+)
+def broker(host: str, port: int) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from gateway.broker import EmbeddedBroker  # noqa: PLC0415
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(host, port) as running:
+        click.echo(
+            f"broker ready: XGW_BOOTSTRAP_SERVERS={running.bootstrap_servers} (Ctrl-C stops)"
+        )
+        try:
+            while not stop.wait(1.0):
+                if running.pid is None:
+                    break
+        except KeyboardInterrupt:
+            pass
+    click.echo("broker stopped")
+
+
+@cli.command()
+@_bootstrap
+@_pki_dir
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of /metrics (env XGW_METRICS_PORT, default 9464; 0: a free one).",
+)
+def worker(bootstrap_servers: str | None, pki_dir: Path | None, metrics_port: int | None) -> None:
+    """Run a gateway worker against XGW_BOOTSTRAP_SERVERS until SIGTERM."""
+    from gateway.worker import run_worker  # noqa: PLC0415
+
+    settings = _settings(
+        bootstrap_servers=bootstrap_servers, pki_dir=pki_dir, metrics_port=metrics_port
+    )
+    if not settings.bootstrap_servers:
+        raise click.UsageError(
+            "set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers (try 'xgw broker')"
+        )
+    run_worker(settings)
+
+
+@cli.group()
+def pki() -> None:
+    """Keys of the gateway and the agencies (kept under XGW_PKI_DIR, never committed)."""
+
+
+@pki.command("init")
+@_pki_dir
+@click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default="EdDSA", show_default=True)
+@click.option("--force", is_flag=True, help="Replace existing keys.")
+def pki_init(pki_dir: Path | None, alg: str, force: bool) -> None:
+    """Create key pairs for the gateway and every agency of the policy that has none."""
+    from schemas.registry import REGISTRY  # noqa: PLC0415
+
+    from gateway.pki import init_keys  # noqa: PLC0415
+    from gateway.policy import load_policy  # noqa: PLC0415
+
+    settings = _settings(pki_dir=pki_dir)
+    agencies = load_policy(settings.policy_file, REGISTRY).agencies
+    created = init_keys(
+        settings.pki_dir, agencies, alg="ES256" if alg == "ES256" else "EdDSA", force=force
+    )
+    for info in created:
+        click.echo(f"created {info.owner:<10} {info.alg:<6} kid={info.kid}")
+    if not created:
+        click.echo(f"all keys already exist under {settings.pki_dir} (use --force to replace)")
+
+
+@pki.command("list")
+@_pki_dir
+def pki_list(pki_dir: Path | None) -> None:
+    """List the trusted public keys."""
+    from gateway.pki import list_keys  # noqa: PLC0415
+
+    settings = _settings(pki_dir=pki_dir)
+    infos = list_keys(settings.pki_dir)
+    if not infos:
+        raise XgwError(f"no keys under {settings.pki_dir}; run 'xgw pki init'")
+    for info in infos:
+        click.echo(f"{info.owner:<10} {info.alg:<6} kid={info.kid}  {info.path}")
+
+
+def main() -> None:
+    """Entry point of the ``xgw`` console script."""
+    cli.main(prog_name="xgw")
+    sys.exit(0)

@@ -1,0 +1,394 @@
+"""``xgw demo``: embedded broker, one gateway worker, mock agencies, and a summary.
+
+The police publish a stream of residents and address changes, health records vaccinations
+(not routed yet, so refused with ``no_recipients``), and now and then a deliberately bad record
+is written, one kind per reason code. Health, education and land receive what the policy grants
+them; every record gets a receipt. The summary compares what the agencies saw with what the
+worker's own metrics say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connectors.client import AgencyClient, Receipt, ReceivedEvent
+from connectors.forgery import Forger
+from connectors.health import HealthConnector
+from connectors.police import PoliceConnector
+from connectors.transport import KafkaTransport
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from schemas.registry import REGISTRY
+
+from gateway.broker import EmbeddedBroker
+from gateway.kafka_admin import ensure_topics
+from gateway.keys import SigningKey, load_private_pem
+from gateway.pki import init_keys
+from gateway.policy import load_policy
+from gateway.settings import Settings
+from gateway.trust import KeyDirTrustStore
+from gateway.worker_process import WorkerProcess, scrape
+
+BAD_EVERY = 20  # one deliberately bad record per this many events
+VACCINATION_EVERY = 15
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo does."""
+
+    duration: float = 20.0
+    rate: float = 100.0
+    seed: int = 2026
+    quiet: bool = False
+    settle_timeout: float = 30.0
+
+
+@dataclass
+class DemoSummary:
+    """What happened, as the agencies saw it and as the worker counted it."""
+
+    published: int = 0
+    accepted: int = 0
+    delivered: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    receipts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    worker_startup_s: float = 0.0
+    metrics_url: str = ""
+    worker_log: str = ""
+    bootstrap_servers: str = ""
+    refused_by_clients: int = 0
+    worker_metrics: dict[str, float] = field(default_factory=dict)
+    missing_receipts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Every record got a receipt and no client refused a delivery."""
+        return self.missing_receipts == 0 and self.refused_by_clients == 0
+
+    def percentile(self, q: float) -> float:
+        """Latency percentile in ms (0 when nothing was delivered)."""
+        if len(self.latencies_ms) < 2:  # noqa: PLR2004 - quantiles needs two points
+            return self.latencies_ms[0] if self.latencies_ms else 0.0
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The machine-readable summary (``--json``)."""
+        return {
+            "published": self.published,
+            "accepted": self.accepted,
+            "delivered": sum(self.delivered.values()),
+            "delivered_by_agency": dict(sorted(self.delivered.items())),
+            "rejected": dict(sorted(self.rejected.items())),
+            "receipts": self.receipts,
+            "missing_receipts": self.missing_receipts,
+            "refused_by_clients": self.refused_by_clients,
+            "msgs_per_s": round(self.published / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            "p50_ms": round(self.percentile(50), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "worker_startup_s": round(self.worker_startup_s, 2),
+            "elapsed_s": round(self.elapsed_s, 2),
+            "metrics_url": self.metrics_url,
+            "worker_log": self.worker_log,
+            "ok": self.ok,
+        }
+
+
+class _Tracker:
+    """Publish times, receipts and deliveries, keyed by event id."""
+
+    def __init__(self) -> None:
+        self.sent_at: dict[str, float] = {}
+        self.records = 0
+        self.receipts: dict[str, Receipt] = {}
+        self.deliveries: Counter[str] = Counter()
+        self.latencies_ms: list[float] = []
+        self.changed = asyncio.Event()
+
+    def sent(self, event_id: str | None, at: float | None = None) -> None:
+        self.records += 1
+        if event_id is not None and at is not None:
+            self.sent_at[event_id] = at
+
+    def receipt(self, receipt: Receipt) -> None:
+        self.receipts[receipt.id] = receipt
+        self.changed.set()
+
+    def delivery(self, agency: str, event: ReceivedEvent) -> None:
+        sent = self.sent_at.get(event.id)
+        if sent is None:
+            return  # from an earlier run on a shared broker
+        self.deliveries[agency] += 1
+        self.latencies_ms.append((time.time() - sent) * 1000)
+
+
+async def run_demo(settings: Settings, options: DemoOptions) -> DemoSummary:
+    """Run the whole demo and return its summary."""
+    console = Console(stderr=True, quiet=options.quiet)
+    broker: EmbeddedBroker | None = None
+    if not settings.bootstrap_servers:
+        broker = EmbeddedBroker()
+        with console.status("starting the embedded broker"):
+            bootstrap = await asyncio.to_thread(broker.start)
+        settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+        console.print(f"[green]broker[/] embedded Tansu on {bootstrap} (in memory)")
+    try:
+        return await _run(settings, options, console)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+async def _run(settings: Settings, options: DemoOptions, console: Console) -> DemoSummary:
+    policy = load_policy(settings.policy_file, REGISTRY)
+    created = init_keys(settings.pki_dir, policy.agencies)
+    if created:
+        console.print(f"[green]keys[/] created {len(created)} key pairs under {settings.pki_dir}")
+    await ensure_topics(settings, policy.agencies)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    worker = WorkerProcess(
+        settings.model_copy(update={"metrics_port": 0}), Path("var/logs") / f"worker-{run_id}.log"
+    )
+    summary = DemoSummary(
+        metrics_url=worker.metrics_url,
+        worker_log=str(worker.log_path),
+        bootstrap_servers=settings.bootstrap_servers,
+    )
+    worker.start()
+    clients: list[AgencyClient] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        with console.status("starting the gateway worker"):
+            summary.worker_startup_s = await worker.wait_ready()
+        console.print(
+            f"[green]gateway[/] worker ready in {summary.worker_startup_s:.1f}s, "
+            f"metrics at {worker.metrics_url}"
+        )
+        trust = KeyDirTrustStore.from_directory(settings.public_key_dir)
+        keys = {a: load_private_pem(settings.private_key_path(a)) for a in policy.agencies}
+
+        def client(agency: str) -> AgencyClient:
+            made = AgencyClient(
+                agency=agency,
+                signing_key=keys[agency],
+                trust=trust,
+                transport=KafkaTransport(settings.kafka_options()),
+                topics=settings.topics,
+            )
+            clients.append(made)
+            return made
+
+        rng = random.Random(options.seed)  # noqa: S311 - fake data, not secrets
+        police = PoliceConnector(client("police"), rng)
+        health = HealthConnector(client("health"), rng)
+        others: dict[str, AgencyClient] = {
+            a: client(a) for a in ("education", "land") if a in policy.agencies
+        }
+        tracker = _Tracker()
+        tasks, readiness = _listen(tracker, police, health, others, run_id)
+        with console.status("agencies subscribing"):
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readiness)), 60)
+        started = time.monotonic()
+        await _publish(tracker, police, health, keys, settings, options, console)
+        await _settle(tracker, options, console)
+        summary.elapsed_s = time.monotonic() - started
+        _fill(summary, tracker, clients)
+        with contextlib.suppress(OSError):
+            summary.worker_metrics = await asyncio.to_thread(scrape, worker.metrics_url)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for made in clients:
+            await made.close()
+        worker.stop()
+    return summary
+
+
+def _listen(
+    tracker: _Tracker,
+    police: PoliceConnector,
+    health: HealthConnector,
+    others: dict[str, AgencyClient],
+    run_id: str,
+) -> tuple[list[asyncio.Task[None]], list[asyncio.Event]]:
+    readiness: list[asyncio.Event] = []
+
+    def ready() -> asyncio.Event:
+        readiness.append(asyncio.Event())
+        return readiness[-1]
+
+    async def receipts(client: AgencyClient, ready: asyncio.Event) -> None:
+        group = f"demo-{run_id}-{client.agency}-receipts"
+        async for receipt in client.receipts(group=group, ready=ready):
+            tracker.receipt(receipt)
+
+    async def health_deliveries(ready: asyncio.Event) -> None:
+        async for event in health.deliveries(group=f"demo-{run_id}-health", ready=ready):
+            tracker.delivery("health", event)
+
+    async def deliveries(client: AgencyClient, ready: asyncio.Event) -> None:
+        group = f"demo-{run_id}-{client.agency}"
+        async for event in client.subscribe(group=group, ready=ready):
+            tracker.delivery(client.agency, event)
+
+    coroutines = [
+        receipts(police.client, ready()),
+        receipts(health.client, ready()),
+        health_deliveries(ready()),
+        *(deliveries(c, ready()) for c in others.values()),
+    ]
+    return [asyncio.create_task(c) for c in coroutines], readiness
+
+
+async def _publish(
+    tracker: _Tracker,
+    police: PoliceConnector,
+    health: HealthConnector,
+    keys: dict[str, SigningKey],
+    settings: Settings,
+    options: DemoOptions,
+    console: Console,
+) -> None:
+    total = int(options.duration * options.rate)
+    forger = Forger(keys, settings.max_record_bytes)
+    reasons = forger.reasons()
+    pending: set[asyncio.Task[None]] = set()
+    limit = asyncio.Semaphore(64)
+    last: list[bytes] = []
+
+    async def bad(n: int) -> None:
+        if n % (len(reasons) + 1) == len(reasons):
+            await police.client.send_raw(last[-1])  # the same event again: duplicate_id
+        else:
+            agency, raw = forger.forge(
+                reasons[n % len(reasons)], police.register[-1], datetime.now(UTC)
+            )
+            await (police.client if agency == "police" else health.client).send_raw(raw)
+        tracker.sent(None)
+
+    async def send(n: int) -> None:
+        async with limit:
+            today = datetime.now(UTC).date()
+            if n % BAD_EVERY == BAD_EVERY - 1 and last:
+                await bad(n // BAD_EVERY)
+            elif n % VACCINATION_EVERY == VACCINATION_EVERY - 1 and police.register:
+                published_at = time.time()
+                event = await health.record_vaccination(police.register[-1], today)
+                tracker.sent(event.id, published_at)
+            else:
+                published_at = time.time()
+                event = await police.publish_next(today)
+                tracker.sent(event.id, published_at)
+                last.append(event.record)
+                del last[:-1]
+
+    with _progress(console) as progress:
+        bar = progress.add_task("publishing", total=total)
+        interval = 1.0 / options.rate
+        next_at = time.monotonic()
+        for n in range(total):
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_at += interval
+            task = asyncio.create_task(send(n))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            progress.update(bar, completed=n + 1)
+        await asyncio.gather(*pending)
+
+
+async def _settle(tracker: _Tracker, options: DemoOptions, console: Console) -> None:
+    """Wait until every record written has its receipt (bounded)."""
+    deadline = time.monotonic() + options.settle_timeout
+    with _progress(console) as progress:
+        bar = progress.add_task("receipts", total=tracker.records)
+        while len(tracker.receipts) < tracker.records and time.monotonic() < deadline:
+            tracker.changed.clear()
+            progress.update(bar, completed=len(tracker.receipts))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracker.changed.wait(), 0.2)
+        progress.update(bar, completed=len(tracker.receipts))
+    # Deliveries are written before the receipt of the same event; give their consumers a
+    # moment to catch up with the last receipts.
+    await asyncio.sleep(0.5)
+
+
+def _fill(summary: DemoSummary, tracker: _Tracker, clients: list[AgencyClient]) -> None:
+    summary.published = tracker.records
+    summary.receipts = len(tracker.receipts)
+    summary.missing_receipts = max(0, tracker.records - len(tracker.receipts))
+    for receipt in tracker.receipts.values():
+        if receipt.accepted:
+            summary.accepted += 1
+        elif receipt.reason is not None:
+            summary.rejected[receipt.reason.value] += 1
+    summary.delivered = tracker.deliveries
+    summary.latencies_ms = tracker.latencies_ms
+    summary.refused_by_clients = sum(sum(c.refused.values()) for c in clients)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def print_summary(summary: DemoSummary) -> None:
+    """The human summary, on standard output."""
+    console = Console()
+    data = summary.as_dict()
+    table = Table(title="HCMC exchange gateway: demo summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("records written by agencies", str(summary.published))
+    table.add_row("accepted and delivered", str(summary.accepted))
+    for agency, count in data["delivered_by_agency"].items():
+        table.add_row(f"  deliveries to {agency}", str(count))
+    for reason, count in data["rejected"].items():
+        table.add_row(f"  rejected: {reason}", str(count))
+    table.add_row("receipts received", f"{summary.receipts} (missing {summary.missing_receipts})")
+    table.add_row("deliveries refused by clients", str(summary.refused_by_clients))
+    table.add_row("throughput", f"{data['msgs_per_s']} records/s offered and settled")
+    table.add_row(
+        "publish-to-delivery latency", f"p50 {data['p50_ms']} ms, p99 {data['p99_ms']} ms"
+    )
+    table.add_row("worker start-up", f"{data['worker_startup_s']} s")
+    table.add_row("worker metrics (stopped now)", summary.metrics_url)
+    table.add_row("worker log", summary.worker_log)
+    console.print(table)
+    worker_rejected = {
+        k: v
+        for k, v in summary.worker_metrics.items()
+        if k.startswith("xgw_messages_rejected_total{")
+    }
+    if worker_rejected:
+        agree = sum(worker_rejected.values()) == sum(summary.rejected.values())
+        console.print(
+            f"worker metrics count {int(sum(worker_rejected.values()))} rejections: "
+            + (
+                "[green]agrees with the receipts[/]"
+                if agree
+                else "[red]differs from the receipts[/]"
+            )
+        )
+    verdict = "[green]OK[/]: every record has a receipt" if summary.ok else "[red]INCOMPLETE[/]"
+    console.print(verdict)

@@ -1,0 +1,274 @@
+"""The exchange's CloudEvents 1.0 profile (structured JSON mode): parse, seal, project, stamp.
+
+An event on the wire is one JSON object. Besides the CloudEvents attributes it carries:
+
+    data            the signed form: {"_sd": [sorted digests], "_sd_alg": "sha-256"}
+    xgwdisclosures  the disclosures (RFC 9901 encoding), joined by "~"
+    xgwsig          the origin agency's detached JWS over the signed form
+    xgwrecipient, xgwpurpose, xgwlegalbasis, xgwstamp
+                    added by the gateway on delivery; xgwstamp is its detached JWS over the
+                    delivered event without xgwstamp
+
+The signed form is every attribute except the unsigned ones above, so the origin signature
+still verifies after the gateway withholds disclosures and adds its own attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway import disclosure as sd
+from gateway.canonical import CanonicalisationError, canonical_bytes
+from gateway.disclosure import Disclosure
+from gateway.errors import Rejection
+from gateway.jws import DetachedJws, JwsError, parse_detached, sign_detached
+from gateway.keys import SigningKey
+from gateway.reasons import ReasonCode
+from gateway.topics import AGENCY_ID
+from gateway.trust import GATEWAY_OWNER, TrustedKey, TrustStore
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+SIGNATURE = "xgwsig"
+DISCLOSURES = "xgwdisclosures"
+STAMP = "xgwstamp"
+RECIPIENT = "xgwrecipient"
+PURPOSE = "xgwpurpose"
+LEGAL_BASIS = "xgwlegalbasis"
+GATEWAY_ATTRIBUTES = frozenset({STAMP, RECIPIENT, PURPOSE, LEGAL_BASIS})
+UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
+SOURCE_PREFIX = "urn:hcm:agency:"
+GATEWAY_SOURCE = "urn:hcm:xgw:gateway"
+STAMP_TYP = "xgw-stamp+jws"
+
+_REQUIRED_STRINGS = ("id", "source", "type", "subject", "time", SIGNATURE, DISCLOSURES)
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]{1,20}")
+_MAX_ID_CHARS = 256
+
+
+def agency_source(agency: str) -> str:
+    """The CloudEvents ``source`` of an agency."""
+    return f"{SOURCE_PREFIX}{agency}"
+
+
+def agency_of_source(source: str) -> str | None:
+    """The agency a ``source`` names, or ``None`` when it names none."""
+    if not source.startswith(SOURCE_PREFIX):
+        return None
+    agency = source[len(SOURCE_PREFIX) :]
+    return agency if AGENCY_ID.fullmatch(agency) else None
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    """Serialise an event as compact UTF-8 JSON (non-ASCII text kept as is)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers that disagree on which duplicate wins can be made to verify one value and
+    # act on another, so duplicate keys are refused outright.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
+    return result
+
+
+def loads_strict(raw: bytes) -> Any:
+    """Parse UTF-8 JSON, refusing other encodings, duplicate keys, NaN and Infinity."""
+    return json.loads(
+        raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A structurally valid event of this profile; nothing about it is verified yet."""
+
+    attributes: Mapping[str, Any]
+    agency: str
+    time: datetime
+    signature: DetachedJws
+
+    @property
+    def id(self) -> str:
+        """The event id (unique per source)."""
+        return str(self.attributes["id"])
+
+    @property
+    def type(self) -> str:
+        """The CloudEvents type, with major version."""
+        return str(self.attributes["type"])
+
+    @property
+    def subject(self) -> str:
+        """The subject (a pseudonymous digest of the person the event is about)."""
+        return str(self.attributes["subject"])
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The signed form of the data: digests only."""
+        data: Mapping[str, Any] = self.attributes["data"]
+        return data
+
+    def signed_form(self) -> dict[str, Any]:
+        """Every attribute the origin signature covers."""
+        return {k: v for k, v in self.attributes.items() if k not in UNSIGNED_ATTRIBUTES}
+
+    def signed_bytes(self) -> bytes:
+        """RFC 8785 bytes of the signed form."""
+        return _canonical_or_reject(self.signed_form())
+
+
+def _canonical_or_reject(value: Mapping[str, Any]) -> bytes:
+    try:
+        return canonical_bytes(value)
+    except CanonicalisationError as exc:
+        raise Rejection(ReasonCode.MALFORMED_ENVELOPE, "event cannot be canonicalised") from exc
+
+
+def _malformed(detail: str) -> Rejection:
+    return Rejection(ReasonCode.MALFORMED_ENVELOPE, detail)
+
+
+def read_envelope(raw: bytes, *, delivered: bool = False) -> Envelope:
+    """Parse and check the structure of an event; raise :class:`Rejection` if it is malformed.
+
+    ``delivered`` allows the gateway's own attributes, which a publisher must never set.
+    """
+    try:
+        event = loads_strict(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _malformed("record is not UTF-8 JSON") from exc
+    if not isinstance(event, dict):
+        raise _malformed("event is not a JSON object")
+    return _check_structure(event, delivered=delivered)
+
+
+def _check_attributes(event: dict[str, Any], *, delivered: bool) -> None:
+    if event.get("specversion") != SPECVERSION:
+        raise _malformed("specversion must be '1.0'")
+    for name in _REQUIRED_STRINGS:
+        if not isinstance(event.get(name), str) or (name != DISCLOSURES and not event[name]):
+            raise _malformed(f"attribute {name!r} is missing or not a non-empty string")
+    if event.get("datacontenttype") != CONTENT_TYPE:
+        raise _malformed(f"datacontenttype must be {CONTENT_TYPE!r}")
+    if not isinstance(event.get("data"), dict):
+        raise _malformed("data must be a JSON object")
+    for name, value in event.items():
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise _malformed("attribute names must be 1-20 lower-case letters or digits")
+        if name != "data" and not isinstance(value, str | int | bool):
+            raise _malformed(f"attribute {name!r} must be a string, integer or boolean")
+    reserved = GATEWAY_ATTRIBUTES & event.keys()
+    if reserved and not delivered:
+        raise _malformed(f"attributes {sorted(reserved)} are reserved for the gateway")
+
+
+def _check_structure(event: dict[str, Any], *, delivered: bool) -> Envelope:
+    _check_attributes(event, delivered=delivered)
+    if len(event["id"]) > _MAX_ID_CHARS:
+        raise _malformed(f"id is longer than {_MAX_ID_CHARS} characters")
+    agency = agency_of_source(event["source"])
+    if agency is None:
+        raise _malformed(f"source must be '{SOURCE_PREFIX}<agency>'")
+    try:
+        time = datetime.fromisoformat(event["time"])
+    except ValueError as exc:
+        raise _malformed("time is not an RFC 3339 timestamp") from exc
+    if time.tzinfo is None:
+        raise _malformed("time has no UTC offset")
+    try:
+        signature = parse_detached(event[SIGNATURE])
+    except JwsError as exc:
+        raise _malformed(f"{SIGNATURE}: {exc}") from exc
+    return Envelope(event, agency, time, signature)
+
+
+def seal(attributes: Mapping[str, Any], data: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
+    """Build a publishable event: conceal each field of ``data`` behind a digest, then sign."""
+    signed_data, disclosures = sd.conceal(data)
+    event: dict[str, Any] = {**attributes, "data": signed_data}
+    event[SIGNATURE] = sign_detached(canonical_bytes(event), key)
+    event[DISCLOSURES] = sd.join(disclosures)
+    return event
+
+
+def verify_origin(
+    envelope: Envelope, trust: TrustStore, at: datetime
+) -> tuple[TrustedKey, dict[str, Disclosure]]:
+    """Check the origin signature and the disclosures; return the signer and disclosed fields."""
+    trusted = trust.resolve(envelope.signature.header, at)
+    if trusted.owner != envelope.agency:
+        raise Rejection(
+            ReasonCode.SIGNER_AGENCY_MISMATCH,
+            f"signed with a key of {trusted.owner!r}, source is {envelope.agency!r}",
+        )
+    if not envelope.signature.verify(envelope.signed_bytes(), trusted.key):
+        raise Rejection(ReasonCode.BAD_SIGNATURE, "origin signature does not verify")
+    return trusted, open_disclosures(envelope)
+
+
+def open_disclosures(envelope: Envelope) -> dict[str, Disclosure]:
+    """Check every disclosure against the signed digests; return them by field name."""
+    if set(envelope.data) != {"_sd", "_sd_alg"}:
+        raise Rejection(ReasonCode.MALFORMED_DISCLOSURE, "data must hold only _sd and _sd_alg")
+    try:
+        return sd.reveal(envelope.data, sd.split(str(envelope.attributes[DISCLOSURES])))
+    except sd.DisclosureMismatch as exc:
+        raise Rejection(ReasonCode.DISCLOSURE_MISMATCH, str(exc)) from exc
+    except sd.DuplicateDisclosure as exc:
+        raise Rejection(ReasonCode.DUPLICATE_DISCLOSURE, str(exc)) from exc
+    except sd.DisclosureError as exc:
+        raise Rejection(ReasonCode.MALFORMED_DISCLOSURE, str(exc)) from exc
+
+
+def project(
+    envelope: Envelope,
+    disclosures: Iterable[Disclosure],
+    *,
+    recipient: str,
+    purpose: str,
+    legal_basis: str,
+) -> dict[str, Any]:
+    """The event as delivered to one recipient: only the granted disclosures, not yet stamped."""
+    event = {k: v for k, v in envelope.attributes.items() if k not in GATEWAY_ATTRIBUTES}
+    event[DISCLOSURES] = sd.join(sorted(disclosures, key=lambda d: d.name))
+    event[RECIPIENT] = recipient
+    event[PURPOSE] = purpose
+    event[LEGAL_BASIS] = legal_basis
+    return event
+
+
+def stamp(event: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
+    """Add the gateway's detached JWS over the whole event (without any earlier stamp)."""
+    unstamped = {k: v for k, v in event.items() if k != STAMP}
+    return {**unstamped, STAMP: sign_detached(canonical_bytes(unstamped), key, {"typ": STAMP_TYP})}
+
+
+def verify_stamp(event: Mapping[str, Any], trust: TrustStore, at: datetime) -> TrustedKey:
+    """Check the gateway stamp of a delivered event or receipt; return the gateway's key."""
+    token = event.get(STAMP)
+    if not isinstance(token, str):
+        raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp is missing")
+    try:
+        jws = parse_detached(token)
+    except JwsError as exc:
+        raise Rejection(ReasonCode.BAD_SIGNATURE, f"gateway stamp: {exc}") from exc
+    if jws.header.get("typ") != STAMP_TYP:
+        raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp has the wrong typ")
+    trusted = trust.resolve(jws.header, at)
+    if trusted.owner != GATEWAY_OWNER:
+        raise Rejection(ReasonCode.SIGNER_AGENCY_MISMATCH, "stamp is not signed by the gateway")
+    unstamped = {k: v for k, v in event.items() if k != STAMP}
+    if not jws.verify(_canonical_or_reject(unstamped), trusted.key):
+        raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp does not verify")
+    return trusted

@@ -1,0 +1,168 @@
+"""Signing and verification keys: Ed25519 (JWS alg EdDSA) and ECDSA P-256 (ES256), as PEM files.
+
+A key's id (``kid``) is its RFC 7638 JWK thumbprint, so the same key has the same id wherever it
+is loaded, and an X.509 trust store can later name keys by certificate instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from gateway import b64url
+from gateway.canonical import canonical_bytes
+from gateway.errors import KeyMaterialError
+
+Algorithm = Literal["EdDSA", "ES256"]
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+_P256_BYTES = 32
+
+
+def jwk_thumbprint(public_key: PublicKey) -> str:
+    """Return the RFC 7638 SHA-256 thumbprint of the key's JWK form."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        jwk = {"crv": "Ed25519", "kty": "OKP", "x": b64url.encode(raw)}
+    else:
+        numbers = public_key.public_numbers()
+        jwk = {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": b64url.encode(numbers.x.to_bytes(_P256_BYTES, "big")),
+            "y": b64url.encode(numbers.y.to_bytes(_P256_BYTES, "big")),
+        }
+    return b64url.encode(hashlib.sha256(canonical_bytes(jwk)).digest())
+
+
+def _algorithm_of(key: PrivateKey | PublicKey) -> Algorithm:
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    if isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise KeyMaterialError(f"unsupported curve {key.curve.name}; use Ed25519 or P-256")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public key with the JWS algorithm it verifies and its key id."""
+
+    public_key: PublicKey
+    alg: Algorithm
+    kid: str
+
+    @classmethod
+    def from_public_key(cls, public_key: PublicKey) -> VerificationKey:
+        """Wrap a ``cryptography`` public key."""
+        return cls(public_key, _algorithm_of(public_key), jwk_thumbprint(public_key))
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """Return whether ``signature`` (JWS form) is valid for ``message``."""
+        try:
+            if isinstance(self.public_key, ed25519.Ed25519PublicKey):
+                self.public_key.verify(signature, message)
+            else:
+                if len(signature) != 2 * _P256_BYTES:
+                    return False
+                r = int.from_bytes(signature[:_P256_BYTES], "big")
+                s = int.from_bytes(signature[_P256_BYTES:], "big")
+                self.public_key.verify(
+                    encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256())
+                )
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private key with the JWS algorithm it signs with and its key id."""
+
+    private_key: PrivateKey
+    alg: Algorithm
+    kid: str
+
+    @classmethod
+    def from_private_key(cls, private_key: PrivateKey) -> SigningKey:
+        """Wrap a ``cryptography`` private key."""
+        return cls(
+            private_key, _algorithm_of(private_key), jwk_thumbprint(private_key.public_key())
+        )
+
+    @classmethod
+    def generate(cls, alg: Algorithm = "EdDSA") -> SigningKey:
+        """Create a new random key."""
+        if alg == "EdDSA":
+            return cls.from_private_key(ed25519.Ed25519PrivateKey.generate())
+        return cls.from_private_key(ec.generate_private_key(ec.SECP256R1()))
+
+    def sign(self, message: bytes) -> bytes:
+        """Return the JWS signature bytes over ``message``."""
+        if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
+            return self.private_key.sign(message)
+        r, s = decode_dss_signature(self.private_key.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+
+    @property
+    def verification_key(self) -> VerificationKey:
+        """The matching public key."""
+        return VerificationKey(self.private_key.public_key(), self.alg, self.kid)
+
+
+def write_private_pem(key: SigningKey, path: Path) -> None:
+    """Write the private key as unencrypted PKCS#8 PEM, readable by the owner only."""
+    pem = key.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+
+
+def write_public_pem(key: VerificationKey, path: Path) -> None:
+    """Write the public key as SubjectPublicKeyInfo PEM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        key.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def load_private_pem(path: Path) -> SigningKey:
+    """Read a PKCS#8 PEM private key (Ed25519 or P-256)."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read private key {path}: {exc.strerror}") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyMaterialError(f"{path} is not an unencrypted PEM private key") from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyMaterialError(f"{path}: unsupported key type; use Ed25519 or P-256")
+    return SigningKey.from_private_key(key)
+
+
+def load_public_pem(path: Path) -> VerificationKey:
+    """Read a SubjectPublicKeyInfo PEM public key (Ed25519 or P-256)."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read public key {path}: {exc.strerror}") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyMaterialError(f"{path} is not a PEM public key") from exc
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise KeyMaterialError(f"{path}: unsupported key type; use Ed25519 or P-256")
+    return VerificationKey.from_public_key(key)

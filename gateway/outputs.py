@@ -1,0 +1,122 @@
+"""The records the gateway writes besides deliveries: receipts, dead letters and audit records.
+
+Receipts are CloudEvents stamped by the gateway, so an agency can prove what the gateway told it.
+Their id is derived from the ingress position, so a redelivered record yields the same receipt id
+and the agency client drops the repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway import envelope
+from gateway.keys import SigningKey
+from gateway.reasons import ReasonCode
+from gateway.replay import Position
+
+RECEIPT_TYPE = "vn.hcm.xgw.receipt.v1"
+CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
+_RECEIPT_NAMESPACE = uuid.UUID("1b0f6c52-3f55-5a3e-9d44-6c2b3e0a7a01")
+
+Headers = tuple[tuple[str, bytes], ...]
+CE_HEADERS: Headers = (("content-type", CLOUDEVENTS_CONTENT_TYPE),)
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+
+def rfc3339(moment: datetime) -> str:
+    """A UTC timestamp with microseconds and a ``Z`` suffix."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def receipt(
+    *,
+    topic: str,
+    position: Position,
+    now: datetime,
+    key: SigningKey,
+    event_id: str | None,
+    event_type: str | None,
+    reason: ReasonCode | None,
+    detail: str,
+    recipients: Sequence[str],
+    record_sha256: str,
+) -> OutRecord:
+    """A stamped receipt for the agency that wrote the ingress record."""
+    receipt_id = uuid.uuid5(
+        _RECEIPT_NAMESPACE, f"{position.topic}/{position.partition}/{position.offset}"
+    )
+    data: dict[str, Any] = {
+        "status": "accepted" if reason is None else "rejected",
+        "event_id": event_id,
+        "event_type": event_type,
+        "recipients": list(recipients),
+        "ingress": {
+            "topic": position.topic,
+            "partition": position.partition,
+            "offset": position.offset,
+        },
+        "record_sha256": record_sha256,
+    }
+    if reason is not None:
+        data["reason"] = reason.value
+        data["detail"] = detail
+    event = {
+        "specversion": envelope.SPECVERSION,
+        "id": str(receipt_id),
+        "source": envelope.GATEWAY_SOURCE,
+        "type": RECEIPT_TYPE,
+        "subject": event_id or f"record:{record_sha256}",
+        "time": rfc3339(now),
+        "datacontenttype": envelope.CONTENT_TYPE,
+        "data": data,
+    }
+    stamped = envelope.stamp(event, key)
+    return OutRecord(
+        topic, (event_id or record_sha256).encode(), envelope.encode(stamped), CE_HEADERS
+    )
+
+
+def dead_letter(
+    *,
+    topic: str,
+    position: Position,
+    key: bytes | None,
+    value: bytes,
+    headers: Headers,
+    now: datetime,
+    reason: ReasonCode,
+    detail: str,
+    event_id: str | None,
+) -> OutRecord:
+    """The rejected record, bytes untouched, with the reason in ``xgw-*`` headers."""
+    ours: Headers = (
+        ("xgw-reason", reason.value.encode()),
+        ("xgw-detail", detail.encode()),
+        ("xgw-ingress-topic", position.topic.encode()),
+        ("xgw-ingress-partition", str(position.partition).encode()),
+        ("xgw-ingress-offset", str(position.offset).encode()),
+        ("xgw-decided-at", rfc3339(now).encode()),
+        *((("xgw-event-id", event_id.encode()),) if event_id else ()),
+    )
+    return OutRecord(topic, key, value, headers + ours)
+
+
+def audit(topic: str, record: Mapping[str, Any]) -> OutRecord:
+    """One audit record: ids, digests and outcome, never payload values."""
+    body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    event_id = record.get("event_id")
+    return OutRecord(topic, event_id.encode() if isinstance(event_id, str) else None, body.encode())

@@ -1,0 +1,125 @@
+"""Who may publish each event type, who receives it, for what purpose, and which fields.
+
+The policy is a reviewed TOML file (default: ``gateway/data/policy.toml``). It is validated at
+load against the schema registry, so a route that names an unknown type, an unknown field or an
+unknown agency is refused before a worker starts. A policy change takes effect with a rolling
+restart of the workers.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from schemas.registry import SchemaRegistry
+
+from gateway.errors import ConfigError
+
+AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class Grant(BaseModel):
+    """One recipient of a type: the purpose, its legal basis, and the fields it may see."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agency: AgencyId
+    purpose: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{2,63}$")]
+    legal_basis: Text
+    fields: frozenset[str] = Field(min_length=1)
+
+
+class Route(BaseModel):
+    """The rule for one event type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Text
+    publisher: AgencyId
+    recipients: tuple[Grant, ...] = ()
+
+    @model_validator(mode="after")
+    def _distinct_recipients(self) -> Route:
+        agencies = [g.agency for g in self.recipients]
+        if len(agencies) != len(set(agencies)):
+            raise ValueError("an agency is listed twice as recipient")
+        if self.publisher in agencies:
+            raise ValueError("the publisher cannot be a recipient of its own events")
+        return self
+
+
+class Policy(BaseModel):
+    """All routes, by event type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agencies: tuple[AgencyId, ...] = Field(min_length=1)
+    routes: tuple[Route, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        types = [r.type for r in self.routes]
+        if len(types) != len(set(types)):
+            raise ValueError("a type has more than one route")
+        known = set(self.agencies)
+        for route in self.routes:
+            named = {route.publisher, *(g.agency for g in route.recipients)}
+            if named - known:
+                raise ValueError(
+                    f"route {route.type} names unknown agencies {sorted(named - known)}"
+                )
+        return self
+
+    def route_for(self, event_type: str) -> Route | None:
+        """The route of ``event_type``, or ``None`` when the policy has none."""
+        return self._by_type.get(event_type)
+
+    @cached_property
+    def _by_type(self) -> dict[str, Route]:
+        return {r.type: r for r in self.routes}
+
+    def check_against(self, registry: SchemaRegistry) -> None:
+        """Raise :class:`ConfigError` when a route names an unregistered type or field."""
+        for route in self.routes:
+            model = registry.model_for(route.type)
+            if model is None:
+                raise ConfigError(f"policy: route for unregistered type {route.type}")
+            for grant in route.recipients:
+                unknown = grant.fields - model.model_fields.keys()
+                if unknown:
+                    fields = sorted(unknown)
+                    raise ConfigError(
+                        f"policy: {route.type} grants {grant.agency} unknown fields {fields}"
+                    )
+
+
+DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
+
+
+def load_policy(path: Path, registry: SchemaRegistry) -> Policy:
+    """Read, validate and cross-check a policy file; errors name the file and the field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from exc
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"policy file {path}: {where}: {first['msg']}") from exc
+    policy.check_against(registry)
+    return policy

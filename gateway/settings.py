@@ -1,0 +1,123 @@
+"""All configuration, in one frozen pydantic-settings object read from ``XGW_*`` variables.
+
+Every environment variable the gateway reads is a field here (prefix ``XGW_``); CLI flags
+override them. :meth:`Settings.masked` is the only form that may be logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.errors import ConfigError
+from gateway.policy import DEFAULT_POLICY_FILE
+from gateway.topics import TopicNames
+
+
+class Settings(BaseSettings):
+    """Settings of the gateway, the demo and the agency connectors."""
+
+    model_config = SettingsConfigDict(env_prefix="XGW_", frozen=True, extra="forbid")
+
+    # Kafka connection. Empty bootstrap servers mean: start the embedded broker (demo only).
+    bootstrap_servers: str = Field(
+        default="", description="host:port[,host:port]; empty = embedded"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    # Exchange layout.
+    topic_prefix: str = Field(default="xgw", pattern=r"^[a-zA-Z0-9._-]{1,100}$")
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=7, description="3 in production")
+    app_id: str = Field(default="xgw-gateway", description="faust app id = consumer group")
+    pki_dir: Path = Field(default=Path("var/pki"), description="keys; never committed")
+    policy_file: Path = DEFAULT_POLICY_FILE
+
+    # Checks.
+    max_record_bytes: int = Field(default=256 * 1024, ge=1024)
+    replay_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    replay_max_entries: int = Field(default=1_000_000, ge=1)
+
+    # Worker tuning (see docs/operations.md for why each value).
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")
+    metrics_host: str = "127.0.0.1"
+    batch_max: int = Field(default=500, ge=1)
+    batch_within_seconds: float = Field(default=0.005, gt=0)
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=5000)
+    session_timeout_seconds: float = Field(default=6.0, gt=0)
+    heartbeat_interval_seconds: float = Field(default=0.5, gt=0)
+    rebalance_timeout_seconds: float = Field(default=6.0, gt=0)
+    producer_linger_seconds: float = Field(default=0.005, ge=0)
+    producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
+
+    # Logging.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @property
+    def topics(self) -> TopicNames:
+        """The topic names of this exchange."""
+        return TopicNames(self.topic_prefix)
+
+    @property
+    def public_key_dir(self) -> Path:
+        """Where the trusted public keys are."""
+        return self.pki_dir / "public"
+
+    def private_key_path(self, owner: str) -> Path:
+        """Where ``owner``'s private key is (an agency id or ``gateway``)."""
+        return self.pki_dir / "private" / f"{owner}.key.pem"
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Connection options common to aiokafka producers, consumers and admin clients."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            from aiokafka.helpers import create_ssl_context  # noqa: PLC0415 - only for TLS
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        return options
+
+    def masked(self) -> dict[str, Any]:
+        """The settings with secrets masked, for logs."""
+        return self.model_dump(mode="json")  # SecretStr dumps as "**********"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``XGW_*`` environment that reproduces ``settings`` in a child process."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"XGW_{name.upper()}"] = str(value)
+    return env
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, then apply non-``None`` overrides (CLI flags)."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting XGW_{name.upper()}: {first['msg']}") from exc

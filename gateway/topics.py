@@ -1,0 +1,53 @@
+"""Names of the exchange's Kafka topics (DESIGN.md "Topics"), under one configurable prefix.
+
+The prefix lets several isolated exchanges (tests, staging) share one broker.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+AGENCY_ID = re.compile(r"[a-z][a-z0-9-]{1,31}")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Topic names for one exchange."""
+
+    prefix: str = "xgw"
+
+    def ingress(self, agency: str) -> str:
+        """Signed events written by ``agency``."""
+        return f"{self.prefix}.ingress.{agency}"
+
+    def deliver(self, agency: str) -> str:
+        """Verified, projected and stamped events for ``agency``."""
+        return f"{self.prefix}.deliver.{agency}"
+
+    def receipts(self, agency: str) -> str:
+        """Receipts for what ``agency`` sent."""
+        return f"{self.prefix}.receipts.{agency}"
+
+    @property
+    def deadletter(self) -> str:
+        """Rejected records, untouched, with reason headers."""
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def audit(self) -> str:
+        """One record per decision, without payload."""
+        return f"{self.prefix}.audit"
+
+    def agency_of_ingress(self, topic: str) -> str | None:
+        """Return the agency whose ingress topic this is, or ``None``."""
+        head = f"{self.prefix}.ingress."
+        if not topic.startswith(head):
+            return None
+        agency = topic[len(head) :]
+        return agency if AGENCY_ID.fullmatch(agency) else None
+
+    def all_for(self, agencies: tuple[str, ...]) -> list[str]:
+        """Every topic of the exchange for these agencies."""
+        per_agency = [f(a) for a in agencies for f in (self.ingress, self.deliver, self.receipts)]
+        return [*per_agency, self.deadletter, self.audit]

@@ -1,0 +1,47 @@
+"""The base of every event model: strict fields, NFC text, and the CloudEvents type it maps to."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+def nfc(value: Any) -> Any:
+    """Return ``value`` with every string (dict keys included) normalised to Unicode NFC."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {nfc(k): nfc(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [nfc(v) for v in value]
+    return value
+
+
+class Record(BaseModel):
+    """A strict, immutable record whose text is normalised to NFC before validation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_text(cls, data: Any) -> Any:
+        # JCS does not normalise Unicode: "Nguyễn" precomposed and decomposed sign differently,
+        # so text is brought to NFC before anything is signed or compared.
+        return nfc(data)
+
+
+class EventModel(Record):
+    """A message type of the exchange.
+
+    ``event_type`` is the CloudEvents ``type`` (``vn.hcm.<agency>.<event>.v<major>``);
+    ``subject_field`` names the field that identifies the person the event is about.
+    """
+
+    event_type: ClassVar[str]
+    subject_field: ClassVar[str] = "personal_id"
+
+    def subject_id(self) -> str:
+        """The identifier of the person the event is about."""
+        return str(getattr(self, self.subject_field))
