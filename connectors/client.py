@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import b64url, envelope, outputs
+from gateway.canonical import loads_strict
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
@@ -36,6 +36,7 @@ from schemas.registry import REGISTRY, SchemaRegistry
 
 from connectors.errors import InvalidEventError, RefusedDelivery
 from connectors.transport import Message, Transport
+from gateway import b64url, envelope, outputs
 
 log = logging.getLogger("xgw.client")
 Clock = Callable[[], datetime]
@@ -88,10 +89,11 @@ class Receipt:
     id: str
     event_id: str | None
     status: str
-    reason: ReasonCode | None
+    reason: str | None  # a ReasonCode value; kept as text so newer gateways' codes pass through
     detail: str
     recipients: tuple[str, ...]
     time: datetime
+    record_sha256: str
 
     @property
     def accepted(self) -> bool:
@@ -146,7 +148,7 @@ class AgencyClient:
         """Validate, conceal, sign and send ``event``; return once the broker acknowledged it."""
         try:
             # Re-validate: the model may have been built with model_construct or mutated input.
-            model = type(event).model_validate(event.model_dump())
+            model = type(event).model_validate(event.model_dump(warnings=False))
         except ValidationError as exc:
             first = exc.errors(include_input=False)[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -250,7 +252,7 @@ class AgencyClient:
     def verify_receipt(self, raw: bytes) -> Receipt:
         """Check the gateway stamp of a receipt and decode it."""
         try:
-            event: Any = envelope.loads_strict(raw)
+            event: Any = loads_strict(raw)
             if not isinstance(event, dict) or event.get("type") != outputs.RECEIPT_TYPE:
                 raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "not a receipt")
             envelope.verify_stamp(event, self._trust, self._clock())
@@ -258,16 +260,19 @@ class AgencyClient:
             raise RefusedDelivery(exc.reason, exc.detail) from exc
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "receipt is not JSON") from exc
-        data = event["data"]
+        data = event.get("data")
+        if not isinstance(data, dict) or data.get("status") not in {"accepted", "rejected"}:
+            raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "receipt has no status")
         reason = data.get("reason")
         return Receipt(
             id=event["id"],
             event_id=data.get("event_id"),
             status=data["status"],
-            reason=ReasonCode(reason) if reason else None,
+            reason=str(reason) if reason else None,
             detail=data.get("detail", ""),
             recipients=tuple(data.get("recipients", ())),
             time=datetime.fromisoformat(event["time"]),
+            record_sha256=str(data.get("record_sha256", "")),
         )
 
     def _refuse(self, message: Message, exc: RefusedDelivery) -> None:

@@ -19,6 +19,9 @@ def decode(text: str) -> bytes:
     if not _ALPHABET.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except binascii.Error as exc:
         raise ValueError("not unpadded base64url") from exc
+    if encode(data) != text:  # non-zero unused bits: another text for the same bytes
+        raise ValueError("not unpadded base64url (non-zero trailing bits)")
+    return data

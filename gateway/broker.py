@@ -111,6 +111,7 @@ class EmbeddedBroker:
     def start(self, timeout: float = 15.0) -> str:
         """Start the broker and wait until it answers metadata requests; return the bootstrap."""
         url = f"tcp://{self.bootstrap_servers}"
+        binary = broker_binary()
         self._log = (
             open(self._log_file, "ab")  # noqa: SIM115 - kept open for the broker's lifetime
             if self._log_file
@@ -119,7 +120,7 @@ class EmbeddedBroker:
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
             [
-                broker_binary(),
+                binary,
                 "broker",
                 "--listener-url",
                 url,

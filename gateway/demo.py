@@ -335,7 +335,7 @@ def _fill(summary: DemoSummary, tracker: _Tracker, clients: list[AgencyClient]) 
         if receipt.accepted:
             summary.accepted += 1
         elif receipt.reason is not None:
-            summary.rejected[receipt.reason.value] += 1
+            summary.rejected[receipt.reason] += 1
     summary.delivered = tracker.deliveries
     summary.latencies_ms = tracker.latencies_ms
     summary.refused_by_clients = sum(sum(c.refused.values()) for c in clients)

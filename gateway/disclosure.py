@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import b64url
+from gateway.canonical import loads_strict
 
 SD_ALG = "sha-256"
 SALT_BYTES = 16  # RFC 9901 recommends at least 128 bits of salt
@@ -58,7 +59,7 @@ def make(name: str, value: Any, salt: str | None = None) -> Disclosure:
 def parse(encoded: str) -> Disclosure:
     """Decode one disclosure, refusing short salts, reserved names and non-arrays."""
     try:
-        decoded = json.loads(b64url.decode(encoded).decode("utf-8"))
+        decoded = loads_strict(b64url.decode(encoded))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DisclosureError("disclosure is not base64url of UTF-8 JSON") from exc
     if not isinstance(decoded, list) or len(decoded) != 3:  # noqa: PLR2004 - [salt, name, value]

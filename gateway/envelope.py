@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway import disclosure as sd
-from gateway.canonical import CanonicalisationError, canonical_bytes
+from gateway.canonical import CanonicalisationError, canonical_bytes, loads_strict
 from gateway.disclosure import Disclosure
 from gateway.errors import Rejection
 from gateway.jws import DetachedJws, JwsError, parse_detached, sign_detached
@@ -67,26 +67,6 @@ def agency_of_source(source: str) -> str | None:
 def encode(event: Mapping[str, Any]) -> bytes:
     """Serialise an event as compact UTF-8 JSON (non-ASCII text kept as is)."""
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers that disagree on which duplicate wins can be made to verify one value and
-    # act on another, so duplicate keys are refused outright.
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in JSON object")
-    return result
-
-
-def loads_strict(raw: bytes) -> Any:
-    """Parse UTF-8 JSON, refusing other encodings, duplicate keys, NaN and Infinity."""
-    return json.loads(
-        raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +126,10 @@ def read_envelope(raw: bytes, *, delivered: bool = False) -> Envelope:
     """
     try:
         event = loads_strict(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _malformed("record is not UTF-8 JSON") from exc
+    except UnicodeDecodeError as exc:
+        raise _malformed("record is not UTF-8 text") from exc
+    except ValueError as exc:
+        raise _malformed(f"record is not JSON of this profile: {exc}") from exc
     if not isinstance(event, dict):
         raise _malformed("event is not a JSON object")
     return _check_structure(event, delivered=delivered)

@@ -6,13 +6,12 @@ supplied by the verifier, which recomputes it (here: canonical bytes of the even
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import b64url
-from gateway.canonical import canonical_bytes
+from gateway.canonical import canonical_bytes, loads_strict
 from gateway.keys import SigningKey, VerificationKey
 
 ALGORITHMS = frozenset({"EdDSA", "ES256"})
@@ -67,9 +66,9 @@ def parse_detached(token: str) -> DetachedJws:
     if len(parts) != 3 or parts[1] != "":  # noqa: PLR2004 - three JWS segments
         raise JwsError("not a detached compact JWS (expected 'header..signature')")
     try:
-        header = json.loads(b64url.decode(parts[0]))
+        header = loads_strict(b64url.decode(parts[0]))
         signature = b64url.decode(parts[2])
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise JwsError("JWS header or signature is not valid base64url JSON") from exc
     if not isinstance(header, dict):
         raise JwsError("JWS protected header is not a JSON object")

@@ -128,6 +128,7 @@ def write_private_pem(key: SigningKey, path: Path) -> None:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only when the file is new
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
 

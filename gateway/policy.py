@@ -94,14 +94,12 @@ class Policy(BaseModel):
         for route in self.routes:
             model = registry.model_for(route.type)
             if model is None:
-                raise ConfigError(f"policy: route for unregistered type {route.type}")
+                raise ConfigError(f"route for unregistered type {route.type}")
             for grant in route.recipients:
                 unknown = grant.fields - model.model_fields.keys()
                 if unknown:
                     fields = sorted(unknown)
-                    raise ConfigError(
-                        f"policy: {route.type} grants {grant.agency} unknown fields {fields}"
-                    )
+                    raise ConfigError(f"{route.type} grants {grant.agency} unknown fields {fields}")
 
 
 DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
@@ -113,6 +111,8 @@ def load_policy(path: Path, registry: SchemaRegistry) -> Policy:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"policy file {path} is not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"policy file {path} is not valid TOML: {exc}") from exc
     try:
@@ -121,5 +121,8 @@ def load_policy(path: Path, registry: SchemaRegistry) -> Policy:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ConfigError(f"policy file {path}: {where}: {first['msg']}") from exc
-    policy.check_against(registry)
+    try:
+        policy.check_against(registry)
+    except ConfigError as exc:
+        raise ConfigError(f"policy file {path}: {exc}") from exc
     return policy

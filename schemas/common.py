@@ -27,7 +27,7 @@ def _check_personal_id(value: str) -> str:
 
 PersonalId = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{12}$"),
+    StringConstraints(pattern=r"^[0-9]{12}$"),
     AfterValidator(_check_personal_id),
     Field(description="12-digit citizen identity number (CCCD / số định danh cá nhân)"),
 ]
@@ -65,13 +65,13 @@ class Address(Record):
     street: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="House number and street, e.g. '12 Lê Lợi'"
     )
-    commune_code: Annotated[str, StringConstraints(pattern=r"^\d{5}$")] = Field(
+    commune_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")] = Field(
         description="5-digit commune/ward code (mã xã/phường)"
     )
     commune_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
         description="Commune or ward name, e.g. 'Phường Sài Gòn'"
     )
-    province_code: Annotated[str, StringConstraints(pattern=r"^\d{2}$")] = Field(
+    province_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}$")] = Field(
         description="2-digit province code (mã tỉnh), 79 for Ho Chi Minh City"
     )
     province_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(

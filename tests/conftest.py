@@ -1,0 +1,139 @@
+"""Shared fixtures: keys, pipeline parts, the real embedded broker, topic and group factories."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from gateway.broker import EmbeddedBroker
+from gateway.keys import SigningKey, load_private_pem
+from gateway.pipeline import Pipeline, PipelineConfig
+from gateway.pki import init_keys
+from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
+from gateway.replay import ReplayWindow
+from gateway.topics import TopicNames
+from gateway.trust import GATEWAY_OWNER, KeyDirTrustStore
+from hypothesis import HealthCheck, settings
+from schemas.common import Address
+from schemas.police import ResidentRegistered
+from schemas.registry import REGISTRY
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile("default")
+
+AGENCIES = ("police", "health", "education", "land")
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Keys of one test exchange, on disk and loaded."""
+
+    directory: Path
+    trust: KeyDirTrustStore
+    keys: dict[str, SigningKey]
+
+    @property
+    def gateway(self) -> SigningKey:
+        return self.keys[GATEWAY_OWNER]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Key pairs for the gateway and the four agencies, in a temporary directory."""
+    directory = tmp_path_factory.mktemp("pki")
+    init_keys(directory, AGENCIES)
+    keys = {
+        owner: load_private_pem(directory / "private" / f"{owner}.key.pem")
+        for owner in (GATEWAY_OWNER, *AGENCIES)
+    }
+    return Pki(directory, KeyDirTrustStore.from_directory(directory / "public"), keys)
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    """The shipped policy."""
+    return load_policy(DEFAULT_POLICY_FILE, REGISTRY)
+
+
+@pytest.fixture
+def pipeline(pki: Pki, policy: Policy) -> Pipeline:
+    """A fresh pipeline (empty replay window) over the default topic names."""
+    config = PipelineConfig(
+        topics=TopicNames(),
+        trust=pki.trust,
+        registry=REGISTRY,
+        policy=policy,
+        gateway_key=pki.gateway,
+        max_record_bytes=64 * 1024,
+    )
+    return Pipeline(config, ReplayWindow(timedelta(days=1), 10_000))
+
+
+def make_resident(full_name: str = "Nguyễn Thị Minh Khai", **changes: object) -> ResidentRegistered:
+    """A valid police registration with real diacritics; ``changes`` override fields."""
+    fields: dict[str, object] = {
+        "personal_id": "079190012345",
+        "full_name": full_name,
+        "date_of_birth": date(1990, 5, 17),
+        "sex": "female",
+        "permanent_address": Address(
+            street="12 Lê Lợi",
+            commune_code="26740",
+            commune_name="Phường Bến Nghé",
+            province_code="79",
+            province_name="Thành phố Hồ Chí Minh",
+        ),
+        "registered_on": date(2026, 11, 20),
+    }
+    fields.update(changes)
+    return ResidentRegistered.model_validate(fields)
+
+
+@pytest.fixture
+def resident() -> ResidentRegistered:
+    """A valid police registration."""
+    return make_resident()
+
+
+# --- the real broker -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """One embedded Tansu broker for the whole test session, stopped even when tests fail."""
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def group_factory() -> Callable[[str], str]:
+    """Unique consumer group names, so tests never share committed offsets."""
+    return lambda name="g": f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def topic_factory(
+    broker: EmbeddedBroker,
+) -> AsyncIterator[Callable[..., asyncio.Future[str]]]:
+    """Create uniquely named topics on the real broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    await admin.start()
+
+    async def create(name: str = "t", partitions: int = 1) -> str:
+        topic = f"{name}-{uuid.uuid4().hex[:10]}"
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        return topic
+
+    try:
+        yield create  # type: ignore[misc]
+    finally:
+        await admin.close()

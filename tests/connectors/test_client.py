@@ -1,0 +1,259 @@
+"""The agency client over the in-memory transport, with the real pipeline in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import pytest
+from connectors.client import AgencyClient, subject_digest
+from connectors.errors import InvalidEventError
+from connectors.transport import MemoryTransport
+from gateway.keys import SigningKey
+from gateway.pipeline import IngressRecord, Pipeline
+from gateway.reasons import ReasonCode
+from schemas.police import ResidentRegistered
+
+from connectors import people
+from gateway import disclosure as sd
+from gateway import envelope
+from tests.conftest import NOW, Pki, make_resident
+
+T = TypeVar("T")
+
+
+def client(pki: Pki, transport: MemoryTransport, agency: str) -> AgencyClient:
+    return AgencyClient(
+        agency=agency,
+        signing_key=pki.keys[agency],
+        trust=pki.trust,
+        transport=transport,
+        clock=lambda: NOW,
+    )
+
+
+def run_gateway(pipeline: Pipeline, transport: MemoryTransport) -> None:
+    """Decide every ingress record once and append the outputs, as a worker would."""
+    for topic in [t for t in list(transport.logs) if t.startswith("xgw.ingress.")]:
+        for message in list(transport.logs[topic]):
+            rec = IngressRecord(topic, 0, message.offset, message.key, message.value)
+            for out in pipeline.decide(rec, NOW).outputs:
+                transport.logs[out.topic].append(
+                    type(message)(out.topic, 0, len(transport.logs[out.topic]), out.key, out.value)
+                )
+        transport.logs[topic].clear()
+
+
+async def take(stream: AsyncIterator[T], count: int) -> list[T]:
+    items: list[T] = []
+    async with asyncio.timeout(2), contextlib.aclosing(stream):  # type: ignore[type-var]
+        async for item in stream:
+            items.append(item)
+            if len(items) == count:
+                break
+    return items
+
+
+@pytest.fixture
+def transport() -> MemoryTransport:
+    return MemoryTransport()
+
+
+async def test_health_receives_a_typed_minimised_view(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """Health gets a typed view holding exactly its granted fields, verified end to end."""
+    published = await client(pki, transport, "police").publish(resident)
+    run_gateway(pipeline, transport)
+    (event,) = await take(client(pki, transport, "health").subscribe(), 1)
+    assert event.id == published.id
+    assert event.subject == subject_digest(resident.personal_id)
+    assert event.purpose == "health_insurance_enrolment"
+    assert event.fields == {"personal_id", "full_name", "date_of_birth", "sex", "permanent_address"}
+    assert event.data.full_name == "Nguyễn Thị Minh Khai"  # type: ignore[attr-defined]
+    assert not hasattr(event.data, "registered_on")
+
+
+async def test_land_sees_only_name_and_id(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """Land's view of a registration has the personal id and name and nothing else."""
+    await client(pki, transport, "police").publish(resident)
+    run_gateway(pipeline, transport)
+    (event,) = await take(client(pki, transport, "land").subscribe(), 1)
+    assert event.data.model_dump() == {
+        "personal_id": resident.personal_id,
+        "full_name": resident.full_name,
+    }
+
+
+async def test_decomposed_name_is_published_in_nfc(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport
+) -> None:
+    """A name typed with combining marks (NFD) is signed and delivered in NFC."""
+    nfd = unicodedata.normalize("NFD", "Trần Thủ Đức")
+    await client(pki, transport, "police").publish(make_resident(full_name=nfd, sex="female"))
+    (raw,) = transport.logs["xgw.ingress.police"]
+    names = [
+        d.value
+        for d in map(sd.parse, sd.split(json.loads(raw.value)[envelope.DISCLOSURES]))
+        if d.name == "full_name"
+    ]
+    assert names == ["Trần Thủ Đức"]
+    assert unicodedata.is_normalized("NFC", names[0])
+    run_gateway(pipeline, transport)
+    (event,) = await take(client(pki, transport, "health").subscribe(), 1)
+    assert event.data.full_name == unicodedata.normalize("NFC", nfd)  # type: ignore[attr-defined]
+
+
+async def test_invalid_model_is_not_published(pki: Pki, transport: MemoryTransport) -> None:
+    """A model bypassing validation is re-validated and refused with the field named."""
+    bad = ResidentRegistered.model_construct(**{**dict(make_resident()), "sex": "unknown"})
+    with pytest.raises(InvalidEventError, match="sex"):
+        await client(pki, transport, "police").publish(bad)
+    assert transport.logs["xgw.ingress.police"] == []
+
+
+def _tamper(
+    transport: MemoryTransport, topic: str, change: Any, restamp: SigningKey | None
+) -> None:
+    message = transport.logs[topic][0]
+    event = json.loads(message.value)
+    change(event)
+    if restamp is not None:
+        event = envelope.stamp(event, restamp)
+    transport.logs[topic][0] = type(message)(
+        topic, 0, 0, message.key, envelope.encode(event), message.headers
+    )
+
+
+def _swap_value(event: dict[str, Any]) -> None:
+    parts = [sd.parse(p) for p in sd.split(event[envelope.DISCLOSURES])]
+    parts[0] = sd.make(parts[0].name, "Hồ Văn Giả", salt=parts[0].salt)
+    event[envelope.DISCLOSURES] = sd.join(parts)
+
+
+def _swap_with_other_event(event: dict[str, Any]) -> None:
+    other = envelope.seal(
+        {k: event[k] for k in ("specversion", "id", "source", "type", "subject", "time")},
+        {"full_name": "Hồ Văn Giả"},
+        SigningKey.generate(),
+    )
+    event[envelope.DISCLOSURES] = other[envelope.DISCLOSURES]
+
+
+# (case, change, re-stamped by the gateway key?, expected reason). Re-stamped cases stand for a
+# compromised gateway: the stamp verifies, so only the origin checks can catch the change.
+TAMPERINGS = [
+    ("stamp removed", lambda e: e.pop(envelope.STAMP), False, ReasonCode.BAD_SIGNATURE),
+    (
+        "purpose changed",
+        lambda e: e.update({envelope.PURPOSE: "x"}),
+        False,
+        ReasonCode.BAD_SIGNATURE,
+    ),
+    ("disclosed value changed", _swap_value, False, ReasonCode.BAD_SIGNATURE),
+    ("gateway changes a value", _swap_value, True, ReasonCode.DISCLOSURE_MISMATCH),
+    ("gateway swaps disclosures", _swap_with_other_event, True, ReasonCode.DISCLOSURE_MISMATCH),
+    (
+        "gateway changes the time",
+        lambda e: e.update({"time": "2020-01-01T00:00:00Z"}),
+        True,
+        ReasonCode.BAD_SIGNATURE,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "restamp", "reason"), TAMPERINGS, ids=[t[0] for t in TAMPERINGS]
+)
+async def test_tampered_delivery_is_refused(
+    pki: Pki,
+    pipeline: Pipeline,
+    transport: MemoryTransport,
+    resident: ResidentRegistered,
+    case: str,
+    change: Any,
+    restamp: bool,
+    reason: ReasonCode,
+) -> None:
+    """A changed delivery is refused and counted, even when the gateway itself re-stamped it."""
+    police, health = client(pki, transport, "police"), client(pki, transport, "health")
+    await police.publish(resident)
+    second = await police.publish(make_resident(personal_id="079190054321"))
+    run_gateway(pipeline, transport)
+    _tamper(transport, "xgw.deliver.health", change, pki.gateway if restamp else None)
+    (event,) = await take(health.subscribe(), 1)
+    assert event.id == second.id, case
+    assert health.refused == {reason: 1}
+
+
+async def test_delivery_for_another_agency_is_refused(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """Education's delivery copied into health's topic is refused by health's client."""
+    await client(pki, transport, "police").publish(resident)
+    run_gateway(pipeline, transport)
+    transport.logs["xgw.deliver.health"] = list(transport.logs["xgw.deliver.education"])
+    health = client(pki, transport, "health")
+    await client(pki, transport, "police").publish(make_resident(personal_id="079190054321"))
+    run_gateway(pipeline, transport)
+    (event,) = await take(health.subscribe(), 1)
+    assert event.data.personal_id == "079190054321"  # type: ignore[attr-defined]
+    assert health.refused == {ReasonCode.MALFORMED_ENVELOPE: 1}
+
+
+async def test_repeated_delivery_is_yielded_once(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """At-least-once repeats of a delivery reach the application once."""
+    police = client(pki, transport, "police")
+    await police.publish(resident)
+    run_gateway(pipeline, transport)
+    transport.logs["xgw.deliver.health"].append(transport.logs["xgw.deliver.health"][0])
+    last = await police.publish(make_resident(personal_id="079190054321"))
+    run_gateway(pipeline, transport)
+    events = await take(client(pki, transport, "health").subscribe(), 2)
+    assert [e.id for e in events][-1] == last.id
+    assert len({e.id for e in events}) == 2
+
+
+async def test_receipts_report_acceptance_and_rejection(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """The police read one accepted and one rejected (duplicate) receipt, both verified."""
+    police = client(pki, transport, "police")
+    published = await police.publish(resident)
+    await police.send_raw(published.record)
+    run_gateway(pipeline, transport)
+    receipts = await take(police.receipts(), 2)
+    assert [r.status for r in receipts] == ["accepted", "rejected"]
+    assert receipts[1].reason == ReasonCode.DUPLICATE_ID
+    assert all(r.event_id == published.id for r in receipts)
+
+
+async def test_unstamped_receipt_is_refused(pki: Pki, transport: MemoryTransport) -> None:
+    """A receipt not stamped by the gateway is refused."""
+    police = client(pki, transport, "police")
+    fake = {"type": "vn.hcm.xgw.receipt.v1", "data": {"status": "accepted"}, "id": "x"}
+    await transport.send("xgw.receipts.police", json.dumps(fake).encode())
+    await transport.send("xgw.receipts.police", b"not json")
+    stream = police.receipts()
+    with pytest.raises(TimeoutError):
+        await take(stream, 1)
+    assert police.refused == {ReasonCode.BAD_SIGNATURE: 1, ReasonCode.MALFORMED_ENVELOPE: 1}
+
+
+def test_fake_residents_are_valid_and_vietnamese() -> None:
+    """The mock register produces valid residents with Vietnamese diacritics in their names."""
+    import random  # noqa: PLC0415
+    from datetime import date  # noqa: PLC0415
+
+    rng = random.Random(7)
+    residents = [people.resident(rng, date(2026, 11, 25)) for _ in range(500)]
+    assert any(not r.full_name.isascii() for r in residents)
+    assert len({r.personal_id for r in residents}) == 500

@@ -1,0 +1,93 @@
+"""The ``xgw`` command line: help everywhere, and one readable line on every error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from gateway.cli import cli
+
+COMMANDS = [[], ["demo"], ["broker"], ["worker"], ["pki"], ["pki", "init"], ["pki", "list"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "xgw" for c in COMMANDS])
+def test_every_command_has_help(command: list[str]) -> None:
+    """Each command prints its help and exits 0."""
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_pki_init_creates_keys_once(tmp_path: Path) -> None:
+    """Running pki init creates five key pairs, and a second run changes nothing."""
+    runner = CliRunner()
+    first = runner.invoke(cli, ["pki", "init", "--pki-dir", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert first.output.count("created") == 5
+    assert oct((tmp_path / "private" / "police.key.pem").stat().st_mode & 0o777) == "0o600"
+    second = runner.invoke(cli, ["pki", "init", "--pki-dir", str(tmp_path)])
+    assert "already exist" in second.output
+    listed = runner.invoke(cli, ["pki", "list", "--pki-dir", str(tmp_path)])
+    assert {line.split()[0] for line in listed.output.splitlines()} == {
+        "gateway",
+        "police",
+        "health",
+        "education",
+        "land",
+    }
+
+
+def _xgw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], contains: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert contains in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_keys_are_one_line(tmp_path: Path) -> None:
+    """Listing keys of an empty directory fails with one line naming the fix."""
+    _one_line_error(_xgw("pki", "list", "--pki-dir", str(tmp_path)), "xgw pki init")
+
+
+def test_broken_policy_file_is_one_line(tmp_path: Path) -> None:
+    """A policy with an unknown field fails with one line naming the file and the field."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'agencies = ["police", "health"]\n[[routes]]\n'
+        'type = "vn.hcm.police.resident_registered.v1"\n'
+        'publisher = "police"\n[[routes.recipients]]\nagency = "health"\npurpose = "care"\n'
+        'legal_basis = "x"\nfields = ["blood_type"]\n',
+        encoding="utf-8",
+    )
+    result = _xgw("pki", "init", "--pki-dir", str(tmp_path), env={"XGW_POLICY_FILE": str(policy)})
+    _one_line_error(result, "blood_type")
+
+
+def test_invalid_setting_is_one_line() -> None:
+    """An invalid XGW_ variable fails with one line naming the variable."""
+    result = _xgw("pki", "list", env={"XGW_METRICS_PORT": "not-a-port"})
+    _one_line_error(result, "XGW_METRICS_PORT")
+
+
+def test_worker_without_broker_is_a_usage_error() -> None:
+    """Starting a worker without bootstrap servers explains what to set."""
+    result = _xgw("worker", env={"XGW_BOOTSTRAP_SERVERS": ""})
+    assert result.returncode == 2
+    assert "XGW_BOOTSTRAP_SERVERS" in result.stderr
+    assert "Traceback" not in result.stderr

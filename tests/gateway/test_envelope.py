@@ -1,0 +1,236 @@
+"""The CloudEvents profile: sealing, parsing, origin verification, projection and stamps."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from gateway.errors import Rejection
+from gateway.keys import SigningKey
+from gateway.reasons import ReasonCode
+from hypothesis import given
+
+from gateway import disclosure as sd
+from gateway import envelope
+from tests.conftest import NOW, Pki
+from tests.strategies import event_data
+
+
+def attributes(agency: str = "police", **changes: Any) -> dict[str, Any]:
+    base = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": envelope.agency_source(agency),
+        "type": "vn.hcm.police.resident_registered.v1",
+        "subject": "sha256:abc",
+        "time": "2026-11-25T09:30:00.000000Z",
+        "datacontenttype": "application/json",
+    }
+    base.update(changes)
+    return base
+
+
+DATA = {"full_name": "Phạm Thị Thu Hà", "commune": "Phường Bến Nghé", "district": "Thủ Đức"}
+
+
+def sealed(pki: Pki, data: dict[str, Any] | None = None, agency: str = "police") -> dict[str, Any]:
+    return envelope.seal(attributes(agency), data or DATA, pki.keys[agency])
+
+
+def roundtrip(event: dict[str, Any], *, delivered: bool = False) -> envelope.Envelope:
+    return envelope.read_envelope(envelope.encode(event), delivered=delivered)
+
+
+def reason_of(excinfo: pytest.ExceptionInfo[Rejection]) -> ReasonCode:
+    return excinfo.value.reason
+
+
+@given(event_data)
+def test_sign_and_verify_round_trip_over_any_data(pki: Pki, data: dict[str, Any]) -> None:
+    """Any JSON data, Vietnamese text included, survives seal, encode, parse and verify."""
+    env = roundtrip(sealed(pki, data))
+    signer, disclosures = envelope.verify_origin(env, pki.trust, NOW)
+    assert signer.owner == "police"
+    assert {name: d.value for name, d in disclosures.items()} == data
+
+
+def test_signed_form_holds_digests_only(pki: Pki) -> None:
+    """The signed data holds sorted digests, and no field value appears outside disclosures."""
+    event = sealed(pki)
+    assert set(event["data"]) == {"_sd", "_sd_alg"}
+    assert event["data"]["_sd"] == sorted(event["data"]["_sd"])
+    assert "Phạm" not in json.dumps(event["data"], ensure_ascii=False)
+
+
+def test_subset_of_disclosures_still_verifies(pki: Pki) -> None:
+    """A recipient given only some disclosures still verifies the origin signature."""
+    event = sealed(pki)
+    parts = sd.split(event[envelope.DISCLOSURES])
+    event[envelope.DISCLOSURES] = sd.SEPARATOR.join(parts[:1])
+    _, disclosures = envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert len(disclosures) == 1
+
+
+def test_changed_attribute_breaks_signature(pki: Pki) -> None:
+    """Changing any signed attribute after signing is a bad signature."""
+    event = sealed(pki)
+    event["subject"] = "sha256:someone-else"
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
+
+
+def test_added_attribute_breaks_signature(pki: Pki) -> None:
+    """An extension attribute added in transit is covered by the signature too."""
+    event = sealed(pki)
+    event["comment"] = "added later"
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
+
+
+def test_changed_disclosed_value_is_a_mismatch(pki: Pki) -> None:
+    """A disclosure re-encoded with another value matches no signed digest."""
+    event = sealed(pki)
+    first = sd.parse(sd.split(event[envelope.DISCLOSURES])[0])
+    forged = sd.make(first.name, "Lê Văn Tám", salt=first.salt)
+    event[envelope.DISCLOSURES] = forged.encoded
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.DISCLOSURE_MISMATCH
+
+
+def test_disclosure_from_another_event_is_a_mismatch(pki: Pki) -> None:
+    """A disclosure copied from another event of the same agency is refused."""
+    event, other = sealed(pki), sealed(pki, {"full_name": "Võ Thị Sáu"})
+    event[envelope.DISCLOSURES] = other[envelope.DISCLOSURES]
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.DISCLOSURE_MISMATCH
+
+
+def test_disclosure_given_twice_is_refused(pki: Pki) -> None:
+    """The same disclosure twice is refused as a duplicate."""
+    event = sealed(pki)
+    first = sd.split(event[envelope.DISCLOSURES])[0]
+    event[envelope.DISCLOSURES] += sd.SEPARATOR + first
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.DUPLICATE_DISCLOSURE
+
+
+def test_clear_value_in_signed_data_is_refused(pki: Pki) -> None:
+    """Signed data may hold only digests; a clear field is a malformed disclosure set."""
+    event = sealed(pki)
+    event["data"] = {**event["data"], "full_name": "Nguyễn Văn A"}
+    with pytest.raises(Rejection) as excinfo:
+        envelope.open_disclosures(roundtrip(event))
+    assert reason_of(excinfo) is ReasonCode.MALFORMED_DISCLOSURE
+
+
+def test_key_of_another_agency_is_refused(pki: Pki) -> None:
+    """A valid signature by health's key on a police event is a signer/agency mismatch."""
+    event = envelope.seal(attributes("police"), DATA, pki.keys["health"])
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.SIGNER_AGENCY_MISMATCH
+
+
+def test_unknown_key_is_refused(pki: Pki) -> None:
+    """A signature by a key the trust store does not hold names an unknown signer."""
+    event = envelope.seal(attributes(), DATA, SigningKey.generate())
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_origin(roundtrip(event), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.UNKNOWN_SIGNER
+
+
+MALFORMED: list[tuple[str, Any]] = [
+    ("not json", lambda _: b"\x00garbage"),
+    ("not utf-8", lambda e: envelope.encode(e).decode().encode("utf-16")),
+    ("json array", lambda _: b"[1, 2]"),
+    ("duplicate key", lambda e: envelope.encode(e)[:-1] + b',"id":"other"}'),
+    ("NaN", lambda e: envelope.encode(e)[:-1] + b',"n":NaN}'),
+    ("deep nesting", lambda _: b"[" * 100_000 + b"]" * 100_000),
+    ("no specversion", lambda e: {k: v for k, v in e.items() if k != "specversion"}),
+    ("wrong specversion", lambda e: {**e, "specversion": "0.3"}),
+    ("no id", lambda e: {k: v for k, v in e.items() if k != "id"}),
+    ("empty id", lambda e: {**e, "id": ""}),
+    ("long id", lambda e: {**e, "id": "x" * 300}),
+    ("no time", lambda e: {k: v for k, v in e.items() if k != "time"}),
+    ("time without offset", lambda e: {**e, "time": "2026-11-25T09:30:00"}),
+    ("time not a date", lambda e: {**e, "time": "hôm qua"}),
+    ("xml content", lambda e: {**e, "datacontenttype": "application/xml"}),
+    ("data not object", lambda e: {**e, "data": "text"}),
+    ("upper-case attribute", lambda e: {**e, "Extra": "x"}),
+    ("object attribute", lambda e: {**e, "extra": {"a": 1}}),
+    ("source of no agency", lambda e: {**e, "source": "https://example.org"}),
+    ("signature not JWS", lambda e: {**e, envelope.SIGNATURE: "abc"}),
+    ("reserved purpose", lambda e: {**e, envelope.PURPOSE: "anything"}),
+    ("reserved stamp", lambda e: {**e, envelope.STAMP: "a..b"}),
+]
+
+
+@pytest.mark.parametrize(("case", "breaker"), MALFORMED, ids=[c for c, _ in MALFORMED])
+def test_malformed_events_are_refused(pki: Pki, case: str, breaker: Any) -> None:
+    """Each structural defect is refused as a malformed envelope, with a detail and no crash."""
+    broken = breaker(sealed(pki))
+    raw = broken if isinstance(broken, bytes) else envelope.encode(broken)
+    with pytest.raises(Rejection) as excinfo:
+        envelope.read_envelope(raw)
+    assert reason_of(excinfo) is ReasonCode.MALFORMED_ENVELOPE, case
+    assert excinfo.value.detail
+
+
+def test_projection_keeps_origin_metadata_and_names_purpose(pki: Pki) -> None:
+    """A projected delivery keeps id, source, type, subject, time and states its purpose."""
+    env = roundtrip(sealed(pki))
+    _, disclosures = envelope.verify_origin(env, pki.trust, NOW)
+    delivered = envelope.project(
+        env,
+        [disclosures["full_name"]],
+        recipient="health",
+        purpose="health_insurance_enrolment",
+        legal_basis="Law on Health Insurance",
+    )
+    for name in ("id", "source", "type", "subject", "time", envelope.SIGNATURE):
+        assert delivered[name] == env.attributes[name]
+    assert delivered[envelope.RECIPIENT] == "health"
+    assert delivered[envelope.PURPOSE] == "health_insurance_enrolment"
+    redone = roundtrip(delivered, delivered=True)
+    _, only = envelope.verify_origin(redone, pki.trust, NOW)
+    assert set(only) == {"full_name"}
+
+
+def test_stamp_verifies_and_detects_changes(pki: Pki) -> None:
+    """The gateway stamp verifies, and any change to the delivered event breaks it."""
+    stamped = envelope.stamp({**sealed(pki), envelope.PURPOSE: "p"}, pki.gateway)
+    assert envelope.verify_stamp(stamped, pki.trust, NOW).owner == "gateway"
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_stamp({**stamped, envelope.PURPOSE: "other"}, pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
+
+
+def test_stamp_by_an_agency_key_is_refused(pki: Pki) -> None:
+    """Only the gateway's key may stamp a delivery."""
+    stamped = envelope.stamp(sealed(pki), pki.keys["police"])
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_stamp(stamped, pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.SIGNER_AGENCY_MISMATCH
+
+
+def test_missing_stamp_is_refused(pki: Pki) -> None:
+    """A delivery without a stamp is refused."""
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_stamp(sealed(pki), pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
+
+
+def test_origin_signature_cannot_serve_as_stamp(pki: Pki) -> None:
+    """An origin signature moved into the stamp attribute is refused (wrong typ and signer)."""
+    event = sealed(pki)
+    event[envelope.STAMP] = event[envelope.SIGNATURE]
+    with pytest.raises(Rejection) as excinfo:
+        envelope.verify_stamp(event, pki.trust, NOW)
+    assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE

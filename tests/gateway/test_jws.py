@@ -1,0 +1,194 @@
+"""Detached compact JWS of this profile (RFC 7515 appendix F; algs EdDSA and ES256 only)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from gateway.canonical import canonical_bytes
+from gateway.jws import JwsError, parse_detached, sign_detached
+from gateway.keys import SigningKey
+
+from gateway import b64url
+
+ALGS = ["EdDSA", "ES256"]
+PAYLOAD = b'{"id":"e-1","subject":"s"}'
+
+
+@pytest.fixture(scope="module", params=ALGS)
+def key(request: pytest.FixtureRequest) -> SigningKey:
+    """One signing key per supported algorithm."""
+    return SigningKey.generate(request.param)
+
+
+def _token(header: Any, signature: bytes = b"\x00" * 64) -> str:
+    """A detached token with ``header`` as its protected header, signed by nobody."""
+    protected = b64url.encode(json.dumps(header).encode("utf-8"))
+    return f"{protected}..{b64url.encode(signature)}"
+
+
+def test_token_is_header_dot_dot_signature(key: SigningKey) -> None:
+    """A signed token has three segments and an empty payload segment."""
+    protected, payload, signature = sign_detached(PAYLOAD, key).split(".")
+    assert payload == ""
+    assert protected
+    assert len(b64url.decode(signature)) == 64
+
+
+def test_protected_header_is_canonical_alg_and_kid(key: SigningKey) -> None:
+    """The protected header is the RFC 8785 form of exactly alg and kid."""
+    protected = sign_detached(PAYLOAD, key).split(".")[0]
+    expected = canonical_bytes({"alg": key.alg, "kid": key.kid})
+    assert b64url.decode(protected) == expected
+
+
+def test_signed_token_parses_and_verifies(key: SigningKey) -> None:
+    """A token parses back to its header and verifies over the same payload bytes."""
+    jws = parse_detached(sign_detached(PAYLOAD, key))
+    assert jws.header == {"alg": key.alg, "kid": key.kid}
+    assert jws.kid == key.kid
+    assert jws.verify(PAYLOAD, key.verification_key)
+
+
+def test_signing_input_is_rfc7515_form(key: SigningKey) -> None:
+    """The signed bytes are ASCII(protected '.' BASE64URL(payload))."""
+    token = sign_detached(PAYLOAD, key)
+    jws = parse_detached(token)
+    expected = f"{token.split('.')[0]}.{b64url.encode(PAYLOAD)}".encode("ascii")
+    assert jws.signing_input(PAYLOAD) == expected
+    assert key.verification_key.verify(jws.signature, expected)
+
+
+def test_extra_header_is_protected(key: SigningKey) -> None:
+    """Extra known parameters land in the protected header and are covered by the signature."""
+    jws = parse_detached(sign_detached(PAYLOAD, key, {"typ": "xgw-stamp", "xgw": {"to": "land"}}))
+    assert jws.header["typ"] == "xgw-stamp"
+    assert jws.header["xgw"] == {"to": "land"}
+    assert jws.verify(PAYLOAD, key.verification_key)
+
+
+def test_signature_does_not_verify_over_other_payload(key: SigningKey) -> None:
+    """A token refuses payload bytes other than the ones signed, even a one-byte change."""
+    jws = parse_detached(sign_detached(PAYLOAD, key))
+    assert not jws.verify(PAYLOAD.replace(b"e-1", b"e-2"), key.verification_key)
+    assert not jws.verify(b"", key.verification_key)
+
+
+def test_signature_does_not_verify_with_another_key(key: SigningKey) -> None:
+    """A token refuses the verification key of another key pair with the same alg."""
+    other = SigningKey.generate(key.alg)
+    jws = parse_detached(sign_detached(PAYLOAD, key))
+    assert not jws.verify(PAYLOAD, other.verification_key)
+
+
+def test_changed_protected_header_breaks_the_signature(key: SigningKey) -> None:
+    """Swapping in another protected header (here one with typ added) invalidates the signature."""
+    token = sign_detached(PAYLOAD, key)
+    forged_header = b64url.encode(canonical_bytes({"alg": key.alg, "kid": key.kid, "typ": "x"}))
+    forged = parse_detached(f"{forged_header}..{token.split('..')[1]}")
+    assert not forged.verify(PAYLOAD, key.verification_key)
+
+
+def test_alg_mismatch_between_header_and_key_fails() -> None:
+    """A valid ES256 signature is refused when the header claims EdDSA for that ES256 key."""
+    key = SigningKey.generate("ES256")
+    protected = b64url.encode(canonical_bytes({"alg": "EdDSA", "kid": key.kid}))
+    signature = key.sign(f"{protected}.{b64url.encode(PAYLOAD)}".encode("ascii"))
+    jws = parse_detached(f"{protected}..{b64url.encode(signature)}")
+    assert key.verification_key.verify(signature, jws.signing_input(PAYLOAD))
+    assert not jws.verify(PAYLOAD, key.verification_key)
+
+
+def test_verifying_with_a_key_of_the_other_alg_fails() -> None:
+    """An EdDSA token is refused by an ES256 key, and the other way round."""
+    ed, es = SigningKey.generate("EdDSA"), SigningKey.generate("ES256")
+    assert not parse_detached(sign_detached(PAYLOAD, ed)).verify(PAYLOAD, es.verification_key)
+    assert not parse_detached(sign_detached(PAYLOAD, es)).verify(PAYLOAD, ed.verification_key)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "abc",
+        "abc..",
+        "a.b",
+        "a..b..c",
+        "eyJhbGciOiJFZERTQSIsImtpZCI6ImsifQ.UEFZTE9BRA.AAAA",  # payload attached
+    ],
+)
+def test_refuses_tokens_not_in_detached_form(token: str) -> None:
+    """Anything but 'header..signature' is refused."""
+    with pytest.raises(JwsError):
+        parse_detached(token)
+
+
+def test_refuses_crit() -> None:
+    """A header with 'crit' is refused, since this profile understands no extensions."""
+    with pytest.raises(JwsError, match="crit"):
+        parse_detached(_token({"alg": "EdDSA", "kid": "k", "crit": ["exp"], "exp": 1}))
+
+
+@pytest.mark.parametrize("name", ["jku", "jwk", "x5u", "b64", "zip", "enc"])
+def test_refuses_unknown_header_parameters(name: str) -> None:
+    """A header parameter outside the profile is refused and named in the error."""
+    with pytest.raises(JwsError, match=name):
+        parse_detached(_token({"alg": "EdDSA", "kid": "k", name: "x"}))
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "HS256", "RS256", "ES384", "eddsa", None, 1])
+def test_refuses_algorithms_outside_the_profile(alg: object) -> None:
+    """Only EdDSA and ES256 are accepted; 'none', HMAC and other algs are refused."""
+    with pytest.raises(JwsError, match="alg must be one of"):
+        parse_detached(_token({"alg": alg, "kid": "k"}))
+
+
+def test_refuses_missing_alg() -> None:
+    """A header without alg is refused."""
+    with pytest.raises(JwsError, match="alg must be one of"):
+        parse_detached(_token({"kid": "k"}))
+
+
+@pytest.mark.parametrize(
+    "header", [{"alg": "EdDSA"}, {"alg": "EdDSA", "kid": ""}, {"alg": "EdDSA", "kid": 7}]
+)
+def test_refuses_missing_or_empty_kid(header: dict[str, Any]) -> None:
+    """A header whose kid is missing, empty or not a string is refused."""
+    with pytest.raises(JwsError, match="no kid"):
+        parse_detached(_token(header))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "eyJhbGciOiJFZERTQSIsImtpZCI6ImsifQ==..AAAA",  # padded header
+        "eyJhbGciOiJFZERTQSIsImtpZCI6ImsifQ..AA+/",  # standard-alphabet signature
+        "eyJhbGciOiJFZERTQSIs ImtpZCI6ImsifQ..AAAA",  # space inside the header
+        "eyJhbGciOiJFZERTQSIsImtpZCI6ImsifQ..AAAAA",  # impossible signature length
+    ],
+)
+def test_refuses_non_base64url_segments(token: str) -> None:
+    """Header or signature segments that are not unpadded base64url are refused."""
+    with pytest.raises(JwsError, match="not valid base64url JSON"):
+        parse_detached(token)
+
+
+@pytest.mark.parametrize("protected", [b"not json", b"\xff\xfe{}", b""])
+def test_refuses_header_that_is_not_json(protected: bytes) -> None:
+    """A protected header that is not UTF-8 JSON is refused."""
+    with pytest.raises(JwsError, match="not valid base64url JSON"):
+        parse_detached(f"{b64url.encode(protected)}..AAAA")
+
+
+@pytest.mark.parametrize("header", [["alg", "EdDSA"], "EdDSA", 1, None])
+def test_refuses_header_that_is_not_an_object(header: object) -> None:
+    """A protected header that is JSON but not an object is refused."""
+    with pytest.raises(JwsError, match="not a JSON object"):
+        parse_detached(_token(header))
+
+
+def test_refuses_deeply_nested_header() -> None:
+    """A header of thousands of nested arrays is refused with JwsError, not RecursionError."""
+    with pytest.raises(JwsError):
+        parse_detached(f"{b64url.encode(b'[' * 5000)}..AAAA")

@@ -1,0 +1,201 @@
+"""The pure decision: every reason code, and what an accepted event produces."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from connectors.client import subject_digest
+from connectors.forgery import Forger
+from gateway.outputs import RECEIPT_TYPE
+from gateway.pipeline import Decision, IngressRecord, Pipeline
+from gateway.policy import Policy
+from gateway.reasons import ReasonCode
+from schemas.health import VaccinationRecorded
+from schemas.police import ResidentRegistered
+
+from gateway import envelope
+from tests.conftest import NOW, Pki
+
+INGRESS = "xgw.ingress.police"
+
+
+def record(raw: bytes, topic: str = INGRESS, offset: int = 0) -> IngressRecord:
+    return IngressRecord(topic, 0, offset, b"key", raw, (("trace", b"t-1"),))
+
+
+def outputs_on(decision: Decision, topic: str) -> list[bytes]:
+    return [o.value for o in decision.outputs if o.topic == topic]
+
+
+def decide_forged(pipeline: Pipeline, pki: Pki, reason: ReasonCode, resident: ResidentRegistered):
+    agency, raw = Forger(pki.keys, max_record_bytes=64 * 1024).forge(reason, resident, NOW)
+    return pipeline.decide(record(raw, f"xgw.ingress.{agency}"), NOW), raw, agency
+
+
+def test_accepted_event_goes_to_every_granted_recipient(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered, policy: Policy
+) -> None:
+    """A valid registration reaches each recipient of its route, with a receipt and audit."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    decision = pipeline.decide(record(raw), NOW)
+    assert decision.accepted, decision.detail
+    route = policy.route_for(resident.event_type)
+    assert route is not None
+    assert decision.recipients == tuple(g.agency for g in route.recipients)
+    for grant in route.recipients:
+        (delivered,) = outputs_on(decision, f"xgw.deliver.{grant.agency}")
+        env = envelope.read_envelope(delivered, delivered=True)
+        envelope.verify_stamp(env.attributes, pki.trust, NOW)
+        _, disclosures = envelope.verify_origin(env, pki.trust, NOW)
+        assert set(disclosures) == grant.fields & set(type(resident).model_fields)
+        assert env.attributes[envelope.PURPOSE] == grant.purpose
+        assert env.attributes[envelope.LEGAL_BASIS] == grant.legal_basis
+    assert outputs_on(decision, "xgw.deadletter") == []
+
+
+def test_minimised_delivery_does_not_carry_withheld_values(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """Land receives name and id only: the address and birth date are nowhere in its bytes."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    (delivered,) = outputs_on(pipeline.decide(record(raw), NOW), "xgw.deliver.land")
+    text = delivered.decode()
+    assert "Lê Lợi" not in text
+    assert "Bến Nghé" not in text
+    assert "1990-05-17" not in text
+    env = envelope.read_envelope(delivered, delivered=True)
+    _, disclosures = envelope.verify_origin(env, pki.trust, NOW)
+    assert disclosures["full_name"].value == "Nguyễn Thị Minh Khai"
+
+
+def test_receipt_is_stamped_and_positive(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """The police receive a gateway-stamped accepted receipt naming the recipients."""
+    event = Forger(pki.keys).signed("police", resident, now=NOW)
+    decision = pipeline.decide(record(envelope.encode(event)), NOW)
+    (raw_receipt,) = outputs_on(decision, "xgw.receipts.police")
+    receipt = json.loads(raw_receipt)
+    envelope.verify_stamp(receipt, pki.trust, NOW)
+    assert receipt["type"] == RECEIPT_TYPE
+    assert receipt["data"]["status"] == "accepted"
+    assert receipt["data"]["event_id"] == event["id"]
+    assert receipt["data"]["recipients"] == list(decision.recipients)
+
+
+def test_audit_record_holds_digests_not_personal_data(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """The audit record names ids, digests and purposes, never a name or a personal id."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    (audit,) = outputs_on(pipeline.decide(record(raw), NOW), "xgw.audit")
+    text = audit.decode()
+    assert resident.personal_id not in text
+    assert "Nguyễn" not in text
+    body = json.loads(audit)
+    assert body["outcome"] == "delivered"
+    assert body["subject"] == subject_digest(resident.personal_id)
+    assert {r["agency"] for r in body["recipients"]} == {"health", "education", "land"}
+    assert all(len(r["sha256"]) == 64 for r in body["recipients"])
+
+
+FORGEABLE = [r for r in ReasonCode if r not in {ReasonCode.DUPLICATE_ID, ReasonCode.NO_RECIPIENTS}]
+
+
+@pytest.mark.parametrize("reason", FORGEABLE, ids=[r.value for r in FORGEABLE])
+def test_each_forged_record_is_rejected_for_its_own_reason(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered, reason: ReasonCode
+) -> None:
+    """Each deliberately broken record gets its reason, a dead letter and a negative receipt."""
+    decision, raw, agency = decide_forged(pipeline, pki, reason, resident)
+    assert decision.reason is reason, decision.detail
+    assert not any(o.topic.startswith("xgw.deliver.") for o in decision.outputs)
+    (dead,) = [o for o in decision.outputs if o.topic == "xgw.deadletter"]
+    assert dead.value == raw
+    assert dead.key == b"key"
+    headers = dict(dead.headers)
+    assert headers["xgw-reason"] == reason.value.encode()
+    assert headers["trace"] == b"t-1"
+    (raw_receipt,) = outputs_on(decision, f"xgw.receipts.{agency}")
+    receipt = json.loads(raw_receipt)
+    envelope.verify_stamp(receipt, pki.trust, NOW)
+    assert receipt["data"]["status"] == "rejected"
+    assert receipt["data"]["reason"] == reason.value
+
+
+def test_forger_covers_every_other_reason(pki: Pki) -> None:
+    """The forger produces every reason code except the two that need a stream of events."""
+    assert set(Forger(pki.keys).reasons()) == set(FORGEABLE)
+
+
+def test_replayed_event_is_a_duplicate(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """The same event in a new record is refused as a duplicate id."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    assert pipeline.decide(record(raw, offset=1), NOW).accepted
+    second = pipeline.decide(record(raw, offset=2), NOW)
+    assert second.reason is ReasonCode.DUPLICATE_ID
+    assert outputs_on(second, "xgw.deadletter") == [raw]
+
+
+def test_redelivered_record_is_processed_again(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """The same record read again (crash before commit) is delivered again, not refused."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    first = pipeline.decide(record(raw, offset=5), NOW)
+    again = pipeline.decide(record(raw, offset=5), NOW)
+    assert again.accepted
+    assert again.redelivery
+    assert [o.topic for o in again.outputs] == [o.topic for o in first.outputs]
+
+
+def test_unrouted_type_has_no_recipients(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """A registered type without a route is refused with no_recipients."""
+    vaccination = VaccinationRecorded(
+        personal_id=resident.personal_id,
+        vaccine_code="MR",
+        dose_number=1,
+        administered_on=date(2026, 11, 24),
+        facility_code="79001",
+    )
+    raw = envelope.encode(Forger(pki.keys).signed("health", vaccination, now=NOW))
+    decision = pipeline.decide(record(raw, "xgw.ingress.health"), NOW)
+    assert decision.reason is ReasonCode.NO_RECIPIENTS
+
+
+def test_record_from_a_non_ingress_topic_is_refused(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """A record that did not come from an agency ingress topic gets a dead letter, no receipt."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    decision = pipeline.decide(record(raw, "xgw.deliver.health"), NOW)
+    assert decision.reason is ReasonCode.SOURCE_TOPIC_MISMATCH
+    assert {o.topic for o in decision.outputs} == {"xgw.deadletter", "xgw.audit"}
+
+
+def test_schema_violation_detail_does_not_echo_the_value(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """The rejection detail names the field and rule, never the offending personal data."""
+    decision, _, _ = decide_forged(pipeline, pki, ReasonCode.SCHEMA_VIOLATION, resident)
+    assert "personal_id" in decision.detail
+    assert resident.personal_id[2:-1] not in decision.detail
+
+
+def test_rejection_does_not_enter_the_replay_window(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered
+) -> None:
+    """A refused event's id is not remembered, so a corrected resend is accepted."""
+    forger = Forger(pki.keys)
+    bad = forger.signed("police", resident, now=NOW, event_type="vn.hcm.police.unknown.v1")
+    assert pipeline.decide(record(envelope.encode(bad), offset=1), NOW).reason is (
+        ReasonCode.UNKNOWN_TYPE
+    )
+    good = forger.signed("police", resident, now=NOW, event_id=bad["id"])
+    assert pipeline.decide(record(envelope.encode(good), offset=2), NOW).accepted

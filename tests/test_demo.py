@@ -1,0 +1,49 @@
+"""``xgw demo`` as a newcomer runs it: its own broker, worker and agencies, a JSON summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
+    """A short demo starts everything itself and ends with a complete JSON summary."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XGW_")}
+    env["XGW_PKI_DIR"] = str(tmp_path / "pki")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--duration", "4", "--rate", "60", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "published",
+        "delivered",
+        "rejected",
+        "msgs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "metrics_url",
+    ):
+        assert key in summary
+    assert summary["ok"] is True
+    assert summary["published"] == 240
+    assert summary["receipts"] == summary["published"]
+    assert summary["accepted"] + sum(summary["rejected"].values()) == summary["published"]
+    assert summary["delivered_by_agency"]["health"] == summary["accepted"]
+    assert {"no_recipients", "malformed_envelope", "bad_signature"} <= set(summary["rejected"])
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+    assert summary["metrics_url"].startswith("http://127.0.0.1:")
+    assert (tmp_path / "pki" / "private" / "gateway.key.pem").exists()
