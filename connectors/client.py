@@ -24,19 +24,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from connectors.errors import InvalidEventError, RefusedDelivery
+from connectors.transport import Message, Transport
+from gateway import b64url, envelope, outputs
 from gateway.canonical import loads_strict
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
-from pydantic import BaseModel, ValidationError
 from schemas.base import EventModel
 from schemas.registry import REGISTRY, SchemaRegistry
-
-from connectors.errors import InvalidEventError, RefusedDelivery
-from connectors.transport import Message, Transport
-from gateway import b64url, envelope, outputs
 
 log = logging.getLogger("xgw.client")
 Clock = Callable[[], datetime]

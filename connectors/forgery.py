@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.keys import SigningKey
-from gateway.reasons import ReasonCode
-from schemas.base import EventModel
-
 from connectors.client import subject_digest
 from gateway import disclosure as sd
 from gateway import envelope, outputs
+from gateway.keys import SigningKey
+from gateway.reasons import ReasonCode
+from schemas.base import EventModel
 
 Forged = tuple[str, bytes]
 

@@ -7,10 +7,9 @@ import random
 from collections.abc import AsyncIterator
 from datetime import date
 
-from schemas.police import ResidentRegistered
-
 from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
 from connectors.people import vaccination
+from schemas.police import ResidentRegistered
 
 
 class HealthConnector:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 from datetime import date
 
-from schemas.police import ResidentRegistered
-
 from connectors.client import AgencyClient, PublishedEvent
 from connectors.people import address_change, resident
+from schemas.police import ResidentRegistered
 
 
 class PoliceConnector:

@@ -24,7 +24,6 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, TransportT
-from schemas.registry import REGISTRY
 
 from gateway.keys import load_private_pem
 from gateway.logs import get_logger
@@ -34,6 +33,7 @@ from gateway.policy import load_policy
 from gateway.replay import ReplayWindow
 from gateway.settings import Settings
 from gateway.trust import GATEWAY_OWNER, KeyDirTrustStore
+from schemas.registry import REGISTRY
 
 log = get_logger("xgw.worker")
 Clock = Callable[[], datetime]
@@ -154,6 +154,21 @@ def _record(event: EventT[bytes]) -> IngressRecord:
     )
 
 
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The faust form of the Kafka security settings (the same ones the clients use)."""
+    options = settings.kafka_options()
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            mechanism=settings.sasl_mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 def build_app(
     settings: Settings,
     processor: BatchProcessor,
@@ -165,6 +180,7 @@ def build_app(
     app = GatewayApp(
         settings.app_id,
         broker=brokers,
+        broker_credentials=faust_credentials(settings),
         datadir=str(data_dir),
         store="memory://",
         web_enabled=False,

@@ -168,10 +168,9 @@ def pki() -> None:
 @click.option("--force", is_flag=True, help="Replace existing keys.")
 def pki_init(pki_dir: Path | None, alg: str, force: bool) -> None:
     """Create key pairs for the gateway and every agency of the policy that has none."""
-    from schemas.registry import REGISTRY  # noqa: PLC0415
-
     from gateway.pki import init_keys  # noqa: PLC0415
     from gateway.policy import load_policy  # noqa: PLC0415
+    from schemas.registry import REGISTRY  # noqa: PLC0415
 
     settings = _settings(pki_dir=pki_dir)
     agencies = load_policy(settings.policy_file, REGISTRY).agencies

@@ -20,16 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
 from connectors.client import AgencyClient, Receipt, ReceivedEvent
 from connectors.forgery import Forger
 from connectors.health import HealthConnector
 from connectors.police import PoliceConnector
 from connectors.transport import KafkaTransport
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from schemas.registry import REGISTRY
-
 from gateway.broker import EmbeddedBroker
 from gateway.kafka_admin import ensure_topics
 from gateway.keys import SigningKey, load_private_pem
@@ -38,6 +37,7 @@ from gateway.policy import load_policy
 from gateway.settings import Settings
 from gateway.trust import KeyDirTrustStore
 from gateway.worker_process import WorkerProcess, scrape
+from schemas.registry import REGISTRY
 
 BAD_EVERY = 20  # one deliberately bad record per this many events
 VACCINATION_EVERY = 15

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
-from schemas.registry import SchemaRegistry
 
 from gateway import envelope, outputs
 from gateway.envelope import Envelope
@@ -27,6 +26,7 @@ from gateway.reasons import ReasonCode
 from gateway.replay import Position, ReplayWindow, Seen
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
+from schemas.registry import SchemaRegistry
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from schemas.registry import SchemaRegistry
 
 from gateway.errors import ConfigError
+from schemas.registry import SchemaRegistry
 
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300)]

@@ -7,13 +7,13 @@ import tempfile
 from pathlib import Path
 
 import faust
-from schemas.registry import REGISTRY
 
 from gateway.app import BatchProcessor, build_app, build_pipeline, utcnow
 from gateway.kafka_admin import ensure_topics
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import GatewayMetrics, serve_metrics
 from gateway.settings import Settings
+from schemas.registry import REGISTRY
 
 log = get_logger("xgw.worker")
 

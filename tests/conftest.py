@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hypothesis import HealthCheck, settings
+
 from gateway.broker import EmbeddedBroker
 from gateway.keys import SigningKey, load_private_pem
 from gateway.pipeline import Pipeline, PipelineConfig
@@ -19,7 +21,6 @@ from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
 from gateway.replay import ReplayWindow
 from gateway.topics import TopicNames
 from gateway.trust import GATEWAY_OWNER, KeyDirTrustStore
-from hypothesis import HealthCheck, settings
 from schemas.common import Address
 from schemas.police import ResidentRegistered
 from schemas.registry import REGISTRY

@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
+
+from connectors import people
 from connectors.client import AgencyClient, subject_digest
 from connectors.errors import InvalidEventError
 from connectors.transport import MemoryTransport
+from gateway import disclosure as sd
+from gateway import envelope
 from gateway.keys import SigningKey
 from gateway.pipeline import IngressRecord, Pipeline
 from gateway.reasons import ReasonCode
 from schemas.police import ResidentRegistered
-
-from connectors import people
-from gateway import disclosure as sd
-from gateway import envelope
 from tests.conftest import NOW, Pki, make_resident
 
 T = TypeVar("T")

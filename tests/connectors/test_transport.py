@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from connectors.errors import TransportError
 from connectors.transport import KafkaTransport, Message
 from gateway.broker import EmbeddedBroker, free_port

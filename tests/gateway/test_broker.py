@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from gateway.broker import EmbeddedBroker, probe_metadata
 from gateway.errors import BrokerError
 

@@ -6,9 +6,9 @@ import json
 import struct
 
 import pytest
-from gateway.canonical import CanonicalisationError, canonical_bytes
 from hypothesis import given
 
+from gateway.canonical import CanonicalisationError, canonical_bytes
 from tests.strategies import json_values
 
 # RFC 8785 appendix B: IEEE 754 bit patterns and their canonical JSON numbers.

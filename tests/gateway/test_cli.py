@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from gateway.cli import cli
 
 COMMANDS = [[], ["demo"], ["broker"], ["worker"], ["pki"], ["pki", "init"], ["pki", "list"]]

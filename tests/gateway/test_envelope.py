@@ -7,13 +7,13 @@ import uuid
 from typing import Any
 
 import pytest
-from gateway.errors import Rejection
-from gateway.keys import SigningKey
-from gateway.reasons import ReasonCode
 from hypothesis import given
 
 from gateway import disclosure as sd
 from gateway import envelope
+from gateway.errors import Rejection
+from gateway.keys import SigningKey
+from gateway.reasons import ReasonCode
 from tests.conftest import NOW, Pki
 from tests.strategies import event_data
 

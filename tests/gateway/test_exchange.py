@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from connectors.client import AgencyClient, Receipt, ReceivedEvent
 from connectors.forgery import Forger
 from connectors.transport import KafkaTransport, Message
@@ -22,7 +23,6 @@ from gateway.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings
 from gateway.worker_process import WorkerProcess, scrape
-
 from tests.conftest import AGENCIES, Pki, make_resident
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
+
+from gateway import b64url
 from gateway.canonical import canonical_bytes
 from gateway.jws import JwsError, parse_detached, sign_detached
 from gateway.keys import SigningKey
-
-from gateway import b64url
 
 ALGS = ["EdDSA", "ES256"]
 PAYLOAD = b'{"id":"e-1","subject":"s"}'

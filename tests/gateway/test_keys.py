@@ -11,6 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from gateway import b64url
 from gateway.errors import KeyMaterialError, XgwError
 from gateway.keys import (
     SigningKey,
@@ -21,8 +23,6 @@ from gateway.keys import (
     write_private_pem,
     write_public_pem,
 )
-
-from gateway import b64url
 
 ALGS = ["EdDSA", "ES256"]
 

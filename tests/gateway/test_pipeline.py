@@ -6,16 +6,16 @@ import json
 from datetime import date
 
 import pytest
+
 from connectors.client import subject_digest
 from connectors.forgery import Forger
+from gateway import envelope
 from gateway.outputs import RECEIPT_TYPE
 from gateway.pipeline import Decision, IngressRecord, Pipeline
 from gateway.policy import Policy
 from gateway.reasons import ReasonCode
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentRegistered
-
-from gateway import envelope
 from tests.conftest import NOW, Pki
 
 INGRESS = "xgw.ingress.police"

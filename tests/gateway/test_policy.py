@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from gateway.errors import ConfigError
 from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
-from pydantic import ValidationError
 from schemas.registry import REGISTRY
 
 REGISTERED = "vn.hcm.police.resident_registered.v1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gateway.replay import Position, ReplayWindow, Seen
-
 from tests.conftest import NOW
 
 WINDOW = timedelta(hours=1)

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr, ValidationError
+
 from gateway.errors import ConfigError
 from gateway.settings import Settings, load_settings, settings_env
-from pydantic import SecretStr, ValidationError
 
 SECRET = "s3cr3t-Ph\u1ea1m"  # noqa: S105 - a made-up test password, with a non-ASCII letter
 

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
+
 from schemas.common import Address, PersonalId, PersonName, check_personal_id_matches
 
 PERSONAL_ID = TypeAdapter(PersonalId)

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 from pydantic import ValidationError
-from schemas.police import ResidentAddressChanged, ResidentRegistered
 
+from schemas.police import ResidentAddressChanged, ResidentRegistered
 from tests.conftest import make_resident
 
 NEW_ADDRESS = {

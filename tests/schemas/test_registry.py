@@ -7,11 +7,11 @@ from typing import ClassVar
 
 import pytest
 from pydantic import ValidationError
+
 from schemas.base import EventModel
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentAddressChanged, ResidentRegistered
 from schemas.registry import REGISTRY, SchemaRegistry
-
 from tests.conftest import make_resident
 
 REGISTERED = "vn.hcm.police.resident_registered.v1"
