@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,7 +35,7 @@ from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
-from schemas.base import EventModel
+from schemas.base import EventModel, describe_errors
 from schemas.registry import REGISTRY, SchemaRegistry
 
 log = logging.getLogger("xgw.client")
@@ -81,6 +81,11 @@ class ReceivedEvent:
     data: BaseModel
     fields: frozenset[str]
 
+    @property
+    def dedupe_key(self) -> str:
+        """What identifies a repeat: the origin and its event id."""
+        return f"{self.source_agency}/{self.id}"
+
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
@@ -99,6 +104,14 @@ class Receipt:
     def accepted(self) -> bool:
         """Whether the event was delivered."""
         return self.status == "accepted"
+
+    @property
+    def dedupe_key(self) -> str:
+        """What identifies a repeat: the receipt id (derived from the ingress position)."""
+        return self.id
+
+
+_Verified = TypeVar("_Verified", ReceivedEvent, Receipt)
 
 
 class _Recent:
@@ -150,9 +163,7 @@ class AgencyClient:
             # Re-validate: the model may have been built with model_construct or mutated input.
             model = type(event).model_validate(event.model_dump(warnings=False))
         except ValidationError as exc:
-            first = exc.errors(include_input=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidEventError(f"{event.event_type}: {where}: {first['msg']}") from exc
+            raise InvalidEventError(f"{event.event_type}: {describe_errors(exc)}") from exc
         now = self._clock()
         subject = subject_digest(model.subject_id())
         attributes = {
@@ -182,39 +193,45 @@ class AgencyClient:
 
         ``ready`` is set once the subscription has partitions assigned.
         """
-        recent = _Recent(self._dedupe_size)
-        stream = self._transport.consume(
-            [self._topics.deliver(self.agency)],
-            group=group or f"{self.agency}-deliveries",
-            ready=ready,
+        stream = self._verified(
+            self._topics.deliver(self.agency),
+            group or f"{self.agency}-deliveries",
+            ready,
+            self.verify_delivery,
         )
-        async for message in stream:
-            try:
-                received = self.verify_delivery(message.value)
-            except RefusedDelivery as exc:
-                self._refuse(message, exc)
-                continue
-            if recent.add(f"{received.source_agency}/{received.id}"):
-                yield received
+        async for received in stream:
+            yield received
 
     async def receipts(
         self, *, group: str | None = None, ready: asyncio.Event | None = None
     ) -> AsyncIterator[Receipt]:
         """Yield each verified receipt for what this agency sent, once."""
-        recent = _Recent(self._dedupe_size)
-        stream = self._transport.consume(
-            [self._topics.receipts(self.agency)],
-            group=group or f"{self.agency}-receipts",
-            ready=ready,
+        stream = self._verified(
+            self._topics.receipts(self.agency),
+            group or f"{self.agency}-receipts",
+            ready,
+            self.verify_receipt,
         )
-        async for message in stream:
+        async for receipt in stream:
+            yield receipt
+
+    async def _verified(
+        self,
+        topic: str,
+        group: str,
+        ready: asyncio.Event | None,
+        verify: Callable[[bytes], _Verified],
+    ) -> AsyncIterator[_Verified]:
+        """Verify each record of ``topic``; yield each new one once, count and log the refused."""
+        recent = _Recent(self._dedupe_size)
+        async for message in self._transport.consume([topic], group=group, ready=ready):
             try:
-                receipt = self.verify_receipt(message.value)
+                item = verify(message.value)
             except RefusedDelivery as exc:
                 self._refuse(message, exc)
                 continue
-            if recent.add(receipt.id):
-                yield receipt
+            if recent.add(item.dedupe_key):
+                yield item
 
     def verify_delivery(self, raw: bytes) -> ReceivedEvent:
         """Check stamp, origin signature and disclosures of a delivery; return its typed view."""

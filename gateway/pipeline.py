@@ -26,6 +26,7 @@ from gateway.reasons import ReasonCode
 from gateway.replay import Position, ReplayWindow, Seen
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
+from schemas.base import describe_errors
 from schemas.registry import SchemaRegistry
 
 
@@ -141,7 +142,7 @@ class Pipeline:
         try:
             model.model_validate({name: d.value for name, d in disclosures.items()})
         except ValidationError as exc:
-            raise Rejection(ReasonCode.SCHEMA_VIOLATION, _describe(exc)) from exc
+            raise Rejection(ReasonCode.SCHEMA_VIOLATION, describe_errors(exc)) from exc
         seen = self._replay.check((env.agency, env.id), record.position, now)
         if seen is Seen.DUPLICATE:
             raise Rejection(ReasonCode.DUPLICATE_ID, f"event id already accepted from {env.agency}")
@@ -278,12 +279,3 @@ class Pipeline:
                 },
             },
         )
-
-
-def _describe(exc: ValidationError) -> str:
-    # Only the location and pydantic's message: the input value may be personal data.
-    errors = exc.errors(include_input=False, include_url=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "data"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
+from schemas.base import describe_errors
 from schemas.registry import SchemaRegistry
 
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
@@ -118,9 +119,7 @@ def load_policy(path: Path, registry: SchemaRegistry) -> Policy:
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"policy file {path}: {where}: {first['msg']}") from exc
+        raise ConfigError(f"policy file {path}: {describe_errors(exc)}") from exc
     try:
         policy.check_against(registry)
     except ConfigError as exc:

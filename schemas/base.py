@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
 def nfc(value: Any) -> Any:
@@ -17,6 +17,19 @@ def nfc(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [nfc(v) for v in value]
     return value
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """``"field.path: message (+N more)"`` for the first error, without the input value.
+
+    Validation errors go into receipts, dead-letter headers and logs, where the offending
+    value (often personal data) must not appear.
+    """
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 class Record(BaseModel):
