@@ -52,7 +52,7 @@ def sign_detached(
     payload: bytes, key: SigningKey, extra_header: Mapping[str, Any] | None = None
 ) -> str:
     """Sign ``payload`` and return the detached compact JWS."""
-    header: dict[str, Any] = {"alg": key.alg, "kid": key.kid}
+    header: dict[str, Any] = dict(key.jws_header())
     if extra_header:
         header.update(extra_header)
     protected = b64url.encode(canonical_bytes(header))

@@ -6,12 +6,14 @@ is loaded, and an X.509 trust store can later name keys by certificate instead.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -86,13 +88,43 @@ class VerificationKey:
         return True
 
 
+def certificate_thumbprint(certificate: x509.Certificate) -> str:
+    """The JWS ``x5t#S256`` of a certificate: base64url SHA-256 of its DER encoding."""
+    return b64url.encode(certificate.fingerprint(hashes.SHA256()))
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A private key with the JWS algorithm it signs with and its key id."""
+    """A private key with its JWS algorithm and key id.
+
+    With a certificate attached, the key id is the certificate's ``x5t#S256``.
+    """
 
     private_key: PrivateKey
     alg: Algorithm
     kid: str
+    x5t: str | None = None
+    x5c: tuple[str, ...] = ()
+
+    def with_certificate(self, certificate: x509.Certificate, *, embed: bool = False) -> SigningKey:
+        """This key named by ``certificate``; ``embed`` also carries the certificate (``x5c``)."""
+        public = self.private_key.public_key()
+        if certificate.public_key() != public:
+            raise KeyMaterialError("the certificate does not certify this private key")
+        thumbprint = certificate_thumbprint(certificate)
+        chain = (base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode(),)
+        return SigningKey(
+            self.private_key, self.alg, thumbprint, thumbprint, chain if embed else ()
+        )
+
+    def jws_header(self) -> dict[str, object]:
+        """The protected header fields that name this key."""
+        header: dict[str, object] = {"alg": self.alg, "kid": self.kid}
+        if self.x5t is not None:
+            header["x5t#S256"] = self.x5t
+        if self.x5c:
+            header["x5c"] = list(self.x5c)
+        return header
 
     @classmethod
     def from_private_key(cls, private_key: PrivateKey) -> SigningKey:
