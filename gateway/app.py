@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,35 +25,48 @@ from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, TransportT
 
-from gateway.keys import load_private_pem
+from gateway.envelope import Limits
 from gateway.logs import get_logger
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
+from gateway.pki import load_signing_key
 from gateway.policy import load_policy
 from gateway.replay import ReplayWindow
+from gateway.replay_table import TableSeenIds, replay_table
 from gateway.settings import Settings
-from gateway.trust import GATEWAY_OWNER, KeyDirTrustStore
+from gateway.trust import GATEWAY_OWNER
+from gateway.trust_watch import TrustWatcher
+from gateway.x509trust import X509TrustStore
 from schemas.registry import REGISTRY
 
 log = get_logger("xgw.worker")
+_SWEEP_INTERVAL_S = 60.0
 Clock = Callable[[], datetime]
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    """Load keys, trust store and policy, and build the decision pipeline."""
-    policy = load_policy(settings.policy_file, REGISTRY)
-    config = PipelineConfig(
+def pipeline_config(settings: Settings, trust: X509TrustStore) -> PipelineConfig:
+    """Everything the decision depends on, loaded from settings: keys, policy, limits."""
+    return PipelineConfig(
         topics=settings.topics,
-        trust=KeyDirTrustStore.from_directory(settings.public_key_dir),
+        trust=trust,
         registry=REGISTRY,
-        policy=policy,
-        gateway_key=load_private_pem(settings.private_key_path(GATEWAY_OWNER)),
+        policy=load_policy(settings.policy_file, REGISTRY),
+        gateway_key=load_signing_key(settings.pki_dir, GATEWAY_OWNER),
         max_record_bytes=settings.max_record_bytes,
+        limits=Limits(settings.max_json_depth, settings.max_string_chars),
+        max_event_age=timedelta(seconds=settings.max_event_age_seconds),
+        max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
     )
+
+
+def memory_pipeline(settings: Settings) -> Pipeline:
+    """A pipeline whose replay window lives in memory (benchmarks, tools, tests)."""
     window = ReplayWindow(
         timedelta(seconds=settings.replay_window_seconds), settings.replay_max_entries
     )
-    return Pipeline(config, window)
+    return Pipeline(
+        pipeline_config(settings, X509TrustStore.from_directory(settings.pki_dir)), window
+    )
 
 
 class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -101,6 +114,8 @@ class BatchProcessor:
     metrics: GatewayMetrics
     clock: Clock
     retry_delay: float = 0.5
+    # Called with the ingress partitions of accepted records once their outputs are written.
+    after_outputs: Callable[[set[int]], Awaitable[None]] | None = None
 
     async def process(self, records: Sequence[IngressRecord], send: Sender) -> list[Decision]:
         """Decide every record, write every output, wait for the broker to acknowledge them."""
@@ -124,6 +139,9 @@ class BatchProcessor:
                 log.warning("outputs not acknowledged; retrying", error=repr(exc), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        accepted = {r.partition for r, d in zip(records, decisions, strict=True) if d.accepted}
+        if accepted and self.after_outputs is not None:
+            await self.after_outputs(accepted)
         acked_at = time.time()
         for decision in decisions:
             self.metrics.observe(decision, acked_at)
@@ -169,15 +187,89 @@ def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | Non
     return None
 
 
-def build_app(
-    settings: Settings,
-    processor: BatchProcessor,
-    data_dir: Path,
-) -> GatewayApp:
-    """The faust app with one agent over every ingress topic."""
+@dataclass(frozen=True)
+class Worker:
+    """A wired worker: the faust app and the parts a caller may want to look at."""
+
+    app: GatewayApp
+    processor: BatchProcessor
+    trust: X509TrustStore
+    seen: TableSeenIds
+
+
+def build_worker(settings: Settings, metrics: GatewayMetrics, data_dir: Path) -> Worker:
+    """The faust app with its replay table, one agent over every ingress topic, and timers."""
+    # Trust, keys and policy first: a broken file stops the worker before it touches Kafka.
+    trust = X509TrustStore.from_directory(settings.pki_dir)
+    config = pipeline_config(settings, trust)
+    app = _new_app(settings, data_dir)
+    table = replay_table(app, "xgw-replay", settings.topic_partitions)
+    seen = TableSeenIds(table, timedelta(seconds=settings.replay_window_seconds))
+
+    async def mark_changelog_ends(partitions: set[int]) -> None:
+        await app.producer.flush()  # the batch's entries go out first, in batches of their own
+        for partition in partitions:
+            seen.mark_end(partition)
+        await app.producer.flush()
+
+    processor = BatchProcessor(
+        Pipeline(config, seen),
+        metrics,
+        utcnow,
+        after_outputs=mark_changelog_ends if settings.replay_changelog_markers else None,
+    )
+    ingress = app.topic(
+        *(settings.topics.ingress(a) for a in processor.pipeline.agencies),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+
+    async def gateway(stream: faust.StreamT[bytes]) -> None:
+        # take_events acknowledges a batch only when this body returns, i.e. after every
+        # output of the batch is acknowledged by the broker: offsets never run ahead of outputs.
+        # take_events exists on faust.Stream but is missing from the StreamT interface.
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            settings.batch_max, within=settings.batch_within_seconds
+        )
+        async for events in batches:
+            await processor.process([_record(e) for e in events], app.producer.send)
+
+    app.agent(ingress, name="xgw.gateway")(gateway)
+
+    watcher = TrustWatcher(settings.pki_dir, trust)
+    watcher.poll()  # the folder as of start-up, before the first record
+
+    async def reload_crl() -> None:
+        if watcher.poll():
+            metrics.crl_reloads.inc()
+        metrics.revoked_certificates.set(trust.revoked_count)
+        metrics.known_certificates.set(len(trust.certificates()))
+
+    async def sweep_replay_window() -> None:
+        removed = seen.sweep(utcnow())
+        if removed:
+            log.info("replay window swept", expired=removed)
+
+    app.timer(settings.crl_refresh_seconds, name="xgw.crl")(reload_crl)
+    app.timer(_SWEEP_INTERVAL_S, name="xgw.replay-sweep")(sweep_replay_window)
+
+    async def on_ready(_sender: Any, *_: Any, **__: Any) -> None:
+        # Sent after table recovery: from here on the worker decides records.
+        assigned = len(app.consumer.assignment())
+        metrics.assigned_partitions.set(assigned)
+        log.info("partitions assigned and recovered", count=assigned, replay_entries=len(seen))
+
+    app.on_rebalance_complete.connect(on_ready)  # type: ignore[arg-type] # faust types receivers without **kwargs
+    return Worker(app, processor, trust, seen)
+
+
+def _new_app(settings: Settings, data_dir: Path) -> GatewayApp:
     GatewayApp.transport_class = _tuned_transport(settings.fetch_max_wait_ms)
     brokers = [f"kafka://{server}" for server in settings.bootstrap_servers.split(",")]
-    app = GatewayApp(
+    return GatewayApp(
         settings.app_id,
         broker=brokers,
         broker_credentials=faust_credentials(settings),
@@ -201,34 +293,6 @@ def build_app(
         producer_max_batch_size=settings.producer_max_batch_bytes,
         stream_wait_empty=False,
     )
-    agencies = processor.pipeline.agencies
-    ingress = app.topic(
-        *(settings.topics.ingress(a) for a in agencies),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        allow_empty=True,
-    )
-
-    async def gateway(stream: faust.StreamT[bytes]) -> None:
-        # take_events acknowledges a batch only when this body returns, i.e. after every
-        # output of the batch is acknowledged by the broker: offsets never run ahead of outputs.
-        # take_events exists on faust.Stream but is missing from the StreamT interface.
-        batches = cast(faust.Stream[bytes], stream).take_events(
-            settings.batch_max, within=settings.batch_within_seconds
-        )
-        async for events in batches:
-            await processor.process([_record(e) for e in events], app.producer.send)
-
-    app.agent(ingress, name="xgw.gateway")(gateway)
-
-    async def on_assigned(_sender: Any, *_: Any, **__: Any) -> None:
-        processor.metrics.assigned_partitions.set(len(app.consumer.assignment()))
-        log.info("partitions assigned", count=len(app.consumer.assignment()))
-
-    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type] # faust types receivers without **kwargs
-    return app
 
 
 def utcnow() -> datetime:

@@ -60,6 +60,10 @@ def nesting_depth_exceeds(raw: bytes, limit: int) -> bool:
     return False
 
 
+class JsonTooDeep(ValueError):
+    """The document nests arrays and objects deeper than allowed."""
+
+
 def loads_strict(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse UTF-8 JSON, refusing other encodings, deep nesting, duplicate keys, NaN, Infinity.
 
@@ -67,7 +71,7 @@ def loads_strict(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     interpreter's recursion limit inside the parser.
     """
     if nesting_depth_exceeds(raw, max_depth):
-        raise ValueError(f"JSON nests deeper than {max_depth} levels")
+        raise JsonTooDeep(f"JSON nests deeper than {max_depth} levels")
     return json.loads(
         raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
     )

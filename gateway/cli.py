@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gateway.errors import XgwError
 from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.pki import CertInfo
 
 _EXIT_ERROR = 1
 _EXIT_INTERRUPTED = 130
@@ -159,42 +163,96 @@ def worker(bootstrap_servers: str | None, pki_dir: Path | None, metrics_port: in
 
 @cli.group()
 def pki() -> None:
-    """Keys of the gateway and the agencies (kept under XGW_PKI_DIR, never committed)."""
+    """The exchange's X.509 PKI: root CA, certificates, CRL (under XGW_PKI_DIR, never committed)."""
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _certificate_line(verb: str, info: CertInfo) -> str:
+    return (
+        f"{verb} {info.owner} serial={info.serial:x} alg={info.alg}"
+        f" valid until {_when(info.not_after)} x5t#S256={info.fingerprint}"
+    )
 
 
 @pki.command("init")
 @_pki_dir
-@click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default="EdDSA", show_default=True)
-@click.option("--force", is_flag=True, help="Replace existing keys.")
-def pki_init(pki_dir: Path | None, alg: str, force: bool) -> None:
-    """Create key pairs for the gateway and every agency of the policy that has none."""
-    from gateway.pki import init_keys  # noqa: PLC0415
-    from gateway.policy import load_policy  # noqa: PLC0415
-    from schemas.registry import REGISTRY  # noqa: PLC0415
+@click.option("--force", is_flag=True, help="Replace an existing CA (its files move to retired/).")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36_500),
+    default=3650,
+    show_default=True,
+    help="Validity of the root CA in days.",
+)
+def pki_init(pki_dir: Path | None, force: bool, days: int) -> None:
+    """Create the exchange root CA, its CRL and the gateway's signing certificate."""
+    from gateway.pki import OWNER_GATEWAY, init_ca, list_certificates, root_path  # noqa: PLC0415
 
     settings = _settings(pki_dir=pki_dir)
-    agencies = load_policy(settings.policy_file, REGISTRY).agencies
-    created = init_keys(
-        settings.pki_dir, agencies, alg="ES256" if alg == "ES256" else "EdDSA", force=force
-    )
-    for info in created:
-        click.echo(f"created {info.owner:<10} {info.alg:<6} kid={info.kid}")
-    if not created:
-        click.echo(f"all keys already exist under {settings.pki_dir} (use --force to replace)")
+    existed = root_path(settings.pki_dir).exists() and not force
+    root = init_ca(settings.pki_dir, days=days, force=force)
+    gateway = [i for i in list_certificates(settings.pki_dir) if i.owner == OWNER_GATEWAY]
+    if existed:
+        click.echo(f"a root CA already exists under {settings.pki_dir} (use --force to replace it)")
+    click.echo(_certificate_line("exists" if existed else "created", root))
+    if gateway:
+        click.echo(_certificate_line("exists" if existed else "enrolled", gateway[-1]))
+
+
+@pki.command("enroll")
+@_pki_dir
+@click.argument("agency")
+@click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default="EdDSA", show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36_500),
+    default=365,
+    show_default=True,
+    help="Validity in days (never past the root CA's).",
+)
+def pki_enroll(pki_dir: Path | None, agency: str, alg: str, days: int) -> None:
+    """Create a signing key for AGENCY (or 'gateway') and a certificate from the root CA."""
+    from gateway.pki import enroll  # noqa: PLC0415
+
+    settings = _settings(pki_dir=pki_dir)
+    info = enroll(settings.pki_dir, agency, alg="ES256" if alg == "ES256" else "EdDSA", days=days)
+    click.echo(_certificate_line("enrolled", info))
+
+
+@pki.command("revoke")
+@_pki_dir
+@click.argument("serial")
+def pki_revoke(pki_dir: Path | None, serial: str) -> None:
+    """Revoke the certificate with SERIAL (hex, as listed) and re-issue the signed CRL."""
+    from gateway.pki import list_certificates, revoke  # noqa: PLC0415
+
+    digits = serial.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        number = int(digits, 16)
+    except ValueError:
+        raise XgwError(f"serial {serial!r} is not a hexadecimal number") from None
+    settings = _settings(pki_dir=pki_dir)
+    info = revoke(settings.pki_dir, number)
+    count = sum(1 for i in list_certificates(settings.pki_dir) if i.revoked_at is not None)
+    click.echo(f"revoked {info.owner} serial={info.serial:x}; CRL updated ({count} revoked)")
 
 
 @pki.command("list")
 @_pki_dir
 def pki_list(pki_dir: Path | None) -> None:
-    """List the trusted public keys."""
-    from gateway.pki import list_keys  # noqa: PLC0415
+    """List the root CA and every issued certificate with its status now."""
+    from gateway.pki import list_certificates, root_info  # noqa: PLC0415
 
     settings = _settings(pki_dir=pki_dir)
-    infos = list_keys(settings.pki_dir)
-    if not infos:
-        raise XgwError(f"no keys under {settings.pki_dir}; run 'xgw pki init'")
-    for info in infos:
-        click.echo(f"{info.owner:<10} {info.alg:<6} kid={info.kid}  {info.path}")
+    now = datetime.now(UTC)
+    for info in [root_info(settings.pki_dir), *list_certificates(settings.pki_dir)]:
+        click.echo(
+            f"{info.owner:<10} {info.serial:x} {info.alg:<6} {_when(info.not_before)}"
+            f" {_when(info.not_after)} {info.status(now):<13} x5t#S256={info.fingerprint}"
+        )
 
 
 def main() -> None:

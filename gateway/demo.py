@@ -24,19 +24,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connectors.client import AgencyClient, Receipt, ReceivedEvent
-from connectors.forgery import Forger
+from connectors.client import AgencyClient, PublishedEvent, Receipt, ReceivedEvent
+from connectors.forgery import Forger, certificate_authority
 from connectors.health import HealthConnector
 from connectors.police import PoliceConnector
 from connectors.transport import KafkaTransport
 from gateway.broker import EmbeddedBroker
 from gateway.kafka_admin import ensure_topics
-from gateway.keys import SigningKey, load_private_pem
-from gateway.pki import init_keys
+from gateway.keys import SigningKey
+from gateway.pki import ensure_exchange, load_signing_key
 from gateway.policy import load_policy
 from gateway.settings import Settings
-from gateway.trust import KeyDirTrustStore
 from gateway.worker_process import WorkerProcess, scrape
+from gateway.x509trust import X509TrustStore
 from schemas.registry import REGISTRY
 
 BAD_EVERY = 20  # one deliberately bad record per this many events
@@ -153,9 +153,11 @@ async def run_demo(settings: Settings, options: DemoOptions) -> DemoSummary:
 
 async def _run(settings: Settings, options: DemoOptions, console: Console) -> DemoSummary:
     policy = load_policy(settings.policy_file, REGISTRY)
-    created = init_keys(settings.pki_dir, policy.agencies)
+    created = ensure_exchange(settings.pki_dir, policy.agencies)
     if created:
-        console.print(f"[green]keys[/] created {len(created)} key pairs under {settings.pki_dir}")
+        console.print(
+            f"[green]pki[/] exchange CA and {len(created)} certificates under {settings.pki_dir}"
+        )
     await ensure_topics(settings, policy.agencies)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     worker = WorkerProcess(
@@ -176,8 +178,8 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
             f"[green]gateway[/] worker ready in {summary.worker_startup_s:.1f}s, "
             f"metrics at {worker.metrics_url}"
         )
-        trust = KeyDirTrustStore.from_directory(settings.public_key_dir)
-        keys = {a: load_private_pem(settings.private_key_path(a)) for a in policy.agencies}
+        trust = X509TrustStore.from_directory(settings.pki_dir)
+        keys = {a: load_signing_key(settings.pki_dir, a) for a in policy.agencies}
 
         def client(agency: str) -> AgencyClient:
             made = AgencyClient(
@@ -263,20 +265,25 @@ async def _publish(
     console: Console,
 ) -> None:
     total = int(options.duration * options.rate)
-    forger = Forger(keys, settings.max_record_bytes)
+    forger = Forger(
+        keys,
+        certificate_authority(settings.pki_dir),
+        settings.max_record_bytes,
+        settings.max_string_chars,
+    )
     reasons = forger.reasons()
     pending: set[asyncio.Task[None]] = set()
     limit = asyncio.Semaphore(64)
-    last: list[bytes] = []
+    last: list[PublishedEvent] = []
 
     async def bad(n: int) -> None:
         if n % (len(reasons) + 1) == len(reasons):
-            await police.client.send_raw(last[-1])  # the same event again: duplicate_id
+            # The same event again: duplicate_id.
+            await police.client.send_raw(last[-1].record, key=last[-1].subject.encode())
         else:
-            agency, raw = forger.forge(
-                reasons[n % len(reasons)], police.register[-1], datetime.now(UTC)
-            )
-            await (police.client if agency == "police" else health.client).send_raw(raw)
+            forged = forger.forge(reasons[n % len(reasons)], police.register[-1], datetime.now(UTC))
+            client = police.client if forged.agency == "police" else health.client
+            await client.send_raw(forged.value, key=forged.key)
         tracker.sent(None)
 
     async def send(n: int) -> None:
@@ -292,7 +299,7 @@ async def _publish(
                 published_at = time.time()
                 event = await police.publish_next(today)
                 tracker.sent(event.id, published_at)
-                last.append(event.record)
+                last.append(event)
                 del last[:-1]
 
     with _progress(console) as progress:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import b64url
-from gateway.canonical import loads_strict
+from gateway.canonical import MAX_JSON_DEPTH, JsonTooDeep, loads_strict
 
 SD_ALG = "sha-256"
 SALT_BYTES = 16  # RFC 9901 recommends at least 128 bits of salt
@@ -56,11 +56,13 @@ def make(name: str, value: Any, salt: str | None = None) -> Disclosure:
     return Disclosure(b64url.encode(text.encode("utf-8")), salt, name, value)
 
 
-def parse(encoded: str) -> Disclosure:
+def parse(encoded: str, max_depth: int = MAX_JSON_DEPTH) -> Disclosure:
     """Decode one disclosure, refusing short salts, reserved names and non-arrays."""
     try:
-        decoded = loads_strict(b64url.decode(encoded))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        decoded = loads_strict(b64url.decode(encoded), max_depth)
+    except JsonTooDeep:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
         raise DisclosureError("disclosure is not base64url of UTF-8 JSON") from exc
     if not isinstance(decoded, list) or len(decoded) != 3:  # noqa: PLR2004 - [salt, name, value]
         raise DisclosureError("disclosure is not a [salt, name, value] array")
@@ -89,7 +91,9 @@ def conceal(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Disclosure]]:
     return signed, disclosures
 
 
-def reveal(signed_data: Mapping[str, Any], encoded: Iterable[str]) -> dict[str, Disclosure]:
+def reveal(
+    signed_data: Mapping[str, Any], encoded: Iterable[str], max_depth: int = MAX_JSON_DEPTH
+) -> dict[str, Disclosure]:
     """Check disclosures against the signed digests and return them by field name.
 
     Raises :class:`DisclosureMismatch` when a digest is not signed, :class:`DuplicateDisclosure`
@@ -102,7 +106,7 @@ def reveal(signed_data: Mapping[str, Any], encoded: Iterable[str]) -> dict[str, 
     by_name: dict[str, Disclosure] = {}
     seen_digests: set[str] = set()
     for text in encoded:
-        disclosure = parse(text)
+        disclosure = parse(text, max_depth)
         digest = disclosure.digest
         if digest not in allowed:
             raise DisclosureMismatch(

@@ -15,6 +15,7 @@ still verifies after the gateway withholds disclosures and adds its own attribut
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -23,10 +24,16 @@ from datetime import datetime
 from typing import Any
 
 from gateway import disclosure as sd
-from gateway.canonical import CanonicalisationError, canonical_bytes, loads_strict
+from gateway.canonical import (
+    MAX_JSON_DEPTH,
+    CanonicalisationError,
+    JsonTooDeep,
+    canonical_bytes,
+    loads_strict,
+)
 from gateway.disclosure import Disclosure
 from gateway.errors import Rejection
-from gateway.jws import DetachedJws, JwsError, parse_detached, sign_detached
+from gateway.jws import DetachedJws, JwsError, UnsupportedAlgorithm, parse_detached, sign_detached
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from gateway.topics import AGENCY_ID
@@ -40,13 +47,27 @@ STAMP = "xgwstamp"
 RECIPIENT = "xgwrecipient"
 PURPOSE = "xgwpurpose"
 LEGAL_BASIS = "xgwlegalbasis"
-GATEWAY_ATTRIBUTES = frozenset({STAMP, RECIPIENT, PURPOSE, LEGAL_BASIS})
+SIGNER_CERTIFICATE = "xgwsignercert"
+GATEWAY_ATTRIBUTES = frozenset({STAMP, RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE})
 UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
 SOURCE_PREFIX = "urn:hcm:agency:"
 GATEWAY_SOURCE = "urn:hcm:xgw:gateway"
 STAMP_TYP = "xgw-stamp+jws"
 
 _REQUIRED_STRINGS = ("id", "source", "type", "subject", "time", SIGNATURE, DISCLOSURES)
+# These carry encoded material whose size the record limit already bounds.
+_UNBOUNDED_TEXT = frozenset({SIGNATURE, DISCLOSURES, STAMP, SIGNER_CERTIFICATE})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds checked before anything expensive is done with a record."""
+
+    max_depth: int = MAX_JSON_DEPTH
+    max_string_chars: int = 16_384
+
+
+DEFAULT_LIMITS = Limits()
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]{1,20}")
 _MAX_ID_CHARS = 256
 
@@ -119,28 +140,35 @@ def _malformed(detail: str) -> Rejection:
     return Rejection(ReasonCode.MALFORMED_ENVELOPE, detail)
 
 
-def read_envelope(raw: bytes, *, delivered: bool = False) -> Envelope:
+def read_envelope(
+    raw: bytes, *, delivered: bool = False, limits: Limits = DEFAULT_LIMITS
+) -> Envelope:
     """Parse and check the structure of an event; raise :class:`Rejection` if it is malformed.
 
     ``delivered`` allows the gateway's own attributes, which a publisher must never set.
     """
     try:
-        event = loads_strict(raw)
+        event = loads_strict(raw, limits.max_depth)
+    except JsonTooDeep as exc:
+        raise Rejection(ReasonCode.JSON_TOO_DEEP, str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise _malformed("record is not UTF-8 text") from exc
     except ValueError as exc:
         raise _malformed(f"record is not JSON of this profile: {exc}") from exc
     if not isinstance(event, dict):
         raise _malformed("event is not a JSON object")
-    return _check_structure(event, delivered=delivered)
+    return _check_structure(event, delivered=delivered, limits=limits)
 
 
-def _check_attributes(event: dict[str, Any], *, delivered: bool) -> None:
-    if event.get("specversion") != SPECVERSION:
+def _check_attributes(event: dict[str, Any], *, delivered: bool, limits: Limits) -> None:
+    for name in ("specversion", "datacontenttype", "data", *_REQUIRED_STRINGS):
+        if name not in event or (name != DISCLOSURES and event[name] in ("", None)):
+            raise Rejection(ReasonCode.MISSING_ATTRIBUTE, f"attribute {name!r} is missing")
+    if event["specversion"] != SPECVERSION:
         raise _malformed("specversion must be '1.0'")
     for name in _REQUIRED_STRINGS:
-        if not isinstance(event.get(name), str) or (name != DISCLOSURES and not event[name]):
-            raise _malformed(f"attribute {name!r} is missing or not a non-empty string")
+        if not isinstance(event[name], str):
+            raise _malformed(f"attribute {name!r} is not a string")
     if event.get("datacontenttype") != CONTENT_TYPE:
         raise _malformed(f"datacontenttype must be {CONTENT_TYPE!r}")
     if not isinstance(event.get("data"), dict):
@@ -150,13 +178,22 @@ def _check_attributes(event: dict[str, Any], *, delivered: bool) -> None:
             raise _malformed("attribute names must be 1-20 lower-case letters or digits")
         if name != "data" and not isinstance(value, str | int | bool):
             raise _malformed(f"attribute {name!r} must be a string, integer or boolean")
+        if (
+            isinstance(value, str)
+            and len(value) > limits.max_string_chars
+            and name not in _UNBOUNDED_TEXT
+        ):
+            raise Rejection(
+                ReasonCode.STRING_TOO_LONG,
+                f"attribute {name!r} is longer than {limits.max_string_chars} characters",
+            )
     reserved = GATEWAY_ATTRIBUTES & event.keys()
     if reserved and not delivered:
         raise _malformed(f"attributes {sorted(reserved)} are reserved for the gateway")
 
 
-def _check_structure(event: dict[str, Any], *, delivered: bool) -> Envelope:
-    _check_attributes(event, delivered=delivered)
+def _check_structure(event: dict[str, Any], *, delivered: bool, limits: Limits) -> Envelope:
+    _check_attributes(event, delivered=delivered, limits=limits)
     if len(event["id"]) > _MAX_ID_CHARS:
         raise _malformed(f"id is longer than {_MAX_ID_CHARS} characters")
     agency = agency_of_source(event["source"])
@@ -170,6 +207,8 @@ def _check_structure(event: dict[str, Any], *, delivered: bool) -> Envelope:
         raise _malformed("time has no UTC offset")
     try:
         signature = parse_detached(event[SIGNATURE])
+    except UnsupportedAlgorithm as exc:
+        raise Rejection(ReasonCode.UNSUPPORTED_ALGORITHM, f"{SIGNATURE}: {exc}") from exc
     except JwsError as exc:
         raise _malformed(f"{SIGNATURE}: {exc}") from exc
     return Envelope(event, agency, time, signature)
@@ -185,10 +224,16 @@ def seal(attributes: Mapping[str, Any], data: Mapping[str, Any], key: SigningKey
 
 
 def verify_origin(
-    envelope: Envelope, trust: TrustStore, at: datetime
+    envelope: Envelope, trust: TrustStore, at: datetime, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[TrustedKey, dict[str, Disclosure]]:
     """Check the origin signature and the disclosures; return the signer and disclosed fields."""
-    trusted = trust.resolve(envelope.signature.header, at)
+    header = envelope.signature.header
+    carried = envelope.attributes.get(SIGNER_CERTIFICATE)
+    if isinstance(carried, str) and "x5c" not in header:
+        # A delivery carries the origin's certificate, so a recipient can validate a newly
+        # rotated certificate against the root itself; x5t#S256 must still name it.
+        header = {**header, "x5c": [carried]}
+    trusted = trust.resolve(header, at)
     if trusted.owner != envelope.agency:
         raise Rejection(
             ReasonCode.SIGNER_AGENCY_MISMATCH,
@@ -196,21 +241,43 @@ def verify_origin(
         )
     if not envelope.signature.verify(envelope.signed_bytes(), trusted.key):
         raise Rejection(ReasonCode.BAD_SIGNATURE, "origin signature does not verify")
-    return trusted, open_disclosures(envelope)
+    return trusted, open_disclosures(envelope, limits)
 
 
-def open_disclosures(envelope: Envelope) -> dict[str, Disclosure]:
+def _longest_text(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return max((max(len(k), _longest_text(v)) for k, v in value.items()), default=0)
+    if isinstance(value, list):
+        return max((_longest_text(v) for v in value), default=0)
+    return 0
+
+
+def open_disclosures(envelope: Envelope, limits: Limits = DEFAULT_LIMITS) -> dict[str, Disclosure]:
     """Check every disclosure against the signed digests; return them by field name."""
     if set(envelope.data) != {"_sd", "_sd_alg"}:
         raise Rejection(ReasonCode.MALFORMED_DISCLOSURE, "data must hold only _sd and _sd_alg")
     try:
-        return sd.reveal(envelope.data, sd.split(str(envelope.attributes[DISCLOSURES])))
+        disclosures = sd.reveal(
+            envelope.data, sd.split(str(envelope.attributes[DISCLOSURES])), limits.max_depth
+        )
+    except JsonTooDeep as exc:
+        raise Rejection(ReasonCode.JSON_TOO_DEEP, f"a disclosure: {exc}") from exc
     except sd.DisclosureMismatch as exc:
         raise Rejection(ReasonCode.DISCLOSURE_MISMATCH, str(exc)) from exc
     except sd.DuplicateDisclosure as exc:
         raise Rejection(ReasonCode.DUPLICATE_DISCLOSURE, str(exc)) from exc
     except sd.DisclosureError as exc:
         raise Rejection(ReasonCode.MALFORMED_DISCLOSURE, str(exc)) from exc
+    for disclosure in disclosures.values():
+        if _longest_text(disclosure.value) > limits.max_string_chars:
+            raise Rejection(
+                ReasonCode.STRING_TOO_LONG,
+                f"disclosed field {disclosure.name!r} holds text longer than "
+                f"{limits.max_string_chars} characters",
+            )
+    return disclosures
 
 
 def project(
@@ -220,6 +287,7 @@ def project(
     recipient: str,
     purpose: str,
     legal_basis: str,
+    signer_certificate: bytes | None = None,
 ) -> dict[str, Any]:
     """The event as delivered to one recipient: only the granted disclosures, not yet stamped."""
     event = {k: v for k, v in envelope.attributes.items() if k not in GATEWAY_ATTRIBUTES}
@@ -227,6 +295,8 @@ def project(
     event[RECIPIENT] = recipient
     event[PURPOSE] = purpose
     event[LEGAL_BASIS] = legal_basis
+    if signer_certificate is not None:
+        event[SIGNER_CERTIFICATE] = base64.b64encode(signer_certificate).decode("ascii")
     return event
 
 

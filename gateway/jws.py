@@ -24,6 +24,10 @@ class JwsError(ValueError):
     """The token is not a detached JWS of this profile."""
 
 
+class UnsupportedAlgorithm(JwsError):
+    """The header names an algorithm outside this profile (``none``, HMAC, RSA, ...)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DetachedJws:
     """A parsed detached JWS: its protected header (decoded and raw) and signature bytes."""
@@ -72,11 +76,11 @@ def parse_detached(token: str) -> DetachedJws:
         raise JwsError("JWS header or signature is not valid base64url JSON") from exc
     if not isinstance(header, dict):
         raise JwsError("JWS protected header is not a JSON object")
+    if header.get("alg") not in ALGORITHMS:
+        raise UnsupportedAlgorithm(f"JWS alg must be one of {sorted(ALGORITHMS)}")
     unknown = set(header) - _KNOWN_HEADER
     if unknown:
         raise JwsError(f"JWS header has unsupported parameters: {sorted(unknown)}")
-    if header.get("alg") not in ALGORITHMS:
-        raise JwsError(f"JWS alg must be one of {sorted(ALGORITHMS)}")
     if not isinstance(header.get("kid"), str) or not header["kid"]:
         raise JwsError("JWS header has no kid")
     return DetachedJws(header, parts[0], signature)

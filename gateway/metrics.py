@@ -76,6 +76,15 @@ class GatewayMetrics:
         self.output_retries = Counter(
             "xgw_output_retries", "Batches whose outputs had to be written again.", registry=r
         )
+        self.crl_reloads = Counter(
+            "xgw_crl_reloads", "Times a changed CRL was loaded without a restart.", registry=r
+        )
+        self.revoked_certificates = Gauge(
+            "xgw_revoked_certificates", "Certificates revoked by the CRL in use.", registry=r
+        )
+        self.known_certificates = Gauge(
+            "xgw_known_certificates", "Certificates the trust store can look up.", registry=r
+        )
         Info("xgw_build", "Gateway build information.", registry=r).info({"version": __version__})
 
     def type_label(self, event_type: str | None) -> str:

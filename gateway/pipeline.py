@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
 from gateway import envelope, outputs
-from gateway.envelope import Envelope
+from gateway.envelope import DEFAULT_LIMITS, Envelope, Limits
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.outputs import CE_HEADERS, Headers, OutRecord
 from gateway.policy import Policy
 from gateway.reasons import ReasonCode
-from gateway.replay import Position, ReplayWindow, Seen
+from gateway.replay import Position, Seen, SeenIds
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
 from schemas.base import describe_errors
@@ -77,6 +77,9 @@ class PipelineConfig:
     policy: Policy
     gateway_key: SigningKey
     max_record_bytes: int
+    limits: Limits = DEFAULT_LIMITS
+    max_event_age: timedelta = timedelta(hours=24)
+    max_clock_skew: timedelta = timedelta(minutes=5)
 
 
 @dataclass(slots=True)
@@ -99,7 +102,7 @@ def _sha256(data: bytes) -> str:
 class Pipeline:
     """Decides records one at a time; holds the replay window as its only state."""
 
-    def __init__(self, config: PipelineConfig, replay: ReplayWindow) -> None:
+    def __init__(self, config: PipelineConfig, replay: SeenIds) -> None:
         self._config = config
         self._replay = replay
 
@@ -127,14 +130,19 @@ class Pipeline:
                 ReasonCode.RECORD_TOO_LARGE,
                 f"{len(record.value)} bytes, limit {config.max_record_bytes}",
             )
-        env = envelope.read_envelope(record.value)
+        env = envelope.read_envelope(record.value, limits=config.limits)
         facts.event_id, facts.event_type, facts.event_time = env.id, env.type, env.time
         if env.agency != facts.agency:
             raise Rejection(
                 ReasonCode.SOURCE_TOPIC_MISMATCH,
                 f"source names {env.agency!r}, topic belongs to {facts.agency!r}",
             )
-        signer, disclosures = envelope.verify_origin(env, config.trust, now)
+        if record.key != env.subject.encode():
+            # Keying by subject keeps one person's events in order on one partition, and
+            # sends a replayed event to the partition (and worker) that remembers its id.
+            raise Rejection(ReasonCode.RECORD_KEY_MISMATCH, "record key is not the subject")
+        self._check_time(env, now)
+        signer, disclosures = envelope.verify_origin(env, config.trust, now, config.limits)
         facts.signer_kid, facts.subject = signer.kid, env.subject
         model = config.registry.model_for(env.type)
         if model is None:
@@ -163,6 +171,7 @@ class Pipeline:
                     recipient=grant.agency,
                     purpose=grant.purpose,
                     legal_basis=grant.legal_basis,
+                    signer_certificate=signer.certificate_der,
                 ),
                 config.gateway_key,
             )
@@ -192,6 +201,21 @@ class Pipeline:
             event_time=env.time,
             redelivery=seen is Seen.REDELIVERY,
         )
+
+    def _check_time(self, env: Envelope, now: datetime) -> None:
+        age = now - env.time
+        if age > self._config.max_event_age:
+            raise Rejection(
+                ReasonCode.STALE_EVENT,
+                f"event time is {age.total_seconds():.0f}s old, limit "
+                f"{self._config.max_event_age.total_seconds():.0f}s",
+            )
+        if -age > self._config.max_clock_skew:
+            raise Rejection(
+                ReasonCode.FUTURE_EVENT,
+                f"event time is {-age.total_seconds():.0f}s ahead, limit "
+                f"{self._config.max_clock_skew.total_seconds():.0f}s",
+            )
 
     def _reject(
         self, record: IngressRecord, now: datetime, facts: _Facts, rejection: Rejection

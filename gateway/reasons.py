@@ -14,9 +14,21 @@ class ReasonCode(StrEnum):
     """Why the gateway refused a record."""
 
     RECORD_TOO_LARGE = "record_too_large"
+    JSON_TOO_DEEP = "json_too_deep"
     MALFORMED_ENVELOPE = "malformed_envelope"
+    MISSING_ATTRIBUTE = "missing_attribute"
+    STRING_TOO_LONG = "string_too_long"
     SOURCE_TOPIC_MISMATCH = "source_topic_mismatch"
+    RECORD_KEY_MISMATCH = "record_key_mismatch"
+    STALE_EVENT = "stale_event"
+    FUTURE_EVENT = "future_event"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
     UNKNOWN_SIGNER = "unknown_signer"
+    UNTRUSTED_CERTIFICATE = "untrusted_certificate"
+    WRONG_KEY_USAGE = "wrong_key_usage"
+    CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    REVOKED_CERTIFICATE = "revoked_certificate"
     SIGNER_AGENCY_MISMATCH = "signer_agency_mismatch"
     BAD_SIGNATURE = "bad_signature"
     MALFORMED_DISCLOSURE = "malformed_disclosure"
@@ -42,16 +54,34 @@ def markdown_table() -> str:
 
 _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.RECORD_TOO_LARGE: "The record is larger than the configured maximum size.",
+    ReasonCode.JSON_TOO_DEEP: (
+        "Arrays and objects nest deeper than the configured limit (checked before parsing)."
+    ),
     ReasonCode.MALFORMED_ENVELOPE: (
         "The bytes are not a CloudEvents 1.0 structured JSON event of the gateway's profile "
-        "(not JSON, missing or mistyped attribute, reserved attribute set by the sender)."
+        "(not UTF-8 JSON, mistyped attribute, reserved attribute set by the sender)."
     ),
+    ReasonCode.MISSING_ATTRIBUTE: "A required CloudEvents attribute is missing or empty.",
+    ReasonCode.STRING_TOO_LONG: "An attribute or disclosed text is longer than the limit.",
     ReasonCode.SOURCE_TOPIC_MISMATCH: (
         "The event's source names another agency than the ingress topic it was written to."
     ),
-    ReasonCode.UNKNOWN_SIGNER: "The signature's key id names no key in the trust store.",
+    ReasonCode.RECORD_KEY_MISMATCH: "The Kafka record key is not the event's subject.",
+    ReasonCode.STALE_EVENT: "The event's time is older than the accepted age.",
+    ReasonCode.FUTURE_EVENT: "The event's time is further ahead than the accepted clock skew.",
+    ReasonCode.UNSUPPORTED_ALGORITHM: (
+        "The signature's alg is not EdDSA or ES256 ('none' and HMAC are refused)."
+    ),
+    ReasonCode.UNKNOWN_SIGNER: "The signature names no certificate the trust store knows.",
+    ReasonCode.UNTRUSTED_CERTIFICATE: (
+        "The signing certificate does not chain to the exchange root CA, or names no agency."
+    ),
+    ReasonCode.WRONG_KEY_USAGE: "The signing certificate is not restricted to signing.",
+    ReasonCode.CERTIFICATE_NOT_YET_VALID: "The signing certificate's validity has not begun.",
+    ReasonCode.CERTIFICATE_EXPIRED: "The signing certificate has expired.",
+    ReasonCode.REVOKED_CERTIFICATE: "The signing certificate is on the CA's revocation list.",
     ReasonCode.SIGNER_AGENCY_MISMATCH: (
-        "The signing key belongs to another agency than the event's source."
+        "The signing certificate belongs to another agency than the event's source."
     ),
     ReasonCode.BAD_SIGNATURE: (
         "The origin signature does not verify over the canonical signed form of the event."

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,18 @@ class Seen(Enum):
     NEW = "new"
     REDELIVERY = "redelivery"
     DUPLICATE = "duplicate"
+
+
+class SeenIds(Protocol):
+    """Where the pipeline remembers accepted event ids (memory, or a faust table)."""
+
+    def check(self, key: tuple[str, str], position: Position, now: datetime) -> Seen:
+        """Classify ``key`` read at ``position``."""
+        ...
+
+    def remember(self, key: tuple[str, str], position: Position, now: datetime) -> None:
+        """Record that ``key`` was accepted from ``position``."""
+        ...
 
 
 class ReplayWindow:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.errors import ConfigError
@@ -37,13 +37,23 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=7, description="3 in production")
     app_id: str = Field(default="xgw-gateway", description="faust app id = consumer group")
-    pki_dir: Path = Field(default=Path("var/pki"), description="keys; never committed")
+    pki_dir: Path = Field(
+        default=Path("var/pki"), description="CA, certificates, keys; never committed"
+    )
     policy_file: Path = DEFAULT_POLICY_FILE
 
     # Checks.
     max_record_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=4, le=256)
+    max_string_chars: int = Field(default=16_384, ge=256)
+    max_event_age_seconds: float = Field(default=24 * 3600.0, gt=0)
+    max_clock_skew_seconds: float = Field(default=300.0, ge=0)
     replay_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
     replay_max_entries: int = Field(default=1_000_000, ge=1)
+    replay_changelog_markers: bool = Field(
+        default=True, description="needed on the embedded broker; false on Apache Kafka"
+    )
+    crl_refresh_seconds: float = Field(default=1.0, gt=0, description="CRL file check interval")
 
     # Worker tuning (see docs/operations.md for why each value).
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")
@@ -61,19 +71,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
 
+    @model_validator(mode="after")
+    def _replay_covers_freshness(self) -> Settings:
+        # An event older than the replay window must already be refused as stale; otherwise
+        # a replay could arrive after its id was forgotten and still be fresh enough.
+        if self.replay_window_seconds < self.max_event_age_seconds + self.max_clock_skew_seconds:
+            raise ValueError(
+                "replay_window_seconds must be at least max_event_age_seconds + "
+                "max_clock_skew_seconds"
+            )
+        return self
+
     @property
     def topics(self) -> TopicNames:
         """The topic names of this exchange."""
         return TopicNames(self.topic_prefix)
-
-    @property
-    def public_key_dir(self) -> Path:
-        """Where the trusted public keys are."""
-        return self.pki_dir / "public"
-
-    def private_key_path(self, owner: str) -> Path:
-        """Where ``owner``'s private key is (an agency id or ``gateway``)."""
-        return self.pki_dir / "private" / f"{owner}.key.pem"
 
     def kafka_options(self) -> dict[str, Any]:
         """Connection options common to aiokafka producers, consumers and admin clients."""
@@ -120,4 +132,5 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"setting XGW_{name.upper()}: {first['msg']}") from exc
+        where = f"setting XGW_{name.upper()}" if name else "settings"
+        raise ConfigError(f"{where}: {first['msg']}") from exc

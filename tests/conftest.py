@@ -13,14 +13,16 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck, settings
 
+from connectors.forgery import CertificateAuthority, certificate_authority
 from gateway.broker import EmbeddedBroker
-from gateway.keys import SigningKey, load_private_pem
+from gateway.keys import SigningKey
 from gateway.pipeline import Pipeline, PipelineConfig
-from gateway.pki import init_keys
+from gateway.pki import ensure_exchange, load_signing_key
 from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
 from gateway.replay import ReplayWindow
 from gateway.topics import TopicNames
-from gateway.trust import GATEWAY_OWNER, KeyDirTrustStore
+from gateway.trust import GATEWAY_OWNER
+from gateway.x509trust import X509TrustStore
 from schemas.common import Address
 from schemas.police import ResidentRegistered
 from schemas.registry import REGISTRY
@@ -31,32 +33,40 @@ settings.register_profile(
 settings.load_profile("default")
 
 AGENCIES = ("police", "health", "education", "land")
-NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+# Test certificates are issued an hour before NOW, so every check at NOW is inside their validity.
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass(frozen=True)
 class Pki:
-    """Keys of one test exchange, on disk and loaded."""
+    """One test exchange's CA, certificates and keys, on disk and loaded."""
 
     directory: Path
-    trust: KeyDirTrustStore
+    trust: X509TrustStore
     keys: dict[str, SigningKey]
+    ca: CertificateAuthority
 
     @property
     def gateway(self) -> SigningKey:
         return self.keys[GATEWAY_OWNER]
 
+    def fresh_trust(self) -> X509TrustStore:
+        """A trust store of its own, for tests that change the CRL."""
+        return X509TrustStore.from_directory(self.directory)
+
+
+def make_pki(directory: Path) -> Pki:
+    """A root CA and certificates for the gateway and the four agencies in ``directory``."""
+    ensure_exchange(directory, AGENCIES, now=NOW - timedelta(hours=1))
+    keys = {owner: load_signing_key(directory, owner) for owner in (GATEWAY_OWNER, *AGENCIES)}
+    trust = X509TrustStore.from_directory(directory)
+    return Pki(directory, trust, keys, certificate_authority(directory))
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """Key pairs for the gateway and the four agencies, in a temporary directory."""
-    directory = tmp_path_factory.mktemp("pki")
-    init_keys(directory, AGENCIES)
-    keys = {
-        owner: load_private_pem(directory / "private" / f"{owner}.key.pem")
-        for owner in (GATEWAY_OWNER, *AGENCIES)
-    }
-    return Pki(directory, KeyDirTrustStore.from_directory(directory / "public"), keys)
+    """The session's exchange PKI (tests that enrol or revoke make their own)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")

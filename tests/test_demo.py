@@ -43,7 +43,9 @@ def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert summary["receipts"] == summary["published"]
     assert summary["accepted"] + sum(summary["rejected"].values()) == summary["published"]
     assert summary["delivered_by_agency"]["health"] == summary["accepted"]
-    assert {"no_recipients", "malformed_envelope", "bad_signature"} <= set(summary["rejected"])
+    # One bad record in twenty, cycling through the forger's reasons in order.
+    assert {"no_recipients", "record_too_large", "malformed_envelope"} <= set(summary["rejected"])
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
     assert summary["metrics_url"].startswith("http://127.0.0.1:")
-    assert (tmp_path / "pki" / "private" / "gateway.key.pem").exists()
+    assert (tmp_path / "pki" / "ca" / "root.crt.pem").exists()
+    assert list((tmp_path / "pki" / "certs").glob("police.*.crt.pem"))

@@ -228,7 +228,7 @@ async def test_receipts_report_acceptance_and_rejection(
     """The police read one accepted and one rejected (duplicate) receipt, both verified."""
     police = client(pki, transport, "police")
     published = await police.publish(resident)
-    await police.send_raw(published.record)
+    await police.send_raw(published.record, key=published.subject.encode())
     run_gateway(pipeline, transport)
     receipts = await take(police.receipts(), 2)
     assert [r.status for r in receipts] == ["accepted", "rejected"]

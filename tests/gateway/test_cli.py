@@ -24,22 +24,36 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 
 def test_pki_init_creates_keys_once(tmp_path: Path) -> None:
-    """Running pki init creates five key pairs, and a second run changes nothing."""
+    """Init creates the root and gateway certificates once; enrol, revoke and list then agree."""
     runner = CliRunner()
     first = runner.invoke(cli, ["pki", "init", "--pki-dir", str(tmp_path)])
     assert first.exit_code == 0, first.output
-    assert first.output.count("created") == 5
-    assert oct((tmp_path / "private" / "police.key.pem").stat().st_mode & 0o777) == "0o600"
+    assert [line.split()[:2] for line in first.output.splitlines()] == [
+        ["created", "root"],
+        ["enrolled", "gateway"],
+    ]
+    (gateway_key,) = (tmp_path / "private").glob("gateway.*.key.pem")
+    assert oct(gateway_key.stat().st_mode & 0o777) == "0o600"
     second = runner.invoke(cli, ["pki", "init", "--pki-dir", str(tmp_path)])
-    assert "already exist" in second.output
+    assert second.exit_code == 0, second.output
+    assert "already exists" in second.output
+    enrolled = runner.invoke(
+        cli, ["pki", "enroll", "police", "--alg", "ES256", "--pki-dir", str(tmp_path)]
+    )
+    assert enrolled.exit_code == 0, enrolled.output
+    assert enrolled.output.startswith("enrolled police serial=")
+    assert "alg=ES256" in enrolled.output
+    serial = enrolled.output.split("serial=")[1].split()[0]
+    revoked = runner.invoke(cli, ["pki", "revoke", serial, "--pki-dir", str(tmp_path)])
+    assert revoked.exit_code == 0, revoked.output
+    assert revoked.output.strip() == f"revoked police serial={serial}; CRL updated (1 revoked)"
     listed = runner.invoke(cli, ["pki", "list", "--pki-dir", str(tmp_path)])
-    assert {line.split()[0] for line in listed.output.splitlines()} == {
-        "gateway",
-        "police",
-        "health",
-        "education",
-        "land",
-    }
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.output.splitlines()}
+    assert set(rows) == {"root", "gateway", "police"}
+    assert " valid " in rows["gateway"]
+    assert " revoked " in rows["police"]
+    assert serial in rows["police"]
 
 
 def _xgw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,8 +76,10 @@ def _one_line_error(result: subprocess.CompletedProcess[str], contains: str) -> 
 
 
 def test_missing_keys_are_one_line(tmp_path: Path) -> None:
-    """Listing keys of an empty directory fails with one line naming the fix."""
+    """Listing or enrolling without a CA, or revoking a bad serial, fails with one line."""
     _one_line_error(_xgw("pki", "list", "--pki-dir", str(tmp_path)), "xgw pki init")
+    _one_line_error(_xgw("pki", "enroll", "police", "--pki-dir", str(tmp_path)), "xgw pki init")
+    _one_line_error(_xgw("pki", "revoke", "not-hex", "--pki-dir", str(tmp_path)), "hexadecimal")
 
 
 def test_broken_policy_file_is_one_line(tmp_path: Path) -> None:
@@ -76,7 +92,15 @@ def test_broken_policy_file_is_one_line(tmp_path: Path) -> None:
         'legal_basis = "x"\nfields = ["blood_type"]\n',
         encoding="utf-8",
     )
-    result = _xgw("pki", "init", "--pki-dir", str(tmp_path), env={"XGW_POLICY_FILE": str(policy)})
+    assert _xgw("pki", "init", "--pki-dir", str(tmp_path)).returncode == 0
+    result = _xgw(
+        "worker",
+        "--pki-dir",
+        str(tmp_path),
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        env={"XGW_POLICY_FILE": str(policy)},
+    )
     _one_line_error(result, "blood_type")
 
 

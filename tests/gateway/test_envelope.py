@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 
+from gateway import b64url, envelope
 from gateway import disclosure as sd
-from gateway import envelope
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
@@ -146,40 +146,95 @@ def test_unknown_key_is_refused(pki: Pki) -> None:
     assert reason_of(excinfo) is ReasonCode.UNKNOWN_SIGNER
 
 
-MALFORMED: list[tuple[str, Any]] = [
-    ("not json", lambda _: b"\x00garbage"),
-    ("not utf-8", lambda e: envelope.encode(e).decode().encode("utf-16")),
-    ("json array", lambda _: b"[1, 2]"),
-    ("duplicate key", lambda e: envelope.encode(e)[:-1] + b',"id":"other"}'),
-    ("NaN", lambda e: envelope.encode(e)[:-1] + b',"n":NaN}'),
-    ("deep nesting", lambda _: b"[" * 100_000 + b"]" * 100_000),
-    ("no specversion", lambda e: {k: v for k, v in e.items() if k != "specversion"}),
-    ("wrong specversion", lambda e: {**e, "specversion": "0.3"}),
-    ("no id", lambda e: {k: v for k, v in e.items() if k != "id"}),
-    ("empty id", lambda e: {**e, "id": ""}),
-    ("long id", lambda e: {**e, "id": "x" * 300}),
-    ("no time", lambda e: {k: v for k, v in e.items() if k != "time"}),
-    ("time without offset", lambda e: {**e, "time": "2026-11-25T09:30:00"}),
-    ("time not a date", lambda e: {**e, "time": "hôm qua"}),
-    ("xml content", lambda e: {**e, "datacontenttype": "application/xml"}),
-    ("data not object", lambda e: {**e, "data": "text"}),
-    ("upper-case attribute", lambda e: {**e, "Extra": "x"}),
-    ("object attribute", lambda e: {**e, "extra": {"a": 1}}),
-    ("source of no agency", lambda e: {**e, "source": "https://example.org"}),
-    ("signature not JWS", lambda e: {**e, envelope.SIGNATURE: "abc"}),
-    ("reserved purpose", lambda e: {**e, envelope.PURPOSE: "anything"}),
-    ("reserved stamp", lambda e: {**e, envelope.STAMP: "a..b"}),
+MALFORMED: list[tuple[str, Any, ReasonCode]] = [
+    ("not json", lambda _: b"\x00garbage", ReasonCode.MALFORMED_ENVELOPE),
+    (
+        "not utf-8",
+        lambda e: envelope.encode(e).decode().encode("utf-16"),
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    ("json array", lambda _: b"[1, 2]", ReasonCode.MALFORMED_ENVELOPE),
+    (
+        "duplicate key",
+        lambda e: envelope.encode(e)[:-1] + b',"id":"other"}',
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    ("NaN", lambda e: envelope.encode(e)[:-1] + b',"n":NaN}', ReasonCode.MALFORMED_ENVELOPE),
+    ("deep nesting", lambda _: b"[" * 100_000 + b"]" * 100_000, ReasonCode.JSON_TOO_DEEP),
+    (
+        "no specversion",
+        lambda e: {k: v for k, v in e.items() if k != "specversion"},
+        ReasonCode.MISSING_ATTRIBUTE,
+    ),
+    ("wrong specversion", lambda e: {**e, "specversion": "0.3"}, ReasonCode.MALFORMED_ENVELOPE),
+    ("no id", lambda e: {k: v for k, v in e.items() if k != "id"}, ReasonCode.MISSING_ATTRIBUTE),
+    ("empty id", lambda e: {**e, "id": ""}, ReasonCode.MISSING_ATTRIBUTE),
+    ("long id", lambda e: {**e, "id": "x" * 300}, ReasonCode.MALFORMED_ENVELOPE),
+    (
+        "no time",
+        lambda e: {k: v for k, v in e.items() if k != "time"},
+        ReasonCode.MISSING_ATTRIBUTE,
+    ),
+    (
+        "time without offset",
+        lambda e: {**e, "time": "2026-11-25T09:30:00"},
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    ("time not a date", lambda e: {**e, "time": "hôm qua"}, ReasonCode.MALFORMED_ENVELOPE),
+    (
+        "xml content",
+        lambda e: {**e, "datacontenttype": "application/xml"},
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    ("data not object", lambda e: {**e, "data": "text"}, ReasonCode.MALFORMED_ENVELOPE),
+    ("upper-case attribute", lambda e: {**e, "Extra": "x"}, ReasonCode.MALFORMED_ENVELOPE),
+    ("object attribute", lambda e: {**e, "extra": {"a": 1}}, ReasonCode.MALFORMED_ENVELOPE),
+    (
+        "source of no agency",
+        lambda e: {**e, "source": "https://example.org"},
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    (
+        "signature not JWS",
+        lambda e: {**e, envelope.SIGNATURE: "abc"},
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    (
+        "reserved purpose",
+        lambda e: {**e, envelope.PURPOSE: "anything"},
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
+    ("reserved stamp", lambda e: {**e, envelope.STAMP: "a..b"}, ReasonCode.MALFORMED_ENVELOPE),
+    ("long attribute", lambda e: {**e, "note": "ư" * 20_000}, ReasonCode.STRING_TOO_LONG),
+    (
+        "alg none",
+        lambda e: {**e, envelope.SIGNATURE: _with_alg(e, "none")},
+        ReasonCode.UNSUPPORTED_ALGORITHM,
+    ),
+    (
+        "alg HS256",
+        lambda e: {**e, envelope.SIGNATURE: _with_alg(e, "HS256")},
+        ReasonCode.UNSUPPORTED_ALGORITHM,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "breaker"), MALFORMED, ids=[c for c, _ in MALFORMED])
-def test_malformed_events_are_refused(pki: Pki, case: str, breaker: Any) -> None:
-    """Each structural defect is refused as a malformed envelope, with a detail and no crash."""
+def _with_alg(event: dict[str, Any], alg: str) -> str:
+    header, _, signature = event[envelope.SIGNATURE].partition("..")
+    decoded = json.loads(b64url.decode(header))
+    return b64url.encode(json.dumps({**decoded, "alg": alg}).encode()) + ".." + signature
+
+
+@pytest.mark.parametrize(("case", "breaker", "reason"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_structural_defects_are_refused(
+    pki: Pki, case: str, breaker: Any, reason: ReasonCode
+) -> None:
+    """Each structural defect is refused for its own reason, with a detail and no crash."""
     broken = breaker(sealed(pki))
     raw = broken if isinstance(broken, bytes) else envelope.encode(broken)
     with pytest.raises(Rejection) as excinfo:
         envelope.read_envelope(raw)
-    assert reason_of(excinfo) is ReasonCode.MALFORMED_ENVELOPE, case
+    assert reason_of(excinfo) is reason, case
     assert excinfo.value.detail
 
 

@@ -1,154 +1,91 @@
-"""The whole exchange through the real embedded broker and a real worker process."""
+"""The attack matrix: real records through the real broker and a real worker process.
+
+Every case writes a real record, and must get its own reason code in a negative receipt, a
+dead-letter record, no delivery to any agency, and the next valid event must still reach every
+entitled agency.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import time
+import random
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from connectors.client import AgencyClient, Receipt, ReceivedEvent
-from connectors.forgery import Forger
-from connectors.transport import KafkaTransport, Message
+from connectors.people import vaccination
+from connectors.transport import KafkaTransport
+from gateway import envelope, pki
 from gateway.broker import EmbeddedBroker
+from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings
-from gateway.worker_process import WorkerProcess, scrape
-from tests.conftest import AGENCIES, Pki, make_resident
+from schemas.police import ResidentRegistered
+from tests.conftest import Pki, make_pki, make_resident
+from tests.harness import Exchange, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-WAIT_S = 20.0
-
-
-@dataclass
-class Exchange:
-    """Agency clients and everything they have seen so far."""
-
-    settings: Settings
-    worker: WorkerProcess
-    clients: dict[str, AgencyClient]
-    forger: Forger
-    receipts: dict[str, list[Receipt]] = field(default_factory=lambda: defaultdict(list))
-    deliveries: dict[str, list[ReceivedEvent]] = field(default_factory=lambda: defaultdict(list))
-    dead_letters: list[Message] = field(default_factory=list)
-
-    async def wait_for(self, what: str, found: Callable[[], object]) -> object:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            result = found()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
-        log = (await asyncio.to_thread(Path(self.worker.log_path).read_text, "utf-8"))[-3000:]
-        pytest.fail(f"timed out waiting for {what}; worker log tail:\n{log}")
-
-    async def receipt_for(self, agency: str, raw: bytes, status: str) -> Receipt:
-        digest = hashlib.sha256(raw).hexdigest()
-
-        def found() -> Receipt | None:
-            matches = [
-                r for r in self.receipts[agency] if r.record_sha256 == digest and r.status == status
-            ]
-            return matches[0] if matches else None
-
-        receipt = await self.wait_for(f"{status} receipt to {agency}", found)
-        assert isinstance(receipt, Receipt)
-        return receipt
-
-    async def delivered(self, agency: str, event_id: str) -> ReceivedEvent:
-        def found() -> ReceivedEvent | None:
-            matches = [e for e in self.deliveries[agency] if e.id == event_id]
-            return matches[0] if matches else None
-
-        event = await self.wait_for(f"delivery of {event_id} to {agency}", found)
-        assert isinstance(event, ReceivedEvent)
-        return event
+RECIPIENTS = ("health", "education", "land")
 
 
 @pytest.fixture(scope="module")
-def exchange_settings(broker: EmbeddedBroker, pki: Pki) -> Settings:
-    prefix = f"it{uuid.uuid4().hex[:8]}"
-    return Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        topic_prefix=prefix,
-        app_id=f"xgw-{prefix}",
-        pki_dir=pki.directory,
-        metrics_port=0,
-        max_record_bytes=64 * 1024,
-        log_format="json",
-    )
+def own_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A PKI of this module's own, since its tests enrol and revoke certificates."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def exchange(
-    exchange_settings: Settings, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+    broker: EmbeddedBroker, own_pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Exchange]:
-    worker = WorkerProcess(exchange_settings, tmp_path_factory.mktemp("worker") / "worker.log")
-    worker.start()
-    tasks: list[asyncio.Task[None]] = []
-    clients: dict[str, AgencyClient] = {}
-    try:
-        await worker.wait_ready(60)
-        clients = {
-            agency: AgencyClient(
-                agency=agency,
-                signing_key=pki.keys[agency],
-                trust=pki.trust,
-                transport=KafkaTransport(exchange_settings.kafka_options()),
-                topics=exchange_settings.topics,
-            )
-            for agency in AGENCIES
-        }
-        ex = Exchange(exchange_settings, worker, clients, Forger(pki.keys, 64 * 1024))
-        ready: list[asyncio.Event] = []
-
-        def event() -> asyncio.Event:
-            ready.append(asyncio.Event())
-            return ready[-1]
-
-        async def collect_receipts(agency: str, signal: asyncio.Event) -> None:
-            async for receipt in clients[agency].receipts(group=f"{agency}-r", ready=signal):
-                ex.receipts[agency].append(receipt)
-
-        async def collect_deliveries(agency: str, signal: asyncio.Event) -> None:
-            async for delivery in clients[agency].subscribe(group=f"{agency}-d", ready=signal):
-                ex.deliveries[agency].append(delivery)
-
-        async def collect_dead_letters(signal: asyncio.Event) -> None:
-            transport = KafkaTransport(exchange_settings.kafka_options())
-            topics = [exchange_settings.topics.deadletter]
-            async for message in transport.consume(topics, group="ops", ready=signal):
-                ex.dead_letters.append(message)
-
-        coroutines = [
-            *(collect_receipts(a, event()) for a in ("police", "health")),
-            *(collect_deliveries(a, event()) for a in ("health", "education", "land")),
-            collect_dead_letters(event()),
-        ]
-        tasks = [asyncio.create_task(c) for c in coroutines]
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 60)
-        yield ex
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for made in clients.values():
-            await made.close()
-        worker.stop()
+    prefix = f"it{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        bootstrap_servers=broker.bootstrap_servers,
+        topic_prefix=prefix,
+        app_id=f"xgw-{prefix}",
+        pki_dir=own_pki.directory,
+        metrics_port=0,
+        max_record_bytes=64 * 1024,
+        crl_refresh_seconds=0.2,
+        log_format="json",
+    )
+    async with running_exchange(settings, own_pki, tmp_path_factory.mktemp("log")) as running:
+        yield running
 
 
-def _unique_resident() -> object:
+def someone() -> ResidentRegistered:
     return make_resident(personal_id=f"079190{uuid.uuid4().int % 10**6:06d}")
+
+
+async def assert_rejected(
+    exchange: Exchange, agency: str, raw: bytes, reason: ReasonCode, event_id: str | None
+) -> None:
+    receipt = await exchange.receipt_for(agency, raw, "rejected")
+    assert receipt.reason == reason, receipt.detail
+    dead = await exchange.wait_for(
+        "dead letter", lambda: [m for m in exchange.dead_letters if m.value == raw]
+    )
+    assert dict(dead[0].headers)["xgw-reason"] == reason.value.encode()
+    follow_up = await exchange.clients["police"].publish(someone())
+    for recipient in RECIPIENTS:
+        await exchange.delivered(recipient, follow_up.id)
+    if event_id is not None:
+        for recipient in RECIPIENTS:
+            assert event_id not in {e.id for e in exchange.deliveries[recipient]}
+
+
+def event_id_of(raw: bytes) -> str | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value.get("id") if isinstance(value, dict) else None
 
 
 async def test_police_event_reaches_each_entitled_agency(exchange: Exchange) -> None:
@@ -163,80 +100,151 @@ async def test_police_event_reaches_each_entitled_agency(exchange: Exchange) -> 
     education = await exchange.delivered("education", published.id)
     assert "sex" not in education.fields
     receipt = await exchange.receipt_for("police", published.record, "accepted")
-    assert set(receipt.recipients) == {"health", "education", "land"}
+    assert set(receipt.recipients) == set(RECIPIENTS)
 
 
-async def _assert_rejected(
-    exchange: Exchange, agency: str, raw: bytes, reason: ReasonCode, event_id: str | None
-) -> None:
-    receipt = await exchange.receipt_for(agency, raw, "rejected")
-    assert receipt.reason == reason, receipt.detail
-    dead = await exchange.wait_for(
-        "dead letter", lambda: [m for m in exchange.dead_letters if m.value == raw]
-    )
-    headers = dict(dead[0].headers)  # type: ignore[index]
-    assert headers["xgw-reason"] == reason.value.encode()
-    # The next valid event still goes through, to every recipient.
-    follow_up = await exchange.clients["police"].publish(_unique_resident())  # type: ignore[arg-type]
-    for recipient in ("health", "education", "land"):
-        await exchange.delivered(recipient, follow_up.id)
-    if event_id is not None:
-        for recipient in ("health", "education", "land"):
-            assert event_id not in {e.id for e in exchange.deliveries[recipient]}
+MATRIX = [
+    ReasonCode.RECORD_TOO_LARGE,
+    ReasonCode.JSON_TOO_DEEP,
+    ReasonCode.MALFORMED_ENVELOPE,
+    ReasonCode.MISSING_ATTRIBUTE,
+    ReasonCode.STRING_TOO_LONG,
+    ReasonCode.SOURCE_TOPIC_MISMATCH,
+    ReasonCode.RECORD_KEY_MISMATCH,
+    ReasonCode.STALE_EVENT,
+    ReasonCode.FUTURE_EVENT,
+    ReasonCode.UNSUPPORTED_ALGORITHM,
+    ReasonCode.UNKNOWN_SIGNER,
+    ReasonCode.UNTRUSTED_CERTIFICATE,
+    ReasonCode.WRONG_KEY_USAGE,
+    ReasonCode.CERTIFICATE_NOT_YET_VALID,
+    ReasonCode.CERTIFICATE_EXPIRED,
+    ReasonCode.SIGNER_AGENCY_MISMATCH,
+    ReasonCode.BAD_SIGNATURE,
+    ReasonCode.MALFORMED_DISCLOSURE,
+    ReasonCode.DISCLOSURE_MISMATCH,
+    ReasonCode.DUPLICATE_DISCLOSURE,
+    ReasonCode.UNKNOWN_TYPE,
+    ReasonCode.UNAUTHORISED_PUBLISHER,
+    ReasonCode.SCHEMA_VIOLATION,
+]
 
 
-FORGEABLE = [r for r in ReasonCode if r not in {ReasonCode.DUPLICATE_ID, ReasonCode.NO_RECIPIENTS}]
+async def test_matrix_covers_every_forgeable_reason(exchange: Exchange) -> None:
+    """The matrix below sends every kind of bad record the forger can make."""
+    assert set(MATRIX) == set(exchange.forger.reasons())
 
 
-@pytest.mark.parametrize("reason", FORGEABLE, ids=[r.value for r in FORGEABLE])
+@pytest.mark.parametrize("reason", MATRIX, ids=[r.value for r in MATRIX])
 async def test_bad_record_is_rejected_and_the_stream_goes_on(
     exchange: Exchange, reason: ReasonCode
 ) -> None:
     """Each forged record gets its reason in a receipt and a dead letter; nothing is delivered."""
-    resident = _unique_resident()
-    agency, raw = exchange.forger.forge(reason, resident, datetime.now(UTC))  # type: ignore[arg-type]
-    await exchange.clients[agency].send_raw(raw)
-    event_id = None
-    if reason not in {ReasonCode.MALFORMED_ENVELOPE, ReasonCode.RECORD_TOO_LARGE}:
-        event_id = json.loads(raw)["id"]
-    await _assert_rejected(exchange, agency, raw, reason, event_id)
+    forged = exchange.forger.forge(reason, someone(), datetime.now(UTC))
+    await exchange.clients[forged.agency].send_raw(forged.value, key=forged.key)
+    await assert_rejected(exchange, forged.agency, forged.value, reason, event_id_of(forged.value))
 
 
 async def test_replayed_event_is_rejected_as_duplicate(exchange: Exchange) -> None:
     """Writing an accepted event's bytes again is refused with duplicate_id."""
-    published = await exchange.clients["police"].publish(_unique_resident())  # type: ignore[arg-type]
+    police = exchange.clients["police"]
+    published = await police.publish(someone())
     await exchange.receipt_for("police", published.record, "accepted")
-    await exchange.clients["police"].send_raw(published.record)
-    await _assert_rejected(
-        exchange, "police", published.record, ReasonCode.DUPLICATE_ID, event_id=None
-    )
-    deliveries = [e for e in exchange.deliveries["health"] if e.id == published.id]
-    assert len(deliveries) == 1
+    await police.send_raw(published.record, key=published.subject.encode())
+    await assert_rejected(exchange, "police", published.record, ReasonCode.DUPLICATE_ID, None)
+    assert len([e for e in exchange.deliveries["health"] if e.id == published.id]) == 1
 
 
 async def test_unrouted_event_is_rejected_with_no_recipients(exchange: Exchange) -> None:
     """A vaccination (registered type, no route yet) is refused with no_recipients."""
-    import random  # noqa: PLC0415
-
-    from connectors.people import vaccination  # noqa: PLC0415
-
     event = vaccination(random.Random(3), make_resident(), datetime.now(UTC).date())
     published = await exchange.clients["health"].publish(event)
-    await _assert_rejected(
+    await assert_rejected(
         exchange, "health", published.record, ReasonCode.NO_RECIPIENTS, published.id
     )
 
 
+async def test_certificate_revoked_while_the_worker_runs(exchange: Exchange) -> None:
+    """A certificate that worked is refused as soon as the worker has seen the new CRL."""
+    directory: Path = exchange.pki.directory
+    info = pki.enroll(directory, "police")
+    key = pki.load_signing_key(directory, "police", embed=True)
+    assert key.x5t == info.fingerprint
+    client = exchange.client("police", key)
+    before = await client.publish(someone())
+    await exchange.receipt_for("police", before.record, "accepted")
+    reloads = await exchange.metric("xgw_crl_reloads_total{}")
+    pki.revoke(directory, info.serial)
+    await _wait_metric_above(exchange, "xgw_crl_reloads_total{}", reloads)
+    after = await client.publish(someone())
+    await assert_rejected(
+        exchange, "police", after.record, ReasonCode.REVOKED_CERTIFICATE, after.id
+    )
+
+
+async def _wait_metric_above(exchange: Exchange, name: str, value: float) -> None:
+    for _ in range(200):
+        if await exchange.metric(name) > value:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{name} did not grow past {value}")
+
+
+async def test_rotation_accepts_both_valid_certificates(exchange: Exchange) -> None:
+    """During a changeover, events signed with the old and the new certificate both verify."""
+    directory: Path = exchange.pki.directory
+    old_key: SigningKey = exchange.pki.keys["police"]
+    known = await exchange.metric("xgw_known_certificates{}")
+    pki.enroll(directory, "police")
+    new_key = pki.load_signing_key(directory, "police")  # named by x5t#S256 only, not carried
+    assert new_key.x5t != old_key.x5t
+    await _wait_metric_above(exchange, "xgw_known_certificates{}", known)
+    old = await exchange.clients["police"].publish(someone())
+    new = await exchange.client("police", new_key).publish(someone())
+    for published in (old, new):
+        await exchange.receipt_for("police", published.record, "accepted")
+        await exchange.delivered("health", published.id)
+
+
+async def test_client_refuses_a_forged_gateway_stamp(exchange: Exchange) -> None:
+    """A delivery stamped by anyone but the gateway, written straight to the topic, is refused."""
+    published = await exchange.clients["police"].publish(someone())
+    genuine = await exchange.delivered("health", published.id)
+    forged_event = exchange.forger.signed("police", someone(), now=datetime.now(UTC))
+    delivery = envelope.stamp(
+        envelope.project(
+            envelope.read_envelope(envelope.encode(forged_event)),
+            [],
+            recipient="health",
+            purpose="health_insurance_enrolment",
+            legal_basis="none",
+        ),
+        exchange.pki.keys["police"],  # a valid key, but not the gateway's
+    )
+    health = exchange.clients["health"]
+    refused_before = health.refused.get(ReasonCode.SIGNER_AGENCY_MISMATCH, 0)
+    transport = KafkaTransport(exchange.settings.kafka_options())
+    await transport.send(
+        exchange.settings.topics.deliver("health"),
+        envelope.encode(delivery),
+        key=forged_event["subject"].encode(),
+    )
+    await transport.close()
+    await exchange.wait_for(
+        "the client to refuse the forged stamp",
+        lambda: health.refused.get(ReasonCode.SIGNER_AGENCY_MISMATCH, 0) > refused_before,
+    )
+    assert forged_event["id"] not in {e.id for e in exchange.deliveries["health"]}
+    assert genuine.id == published.id
+    follow_up = await exchange.clients["police"].publish(someone())
+    await exchange.delivered("health", follow_up.id)
+
+
 async def test_metrics_count_rejections_by_reason(exchange: Exchange) -> None:
     """The worker's rejection counter for a reason grows by one per rejected record."""
-    key = "xgw_messages_rejected_total{agency=police,reason=unknown_type,type=unknown}"
-    before = (await asyncio.to_thread(scrape, exchange.worker.metrics_url)).get(key, 0.0)
-    _, raw = exchange.forger.forge(
-        ReasonCode.UNKNOWN_TYPE,
-        _unique_resident(),  # type: ignore[arg-type]
-        datetime.now(UTC),
-    )
-    await exchange.clients["police"].send_raw(raw)
-    await exchange.receipt_for("police", raw, "rejected")
-    after = (await asyncio.to_thread(scrape, exchange.worker.metrics_url)).get(key, 0.0)
-    assert after == before + 1
+    name = "xgw_messages_rejected_total{agency=police,reason=unknown_type,type=unknown}"
+    before = await exchange.metric(name)
+    forged = exchange.forger.forge(ReasonCode.UNKNOWN_TYPE, someone(), datetime.now(UTC))
+    await exchange.clients["police"].send_raw(forged.value, key=forged.key)
+    await exchange.receipt_for("police", forged.value, "rejected")
+    assert await exchange.metric(name) == before + 1

@@ -34,14 +34,14 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """XGW_* variables fill the matching fields, converted to their types."""
     monkeypatch.setenv("XGW_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("XGW_TOPIC_PARTITIONS", "12")
-    monkeypatch.setenv("XGW_REPLAY_WINDOW_SECONDS", "3600.5")
+    monkeypatch.setenv("XGW_REPLAY_WINDOW_SECONDS", "186400.5")
     monkeypatch.setenv("XGW_PKI_DIR", "/etc/xgw/pki")
     monkeypatch.setenv("XGW_LOG_FORMAT", "json")
     monkeypatch.setenv("XGW_SASL_PASSWORD", SECRET)
     settings = load_settings()
     assert settings.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
     assert settings.topic_partitions == 12
-    assert settings.replay_window_seconds == 3600.5
+    assert settings.replay_window_seconds == 186400.5
     assert settings.pki_dir == Path("/etc/xgw/pki")
     assert settings.log_format == "json"
     assert settings.sasl_password is not None
@@ -126,7 +126,7 @@ def test_settings_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
         topic_prefix="hcm.xgw",
         topic_partitions=16,
         pki_dir=Path("/etc/xgw/pki"),
-        replay_window_seconds=90.25,
+        replay_window_seconds=190000.25,
         batch_within_seconds=0.002,
         log_level="DEBUG",
     )
@@ -157,11 +157,9 @@ def test_settings_are_frozen() -> None:
         settings.topic_partitions = 8  # type: ignore[misc]
 
 
-def test_derived_paths_and_topics() -> None:
-    """Key paths and topic names derive from pki_dir and topic_prefix."""
-    settings = load_settings(pki_dir=Path("/srv/pki"), topic_prefix="hcm")
-    assert settings.public_key_dir == Path("/srv/pki/public")
-    assert settings.private_key_path("land") == Path("/srv/pki/private/land.key.pem")
+def test_topic_names_derive_from_the_prefix() -> None:
+    """Topic names derive from topic_prefix."""
+    settings = load_settings(topic_prefix="hcm")
     assert settings.topics.ingress("police") == "hcm.ingress.police"
     assert load_settings().topics.deliver("land") == "xgw.deliver.land"
 
@@ -182,3 +180,9 @@ def test_kafka_options_carry_sasl_credentials() -> None:
         "sasl_plain_username": "police-gw",
         "sasl_plain_password": SECRET,
     }
+
+
+def test_replay_window_must_cover_the_accepted_event_age() -> None:
+    """A replay window shorter than event age plus skew is refused, naming the rule."""
+    with pytest.raises(ConfigError, match="replay_window_seconds must be at least"):
+        load_settings(replay_window_seconds=3600, max_event_age_seconds=7200)
