@@ -70,6 +70,9 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
+        reserved = {"gateway", "root"} & set(self.agencies)
+        if reserved:
+            raise ValueError(f"agency ids {sorted(reserved)} are reserved for the exchange itself")
         types = [r.type for r in self.routes]
         if len(types) != len(set(types)):
             raise ValueError("a type has more than one route")

@@ -86,7 +86,10 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.BAD_SIGNATURE: (
         "The origin signature does not verify over the canonical signed form of the event."
     ),
-    ReasonCode.MALFORMED_DISCLOSURE: "A disclosure is not a valid [salt, name, value] array.",
+    ReasonCode.MALFORMED_DISCLOSURE: (
+        "A disclosure is not a valid [salt, name, value] array, or the signed data holds a "
+        "value that is not behind a digest."
+    ),
     ReasonCode.DISCLOSURE_MISMATCH: "A disclosure's digest is not among the signed digests.",
     ReasonCode.DUPLICATE_DISCLOSURE: "Two disclosures carry the same digest or the same field.",
     ReasonCode.UNKNOWN_TYPE: "The event type (with its major version) is not registered.",

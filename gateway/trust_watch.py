@@ -34,7 +34,7 @@ class TrustWatcher:
         self._certs = pki_dir / "certs"
         self._trust = trust
         self._seen_crl: tuple[int, int] | None = None
-        self._seen_certs: tuple[int, int] | None = None
+        self._seen_certs: frozenset[str] = frozenset()
 
     def poll(self) -> bool:
         """Apply what changed since the last poll; return whether the CRL was replaced."""
@@ -59,12 +59,15 @@ class TrustWatcher:
         return True
 
     def _poll_certificates(self) -> None:
-        signature = _signature(self._certs)
-        if signature is None or signature == self._seen_certs:
+        # Compare file names, not the folder's mtime: a file added within the same clock tick
+        # as the last poll would otherwise go unnoticed. Issued certificates are never rewritten.
+        names = frozenset(p.name for p in self._certs.glob("*.crt.pem"))
+        new = names - self._seen_certs
+        if not new:
             return
-        self._seen_certs = signature
+        self._seen_certs = names
         known = len(self._trust.certificates())
-        for path in sorted(self._certs.glob("*.crt.pem")):
+        for path in sorted(self._certs / name for name in new):
             try:
                 for certificate in x509.load_pem_x509_certificates(path.read_bytes()):
                     self._trust.add_certificate(certificate)

@@ -59,7 +59,7 @@ def owner_of(certificate: x509.Certificate) -> str | None:
     for uri in san.value.get_values_for_type(x509.UniformResourceIdentifier):
         if uri == GATEWAY_SOURCE:
             owners.add(GATEWAY_OWNER)
-        elif (agency := agency_of_source(uri)) is not None:
+        elif (agency := agency_of_source(uri)) is not None and agency != GATEWAY_OWNER:
             owners.add(agency)
     return owners.pop() if len(owners) == 1 else None
 
@@ -120,14 +120,18 @@ class X509TrustStore:
         issuer = next((r for r in self._roots if r.subject == crl.issuer), None)
         if issuer is None or not _crl_signed_by(crl, issuer):
             raise ConfigError("the CRL is not signed by a trusted root; keeping the previous one")
+        try:
+            number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        except x509.ExtensionNotFound:
+            number = None
+        if self.crl_number is not None and (number is None or number < self.crl_number):
+            # An older CRL, though genuinely signed, would lift later revocations.
+            raise ConfigError(
+                f"the CRL is older (number {number}) than the one in use ({self.crl_number})"
+            )
         issuer_der = crl.issuer.public_bytes()
         self._revoked = frozenset((issuer_der, entry.serial_number) for entry in crl)
-        try:
-            self.crl_number = crl.extensions.get_extension_for_class(
-                x509.CRLNumber
-            ).value.crl_number
-        except x509.ExtensionNotFound:
-            self.crl_number = None
+        self.crl_number = number
 
     @property
     def revoked_count(self) -> int:
@@ -147,7 +151,9 @@ class X509TrustStore:
         leaf, intermediates = self._certificate_for(header)
         thumbprint = certificate_thumbprint(leaf)
         validated = self._validated.get(thumbprint)
-        if validated is None:
+        if validated is not None:
+            self._validated.move_to_end(thumbprint)
+        else:
             validated = self._validate(leaf, intermediates, at)
             self._validated[thumbprint] = validated
             if len(self._validated) > _CACHE_SIZE:

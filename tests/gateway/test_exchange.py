@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from connectors.people import vaccination
 from connectors.transport import KafkaTransport
-from gateway import envelope, pki
+from gateway import b64url, envelope, pki
+from gateway import disclosure as sd
 from gateway.broker import EmbeddedBroker
+from gateway.canonical import canonical_bytes
+from gateway.jws import sign_detached
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings
@@ -143,6 +148,61 @@ async def test_bad_record_is_rejected_and_the_stream_goes_on(
     forged = exchange.forger.forge(reason, someone(), datetime.now(UTC))
     await exchange.clients[forged.agency].send_raw(forged.value, key=forged.key)
     await assert_rejected(exchange, forged.agency, forged.value, reason, event_id_of(forged.value))
+
+
+def _forged_signature(exchange: Exchange, model: ResidentRegistered, now: datetime) -> bytes:
+    event = exchange.forger.signed("police", model, now=now)
+    header = event[envelope.SIGNATURE].split("..")[0]
+    event[envelope.SIGNATURE] = f"{header}..{b64url.encode(secrets.token_bytes(64))}"
+    return envelope.encode(event)
+
+
+def _copied_disclosure(exchange: Exchange, model: ResidentRegistered, now: datetime) -> bytes:
+    event = exchange.forger.signed("police", model, now=now)
+    other = exchange.forger.signed("police", someone(), now=now)
+    mine = sd.split(event[envelope.DISCLOSURES])
+    theirs = {sd.parse(p).name: p for p in sd.split(other[envelope.DISCLOSURES])}
+    name = sd.parse(mine[0]).name
+    event[envelope.DISCLOSURES] = sd.SEPARATOR.join([theirs[name], *mine[1:]])
+    return envelope.encode(event)
+
+
+def _value_beside_digest(exchange: Exchange, model: ResidentRegistered, now: datetime) -> bytes:
+    # The publisher signs a digest for full_name but withholds its disclosure and puts the
+    # value in clear into the signed data instead.
+    event = exchange.forger.signed("police", model, now=now)
+    withheld = [sd.parse(p) for p in sd.split(event[envelope.DISCLOSURES])]
+    event["data"]["full_name"] = model.full_name
+    event[envelope.DISCLOSURES] = sd.join(d for d in withheld if d.name != "full_name")
+    signed = {k: v for k, v in event.items() if k not in envelope.UNSIGNED_ATTRIBUTES}
+    event[envelope.SIGNATURE] = sign_detached(canonical_bytes(signed), exchange.pki.keys["police"])
+    return envelope.encode(event)
+
+
+MORE_ATTACKS = [
+    ("forged signature bytes", _forged_signature, ReasonCode.BAD_SIGNATURE),
+    ("disclosure copied from another event", _copied_disclosure, ReasonCode.DISCLOSURE_MISMATCH),
+    (
+        "signed digest with the value offered as data",
+        _value_beside_digest,
+        ReasonCode.MALFORMED_DISCLOSURE,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "build", "reason"), MORE_ATTACKS, ids=[a[0] for a in MORE_ATTACKS]
+)
+async def test_more_attacks_are_rejected(
+    exchange: Exchange, case: str, build: Any, reason: ReasonCode
+) -> None:
+    """Attacks beside the one-per-reason matrix get their reason too, and nothing leaks."""
+    model = someone()
+    raw = build(exchange, model, datetime.now(UTC))
+    await exchange.clients["police"].send_raw(raw, key=json.loads(raw)["subject"].encode())
+    receipt = await exchange.receipt_for("police", raw, "rejected")
+    assert receipt.reason == reason, f"{case}: {receipt.detail}"
+    await assert_rejected(exchange, "police", raw, reason, event_id_of(raw))
 
 
 async def test_replayed_event_is_rejected_as_duplicate(exchange: Exchange) -> None:

@@ -205,3 +205,11 @@ def test_empty_grant_is_refused(tmp_path: Path) -> None:
     """A grant of no fields is refused."""
     route = _route(REGISTERED, "police", _recipient("health", "[]"))
     assert "routes.0.recipients.0.fields" in _error(_write(tmp_path, _policy_text(route)))
+
+
+def test_reserved_agency_ids_are_refused(tmp_path: Path) -> None:
+    """An agency called 'gateway' could impersonate the gateway, so the id is refused."""
+    path = tmp_path / "policy.toml"
+    path.write_text('agencies = ["police", "gateway"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="reserved"):
+        load_policy(path, REGISTRY)
