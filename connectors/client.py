@@ -15,7 +15,6 @@ cannot check alone (certificate status, policy) and names the purpose of the del
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from collections import OrderedDict
@@ -28,8 +27,9 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.errors import InvalidEventError, RefusedDelivery
 from connectors.transport import Message, Transport
-from gateway import b64url, envelope, outputs
+from gateway import envelope, outputs
 from gateway.canonical import loads_strict
+from gateway.envelope import subject_digest
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
@@ -40,11 +40,6 @@ from schemas.registry import REGISTRY, SchemaRegistry
 
 log = logging.getLogger("xgw.client")
 Clock = Callable[[], datetime]
-
-
-def subject_digest(subject_id: str) -> str:
-    """The pseudonymous CloudEvents ``subject`` (and record key) for a person's identifier."""
-    return "sha256:" + b64url.encode(hashlib.sha256(f"vn-person:{subject_id}".encode()).digest())
 
 
 def _utcnow() -> datetime:

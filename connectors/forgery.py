@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.client import subject_digest
 from gateway import b64url, envelope, outputs, pki
 from gateway import disclosure as sd
+from gateway.envelope import subject_digest
 from gateway.keys import SigningKey, load_private_pem
 from gateway.reasons import ReasonCode
 from schemas.base import EventModel

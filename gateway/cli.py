@@ -255,6 +255,200 @@ def pki_list(pki_dir: Path | None) -> None:
         )
 
 
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit trail: writer, verification, per-person report, evidence."""
+
+
+_store = click.option(
+    "--store",
+    "store_url",
+    default=None,
+    help="Audit store URL (env XGW_AUDIT_STORE, default sqlite:///var/audit/audit.db).",
+)
+
+
+@audit.command("writer")
+@_bootstrap
+@_pki_dir
+@_store
+def audit_writer(
+    bootstrap_servers: str | None, pki_dir: Path | None, store_url: str | None
+) -> None:
+    """Append the gateway's audit records to the hash chain until SIGTERM."""
+    from gateway.audit_writer import run_audit_writer  # noqa: PLC0415
+
+    settings = _settings(
+        bootstrap_servers=bootstrap_servers, pki_dir=pki_dir, audit_store=store_url
+    )
+    if not settings.bootstrap_servers:
+        raise click.UsageError("set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers")
+    run_audit_writer(settings)
+
+
+@audit.command("verify")
+@_pki_dir
+@_store
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> None:
+    """Re-walk the chain and its signed checkpoints; report the first broken place."""
+    from gateway.audit_ops import verify_store  # noqa: PLC0415
+    from gateway.audit_store import open_store  # noqa: PLC0415
+    from gateway.x509trust import X509TrustStore  # noqa: PLC0415
+
+    settings = _settings(pki_dir=pki_dir, audit_store=store_url)
+    store = open_store(settings.audit_store)
+    try:
+        report = verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
+    finally:
+        store.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "checkpoints": report.checkpoints,
+                    "first_seq": report.first_seq,
+                    "last_seq": report.last_seq,
+                    "broken_at": report.broken.seq if report.broken else None,
+                    "problem": report.broken.problem if report.broken else None,
+                }
+            )
+        )
+    elif report.ok:
+        click.echo(
+            f"audit trail OK: entries {report.first_seq}..{report.last_seq} "
+            f"({report.entries}), {report.checkpoints} signed checkpoints"
+        )
+    else:
+        click.echo(f"audit trail BROKEN at {report.broken}", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(_EXIT_ERROR)
+
+
+@audit.command("subject")
+@click.argument("personal_id")
+@_store
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> None:
+    """Which agencies received data about PERSONAL_ID, when, for which purpose and legal basis."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from gateway.audit_ops import subject_report  # noqa: PLC0415
+    from gateway.audit_store import open_store  # noqa: PLC0415
+    from gateway.audit_writer import load_subject_secret  # noqa: PLC0415
+
+    settings = _settings(audit_store=store_url)
+    store = open_store(settings.audit_store)
+    try:
+        rows = subject_report(store, load_subject_secret(settings.audit_key_file), personal_id)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
+        return
+    table = Table(title=f"Data about this person shared through the exchange ({len(rows)})")
+    for column in ("when (UTC)", "data", "from", "to", "purpose", "legal basis"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.decided_at, row.event_type, row.source, row.recipient, row.purpose, row.legal_basis
+        )
+    Console().print(table)
+
+
+@audit.command("evidence")
+@click.argument("event_id")
+@_pki_dir
+@_store
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write to this file (default: evidence-<event id>.json).",
+)
+def audit_evidence(
+    event_id: str, pki_dir: Path | None, store_url: str | None, output: Path | None
+) -> None:
+    """Export what proves one exchange (entries, chain segment, signed checkpoint) as one file."""
+    from gateway.audit_ops import export_evidence  # noqa: PLC0415
+    from gateway.audit_store import open_store  # noqa: PLC0415
+    from gateway.x509trust import X509TrustStore  # noqa: PLC0415
+
+    settings = _settings(pki_dir=pki_dir, audit_store=store_url)
+    store = open_store(settings.audit_store)
+    try:
+        document = export_evidence(store, X509TrustStore.from_directory(settings.pki_dir), event_id)
+    finally:
+        store.close()
+    path = output or Path(f"evidence-{event_id}.json")
+    path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+    click.echo(
+        f"evidence for {event_id}: {len(document['decisions'])} decisions, "
+        f"{len(document['chain'])} chained entries, checkpoint {document['checkpoint']['seq']}"
+        f" -> {path}"
+    )
+
+
+@audit.command("check-evidence")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_pki_dir
+def audit_check_evidence(file: Path, pki_dir: Path | None) -> None:
+    """Verify an evidence file offline against the exchange root certificate."""
+    from gateway.audit_chain import verify_evidence  # noqa: PLC0415
+    from gateway.x509trust import X509TrustStore  # noqa: PLC0415
+
+    settings = _settings(pki_dir=pki_dir)
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise XgwError(f"cannot read evidence file {file}: {exc}") from exc
+    problems = verify_evidence(document, X509TrustStore.from_directory(settings.pki_dir))
+    if problems:
+        raise XgwError(f"evidence does NOT verify: {problems[0]}")
+    click.echo(
+        f"evidence verifies: {len(document['decisions'])} decisions of event "
+        f"{document['event_id']} are in the chain signed at entry "
+        f"{document['checkpoint']['seq']}"
+    )
+
+
+@audit.command("archive")
+@_store
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Archive entries decided more than this many days ago.",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(path_type=Path),
+    default=Path("var/audit/archive.jsonl"),
+    show_default=True,
+)
+def audit_archive(store_url: str | None, older_than_days: float, target: Path) -> None:
+    """Retention: move old, checkpointed entries to an archive file; the rest still verifies."""
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from gateway.audit_ops import archive  # noqa: PLC0415
+    from gateway.audit_store import open_store  # noqa: PLC0415
+
+    settings = _settings(audit_store=store_url)
+    store = open_store(settings.audit_store)
+    try:
+        moved = archive(store, datetime.now(UTC) - timedelta(days=older_than_days), target)
+    finally:
+        store.close()
+    click.echo(f"archived {moved} entries to {target}")
+
+
 def main() -> None:
     """Entry point of the ``xgw`` console script."""
     cli.main(prog_name="xgw")

@@ -29,6 +29,9 @@ from connectors.forgery import Forger, certificate_authority
 from connectors.health import HealthConnector
 from connectors.police import PoliceConnector
 from connectors.transport import KafkaTransport
+from gateway.audit_chain import Report
+from gateway.audit_ops import verify_store
+from gateway.audit_store import open_store
 from gateway.broker import EmbeddedBroker
 from gateway.kafka_admin import ensure_topics
 from gateway.keys import SigningKey
@@ -72,11 +75,20 @@ class DemoSummary:
     refused_by_clients: int = 0
     worker_metrics: dict[str, float] = field(default_factory=dict)
     missing_receipts: int = 0
+    audit_entries: int = 0
+    audit_total: int = 0
+    audit_ok: bool = False
+    audit_report: str = ""
 
     @property
     def ok(self) -> bool:
-        """Every record got a receipt and no client refused a delivery."""
-        return self.missing_receipts == 0 and self.refused_by_clients == 0
+        """Every record got a receipt and an audit entry, no client refused a delivery."""
+        return (
+            self.missing_receipts == 0
+            and self.refused_by_clients == 0
+            and self.audit_ok
+            and self.audit_entries == self.published
+        )
 
     def percentile(self, q: float) -> float:
         """Latency percentile in ms (0 when nothing was delivered)."""
@@ -102,6 +114,8 @@ class DemoSummary:
             "elapsed_s": round(self.elapsed_s, 2),
             "metrics_url": self.metrics_url,
             "worker_log": self.worker_log,
+            "audit_entries": self.audit_entries,
+            "audit_verified": self.audit_ok,
             "ok": self.ok,
         }
 
@@ -168,7 +182,10 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         worker_log=str(worker.log_path),
         bootstrap_servers=settings.bootstrap_servers,
     )
+    auditor = WorkerProcess(settings, Path("var/logs") / f"audit-{run_id}.log", ("audit", "writer"))
+    audit_before = await asyncio.to_thread(_audit_count, settings)
     worker.start()
+    auditor.start()
     clients: list[AgencyClient] = []
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -209,6 +226,13 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         _fill(summary, tracker, clients)
         with contextlib.suppress(OSError):
             summary.worker_metrics = await asyncio.to_thread(scrape, worker.metrics_url)
+        with console.status("audit writer catching up"):
+            summary.audit_entries = (
+                await _audit_caught_up(
+                    settings, audit_before + tracker.records, options.settle_timeout
+                )
+                - audit_before
+            )
     finally:
         for task in tasks:
             task.cancel()
@@ -216,7 +240,36 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         for made in clients:
             await made.close()
         worker.stop()
+        auditor.stop()
+    report = await asyncio.to_thread(_audit_verify, settings)
+    summary.audit_ok, summary.audit_report = report.ok, str(report.broken or "")
+    summary.audit_total = report.entries
     return summary
+
+
+def _audit_count(settings: Settings) -> int:
+    store = open_store(settings.audit_store)
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+async def _audit_caught_up(settings: Settings, target: int, limit_s: float) -> int:
+    deadline = time.monotonic() + limit_s
+    count = await asyncio.to_thread(_audit_count, settings)
+    while count < target and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        count = await asyncio.to_thread(_audit_count, settings)
+    return count
+
+
+def _audit_verify(settings: Settings) -> Report:
+    store = open_store(settings.audit_store)
+    try:
+        return verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
+    finally:
+        store.close()
 
 
 def _listen(
@@ -379,6 +432,11 @@ def print_summary(summary: DemoSummary) -> None:
         "publish-to-delivery latency", f"p50 {data['p50_ms']} ms, p99 {data['p99_ms']} ms"
     )
     table.add_row("worker start-up", f"{data['worker_startup_s']} s")
+    audit = "verified" if summary.audit_ok else f"BROKEN: {summary.audit_report}"
+    table.add_row(
+        "audit trail",
+        f"{summary.audit_entries} entries added, {summary.audit_total} in the chain, {audit}",
+    )
     table.add_row("worker metrics (stopped now)", summary.metrics_url)
     table.add_row("worker log", summary.worker_log)
     console.print(table)
@@ -397,5 +455,9 @@ def print_summary(summary: DemoSummary) -> None:
                 else "[red]differs from the receipts[/]"
             )
         )
-    verdict = "[green]OK[/]: every record has a receipt" if summary.ok else "[red]INCOMPLETE[/]"
+    verdict = (
+        "[green]OK[/]: every record has a receipt and an audit entry"
+        if summary.ok
+        else "[red]INCOMPLETE[/]"
+    )
     console.print(verdict)

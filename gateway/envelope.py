@@ -16,6 +16,7 @@ still verifies after the gateway withholds disclosures and adds its own attribut
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway import b64url
 from gateway import disclosure as sd
 from gateway.canonical import (
     MAX_JSON_DEPTH,
@@ -83,6 +85,12 @@ def agency_of_source(source: str) -> str | None:
         return None
     agency = source[len(SOURCE_PREFIX) :]
     return agency if AGENCY_ID.fullmatch(agency) else None
+
+
+def subject_digest(subject_id: str) -> str:
+    """The pseudonymous CloudEvents ``subject`` (and record key) for a person's identifier."""
+    digest = hashlib.sha256(f"vn-person:{subject_id}".encode()).digest()
+    return "sha256:" + b64url.encode(digest)
 
 
 def encode(event: Mapping[str, Any]) -> bytes:

@@ -37,6 +37,17 @@ class OutRecord:
     headers: Headers = ()
 
 
+def decision_id(position: Position, record_sha256: str) -> str:
+    """The id of the gateway's decision on one ingress record (and of its receipt).
+
+    Derived from the ingress position and the record's digest, so deciding the same record
+    again after a restart gives the same id (receipts and audit entries are deduplicated by
+    it), while a topic recreated from offset 0 (a new broker) never reuses an id.
+    """
+    where = f"{position.topic}/{position.partition}/{position.offset}/{record_sha256}"
+    return str(uuid.uuid5(_RECEIPT_NAMESPACE, where))
+
+
 def rfc3339(moment: datetime) -> str:
     """A UTC timestamp with microseconds and a ``Z`` suffix."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -56,9 +67,6 @@ def receipt(
     record_sha256: str,
 ) -> OutRecord:
     """A stamped receipt for the agency that wrote the ingress record."""
-    receipt_id = uuid.uuid5(
-        _RECEIPT_NAMESPACE, f"{position.topic}/{position.partition}/{position.offset}"
-    )
     data: dict[str, Any] = {
         "status": "accepted" if reason is None else "rejected",
         "event_id": event_id,
@@ -76,7 +84,7 @@ def receipt(
         data["detail"] = detail
     event = {
         "specversion": envelope.SPECVERSION,
-        "id": str(receipt_id),
+        "id": decision_id(position, record_sha256),
         "source": envelope.GATEWAY_SOURCE,
         "type": RECEIPT_TYPE,
         "subject": event_id or f"record:{record_sha256}",

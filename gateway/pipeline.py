@@ -182,7 +182,12 @@ class Pipeline:
                 )
             )
             facts.recipients.append(
-                {"agency": grant.agency, "purpose": grant.purpose, "sha256": _sha256(value)}
+                {
+                    "agency": grant.agency,
+                    "purpose": grant.purpose,
+                    "legal_basis": grant.legal_basis,
+                    "sha256": _sha256(value),
+                }
             )
         self._replay.remember((env.agency, env.id), record.position, now)
         recipients = tuple(g.agency for g in route.recipients)
@@ -284,7 +289,9 @@ class Pipeline:
         return outputs.audit(
             self._config.topics.audit,
             {
+                "decision_id": outputs.decision_id(record.position, _sha256(record.value)),
                 "decided_at": outputs.rfc3339(now),
+                "event_time": outputs.rfc3339(facts.event_time) if facts.event_time else None,
                 "outcome": "delivered" if reason is None else "rejected",
                 "reason": reason.value if reason else None,
                 "detail": detail,

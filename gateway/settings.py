@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     )
     crl_refresh_seconds: float = Field(default=1.0, gt=0, description="CRL file check interval")
 
+    # Audit trail.
+    audit_store: str = Field(
+        default="sqlite:///var/audit/audit.db",
+        description="sqlite:///path or postgresql://user@host:port/db",
+    )
+    audit_key_file: Path = Field(
+        default=Path("var/audit/subject.key"),
+        description="secret of the keyed subject hash; created when missing; never committed",
+    )
+    audit_checkpoint_every: int = Field(default=1000, ge=1, description="entries per checkpoint")
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0, description="or this often")
+    audit_group: str = Field(default="xgw-audit-writer", description="the writer's consumer group")
+
     # Worker tuning (see docs/operations.md for why each value).
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")
     metrics_host: str = "127.0.0.1"

@@ -32,12 +32,15 @@ def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:
 
 
 class WorkerProcess:
-    """Starts, watches and stops one worker process."""
+    """Starts, watches and stops one ``xgw`` service process (a worker by default)."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, command: tuple[str, ...] = ("worker",)
+    ) -> None:
         self.metrics_port = settings.metrics_port or free_port(settings.metrics_host)
         self.settings = settings.model_copy(update={"metrics_port": self.metrics_port})
         self.log_path = log_path
+        self.command = command
         self._process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
@@ -57,8 +60,8 @@ class WorkerProcess:
         env = {**os.environ, **settings_env(self.settings)}
         self.started_at = time.monotonic()
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "worker"],
+            self._process = subprocess.Popen(  # noqa: S603 - our interpreter, our own commands
+                [sys.executable, "-m", "gateway", *self.command],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

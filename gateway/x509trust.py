@@ -134,6 +134,11 @@ class X509TrustStore:
         self.crl_number = number
 
     @property
+    def roots(self) -> list[x509.Certificate]:
+        """The trusted root certificates."""
+        return list(self._roots)
+
+    @property
     def revoked_count(self) -> int:
         """How many certificates the current CRL revokes."""
         return len(self._revoked)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck, settings
+from psycopg import sql
 
 from connectors.forgery import CertificateAuthority, certificate_authority
 from gateway.broker import EmbeddedBroker
@@ -113,6 +116,33 @@ def make_resident(full_name: str = "Nguyễn Thị Minh Khai", **changes: object
 def resident() -> ResidentRegistered:
     """A valid police registration."""
     return make_resident()
+
+
+# --- PostgreSQL (running on this machine; CI must not silently skip it) ------------------------
+
+POSTGRES_URL = os.environ.get("XGW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards.
+
+    Outside CI an unreachable server skips the PostgreSQL half of the suites, with the reason
+    shown; in CI (``CI`` set) it fails, because the audit store must be tested on both.
+    """
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL not reachable in CI: {exc}")
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    name = f"t_{uuid.uuid4().hex}"
+    with admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        try:
+            yield name
+        finally:
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 # --- the real broker -------------------------------------------------------------------------

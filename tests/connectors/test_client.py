@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 import pytest
 
 from connectors import people
-from connectors.client import AgencyClient, subject_digest
+from connectors.client import AgencyClient
 from connectors.errors import InvalidEventError
 from connectors.transport import MemoryTransport
 from gateway import disclosure as sd
 from gateway import envelope
+from gateway.envelope import subject_digest
 from gateway.keys import SigningKey
 from gateway.pipeline import IngressRecord, Pipeline
 from gateway.reasons import ReasonCode

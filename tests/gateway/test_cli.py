@@ -12,7 +12,17 @@ from click.testing import CliRunner
 
 from gateway.cli import cli
 
-COMMANDS = [[], ["demo"], ["broker"], ["worker"], ["pki"], ["pki", "init"], ["pki", "list"]]
+COMMANDS = [
+    [],
+    ["demo"],
+    ["broker"],
+    ["worker"],
+    *(["pki", c] for c in ("init", "enroll", "revoke", "list")),
+    *(
+        ["audit", c]
+        for c in ("writer", "verify", "subject", "evidence", "check-evidence", "archive")
+    ),
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "xgw" for c in COMMANDS])
@@ -116,3 +126,8 @@ def test_worker_without_broker_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "XGW_BOOTSTRAP_SERVERS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_audit_verify_of_a_broken_store_url_is_one_line() -> None:
+    """An audit store URL of an unknown kind fails with one readable line."""
+    _one_line_error(_xgw("audit", "verify", "--store", "mysql://nowhere/db"), "mysql")

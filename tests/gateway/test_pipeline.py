@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from connectors.client import subject_digest
 from connectors.forgery import Forger
 from gateway import envelope
+from gateway.envelope import subject_digest
 from gateway.outputs import RECEIPT_TYPE
 from gateway.pipeline import Decision, IngressRecord, Pipeline
 from gateway.policy import Policy
