@@ -41,6 +41,7 @@ from schemas.registry import REGISTRY
 
 log = get_logger("xgw.worker")
 _SWEEP_INTERVAL_S = 60.0
+_LAG_INTERVAL_S = 5.0
 Clock = Callable[[], datetime]
 
 
@@ -218,8 +219,9 @@ def build_worker(settings: Settings, metrics: GatewayMetrics, data_dir: Path) ->
         utcnow,
         after_outputs=mark_changelog_ends if settings.replay_changelog_markers else None,
     )
+    ingress_topics = frozenset(settings.topics.ingress(a) for a in processor.pipeline.agencies)
     ingress = app.topic(
-        *(settings.topics.ingress(a) for a in processor.pipeline.agencies),
+        *sorted(ingress_topics),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -247,6 +249,22 @@ def build_worker(settings: Settings, metrics: GatewayMetrics, data_dir: Path) ->
             metrics.crl_reloads.inc()
         metrics.revoked_certificates.set(trust.revoked_count)
         metrics.known_certificates.set(len(trust.certificates()))
+        now = utcnow()
+        expiry = trust.nearest_expiry(now)
+        if expiry is not None:
+            metrics.certificate_expiry.set((expiry - now).total_seconds())
+
+    async def measure_lag() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic not in ingress_topics:
+                continue
+            try:
+                position = await app.consumer.position(tp)
+            except KafkaError:
+                continue  # revoked by a rebalance since assignment() was read
+            if position is not None:
+                lag = max(0, app.consumer.highwater(tp) - position)
+                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def sweep_replay_window() -> None:
         removed = seen.sweep(utcnow())
@@ -255,6 +273,7 @@ def build_worker(settings: Settings, metrics: GatewayMetrics, data_dir: Path) ->
 
     app.timer(settings.crl_refresh_seconds, name="xgw.crl")(reload_crl)
     app.timer(_SWEEP_INTERVAL_S, name="xgw.replay-sweep")(sweep_replay_window)
+    app.timer(_LAG_INTERVAL_S, name="xgw.lag")(measure_lag)
 
     async def on_ready(_sender: Any, *_: Any, **__: Any) -> None:
         # Sent after table recovery: from here on the worker decides records.

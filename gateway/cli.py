@@ -15,6 +15,7 @@ from gateway.errors import XgwError
 from gateway.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from gateway.deadletter import Filter as DeadLetterFilter
     from gateway.pki import CertInfo
 
 _EXIT_ERROR = 1
@@ -255,6 +256,44 @@ def pki_list(pki_dir: Path | None) -> None:
         )
 
 
+@cli.command()
+@click.argument("agency")
+@_bootstrap
+@_pki_dir
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, 10_000),
+    default=5.0,
+    show_default=True,
+    help="Events per second, for agencies that publish in the mock world (police).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: run until SIGTERM).",
+)
+def agency(
+    agency: str,
+    bootstrap_servers: str | None,
+    pki_dir: Path | None,
+    rate: float,
+    duration: float | None,
+) -> None:
+    """Run the mock connector of AGENCY (police, health, education, land) against an exchange."""
+    from connectors.run import main as run_agency  # noqa: PLC0415
+    from gateway.policy import load_policy  # noqa: PLC0415
+    from schemas.registry import REGISTRY  # noqa: PLC0415
+
+    settings = _settings(bootstrap_servers=bootstrap_servers, pki_dir=pki_dir)
+    if not settings.bootstrap_servers:
+        raise click.UsageError("set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers")
+    agencies = load_policy(settings.policy_file, REGISTRY).agencies
+    if agency not in agencies:
+        raise click.BadParameter(f"{agency!r} is not one of {', '.join(agencies)}")
+    run_agency(settings, agency, rate, duration)
+
+
 @cli.group()
 def audit() -> None:
     """The tamper-evident audit trail: writer, verification, per-person report, evidence."""
@@ -447,6 +486,164 @@ def audit_archive(store_url: str | None, older_than_days: float, target: Path) -
     finally:
         store.close()
     click.echo(f"archived {moved} entries to {target}")
+
+
+@cli.command()
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="URL",
+    help="A worker's /metrics URL; repeat for several workers "
+    "(default: http://127.0.0.1:<XGW_METRICS_PORT, 9464>/metrics).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between scrapes.",
+)
+@click.option(
+    "--once", is_flag=True, help="Scrape twice, --interval apart, print one snapshot and exit."
+)
+def top(urls: tuple[str, ...], interval: float, once: bool) -> None:
+    """Live view of running gateway workers, from their /metrics endpoints (Ctrl-C quits)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from gateway.top import render, snapshot, watch  # noqa: PLC0415
+    from gateway.worker_process import scrape  # noqa: PLC0415
+
+    if not urls:
+        settings = _settings()
+        port = settings.metrics_port or 9464
+        urls = (f"http://127.0.0.1:{port}/metrics",)
+    console = Console()
+    if once:
+        if not console.is_terminal:  # a pipe or a test: no colours, room for the columns
+            console = Console(width=max(console.width, 120), no_color=True)
+        console.print(render(snapshot(urls, interval, scrape)))
+        return
+    watch(urls, interval, scrape, console)
+
+
+@cli.group()
+def deadletter() -> None:
+    """Rejected records on the dead-letter topic: list them, replay them after a fix."""
+
+
+_dl_topic = click.option(
+    "--topic", default=None, help="Dead-letter topic (default: <XGW_TOPIC_PREFIX>.deadletter)."
+)
+_dl_reason = click.option(
+    "--reason", default=None, help="Only this reason code (e.g. revoked_certificate)."
+)
+_dl_agency = click.option(
+    "--agency", default=None, help="Only records from this agency's ingress topic."
+)
+_dl_since = click.option(
+    "--since",
+    default=None,
+    metavar="ISO",
+    help="Only records decided at or after this time (ISO 8601; UTC without an offset).",
+)
+_dl_limit = click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many matching records (oldest first).",
+)
+
+
+def _dead_letter_query(
+    bootstrap_servers: str | None,
+    topic: str | None,
+    reason: str | None,
+    agency: str | None,
+    since: str | None,
+) -> tuple[Settings, str, DeadLetterFilter]:
+    from gateway.deadletter import make_filter  # noqa: PLC0415
+
+    where = make_filter(reason, agency, since)
+    settings = _settings(bootstrap_servers=bootstrap_servers)
+    return settings, topic or settings.topics.deadletter, where
+
+
+@deadletter.command("list")
+@_bootstrap
+@_dl_topic
+@_dl_reason
+@_dl_agency
+@_dl_since
+@_dl_limit
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+def deadletter_list(
+    bootstrap_servers: str | None,
+    topic: str | None,
+    reason: str | None,
+    agency: str | None,
+    since: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List dead letters: position, decision, origin, event id, reason, size; never payloads."""
+    from gateway.deadletter import LIST_HEADER, format_line, read_dead_letters  # noqa: PLC0415
+
+    settings, name, where = _dead_letter_query(bootstrap_servers, topic, reason, agency, since)
+    found = asyncio.run(read_dead_letters(settings, name, where, limit=limit))
+    if as_json:
+        click.echo(json.dumps([f.letter.as_dict() for f in found], ensure_ascii=False))
+        return
+    click.echo(LIST_HEADER)
+    for item in found:
+        click.echo(format_line(item.letter))
+    click.echo(f"{len(found)} dead letters on {name}")
+
+
+@deadletter.command("replay")
+@_bootstrap
+@_dl_topic
+@_dl_reason
+@_dl_agency
+@_dl_since
+@_dl_limit
+@click.option(
+    "--to-ingress", is_flag=True, help="Write each record back to its original ingress topic."
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be replayed.")
+def deadletter_replay(
+    bootstrap_servers: str | None,
+    topic: str | None,
+    reason: str | None,
+    agency: str | None,
+    since: str | None,
+    limit: int | None,
+    to_ingress: bool,
+    dry_run: bool,
+) -> None:
+    """Replay matching dead letters (key, value, original headers) once the cause is fixed."""
+    from gateway.deadletter import (  # noqa: PLC0415
+        format_line,
+        read_dead_letters,
+        replay,
+        replayable,
+    )
+
+    if not (to_ingress or dry_run):
+        raise click.UsageError("say where to: --to-ingress (or --dry-run to only list)")
+    settings, name, where = _dead_letter_query(bootstrap_servers, topic, reason, agency, since)
+    found = asyncio.run(read_dead_letters(settings, name, where, limit=limit))
+    records, refused = replayable(found)
+    skipped = (
+        f"; skipped {len(refused)} without an ingress topic of this exchange" if refused else ""
+    )
+    if dry_run:
+        for item in records:
+            click.echo(format_line(item.letter))
+        click.echo(f"would replay {len(records)} dead letters{skipped}")
+        return
+    count = asyncio.run(replay(settings, records))
+    click.echo(f"replayed {count} dead letters to their ingress topics{skipped}")
 
 
 def main() -> None:

@@ -48,9 +48,10 @@ def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "co
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # faust and aiokafka are chatty at INFO about every rebalance step.
+    # faust and aiokafka are chatty at INFO about every rebalance step; DEBUG shows them all.
+    library_level = logging.DEBUG if level == "DEBUG" else max(logging.WARNING, root.level)
     for noisy in ("faust", "mode", "aiokafka", "kafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(library_level)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -13,8 +13,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from gateway import __version__
 from gateway.pipeline import Decision
+from gateway.reasons import ReasonCode
 
 UNKNOWN = "unknown"
+# Rejections that a signature check itself produced (as opposed to checks before or after it).
+_SIGNATURE_REASONS = frozenset(
+    {
+        ReasonCode.UNKNOWN_SIGNER,
+        ReasonCode.UNTRUSTED_CERTIFICATE,
+        ReasonCode.WRONG_KEY_USAGE,
+        ReasonCode.CERTIFICATE_NOT_YET_VALID,
+        ReasonCode.CERTIFICATE_EXPIRED,
+        ReasonCode.REVOKED_CERTIFICATE,
+        ReasonCode.SIGNER_AGENCY_MISMATCH,
+        ReasonCode.BAD_SIGNATURE,
+    }
+)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -82,6 +96,23 @@ class GatewayMetrics:
         self.revoked_certificates = Gauge(
             "xgw_revoked_certificates", "Certificates revoked by the CRL in use.", registry=r
         )
+        self.certificate_expiry = Gauge(
+            "xgw_certificate_expiry_seconds",
+            "Seconds until the first owner's newest certificate expires (negative: expired).",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "xgw_consumer_lag_records",
+            "Ingress records not yet read, per partition (wrong on the embedded broker).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.signature_verifications = Counter(
+            "xgw_signature_verifications",
+            "Origin signatures checked, by result (ok, or the rejection reason).",
+            ["result"],
+            registry=r,
+        )
         self.known_certificates = Gauge(
             "xgw_known_certificates", "Certificates the trust store can look up.", registry=r
         )
@@ -98,6 +129,10 @@ class GatewayMetrics:
         type_label = self.type_label(decision.event_type)
         if decision.redelivery:
             self.redeliveries.labels(agency).inc()
+        if decision.reason in _SIGNATURE_REASONS:
+            self.signature_verifications.labels(decision.reason.value).inc()
+        elif decision.signature_checked:
+            self.signature_verifications.labels("ok").inc()
         if decision.accepted:
             for recipient in decision.recipients:
                 self.delivered.labels(agency, recipient, type_label).inc()

@@ -60,6 +60,7 @@ class Decision:
     outputs: tuple[OutRecord, ...]
     event_time: datetime | None = None
     redelivery: bool = False
+    signature_checked: bool = False  # the origin signature was verified (whatever came after)
 
     @property
     def accepted(self) -> bool:
@@ -205,6 +206,7 @@ class Pipeline:
             ),
             event_time=env.time,
             redelivery=seen is Seen.REDELIVERY,
+            signature_checked=True,
         )
 
     def _check_time(self, env: Envelope, now: datetime) -> None:
@@ -252,6 +254,7 @@ class Pipeline:
             recipients=(),
             outputs=tuple(produced),
             event_time=facts.event_time,
+            signature_checked=facts.signer_kid is not None,
         )
 
     def _receipt(

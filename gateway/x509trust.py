@@ -147,6 +147,21 @@ class X509TrustStore:
         """Make a newly issued certificate known (it is still validated on first use)."""
         self._known[certificate_thumbprint(certificate)] = certificate
 
+    def nearest_expiry(self, at: datetime) -> datetime | None:
+        """When the first owner runs out of certificates: min over owners of their latest expiry."""
+        latest: dict[str, datetime] = {}
+        for certificate in self._known.values():
+            owner = owner_of(certificate)
+            if owner is None or (certificate.issuer.public_bytes(), certificate.serial_number) in (
+                self._revoked
+            ):
+                continue
+            if certificate.not_valid_before_utc > at:
+                continue
+            end = certificate.not_valid_after_utc
+            latest[owner] = max(end, latest.get(owner, end))
+        return min(latest.values(), default=None)
+
     def certificates(self) -> list[x509.Certificate]:
         """Every certificate the store can look up by thumbprint."""
         return list(self._known.values())

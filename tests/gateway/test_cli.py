@@ -17,6 +17,10 @@ COMMANDS = [
     ["demo"],
     ["broker"],
     ["worker"],
+    ["agency"],
+    ["top"],
+    ["deadletter", "list"],
+    ["deadletter", "replay"],
     *(["pki", c] for c in ("init", "enroll", "revoke", "list")),
     *(
         ["audit", c]

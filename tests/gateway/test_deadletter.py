@@ -1,0 +1,283 @@
+"""``xgw deadletter``: reading the ``xgw-*`` headers, filtering, listing and replaying."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
+
+from gateway.broker import EmbeddedBroker
+from gateway.cli import cli
+from gateway.deadletter import (
+    DeadLetter,
+    Filter,
+    Found,
+    format_line,
+    make_filter,
+    original_headers,
+    parse_dead_letter,
+    read_dead_letters,
+    replayable,
+)
+from gateway.errors import XgwError
+from gateway.outputs import OutRecord, dead_letter
+from gateway.reasons import ReasonCode
+from gateway.replay import Position
+from gateway.settings import Settings
+from gateway.topics import TopicNames
+
+DECIDED = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+PAYLOAD = b'{"data":{"personal_id":"079190012345","full_name":"Nguyen Thi Minh Khai"}}'
+ORIGINAL_HEADERS = (("content-type", b"application/cloudevents+json"), ("trace", b"\x00\x01"))
+
+
+def _record(
+    reason: ReasonCode = ReasonCode.REVOKED_CERTIFICATE,
+    ingress: str = "xgw.ingress.police",
+    *,
+    offset: int = 41,
+    event_id: str | None = "ev-1",
+    key: bytes | None = b"079190012345",
+    decided: datetime = DECIDED,
+    topic: str = "xgw.deadletter",
+) -> OutRecord:
+    return dead_letter(
+        topic=topic,
+        position=Position(ingress, 2, offset),
+        key=key,
+        value=PAYLOAD,
+        headers=ORIGINAL_HEADERS,
+        now=decided,
+        reason=reason,
+        detail="certificate serial 1f revoked",
+        event_id=event_id,
+    )
+
+
+def _letter(record: OutRecord, topics: TopicNames | None = None) -> DeadLetter:
+    return parse_dead_letter(3, 7, record.headers, len(record.value), topics or TopicNames())
+
+
+def test_headers_of_a_gateway_dead_letter_are_parsed() -> None:
+    """Every xgw-* header the gateway writes comes back as a typed field."""
+    letter = _letter(_record())
+    assert letter == DeadLetter(
+        partition=3,
+        offset=7,
+        reason="revoked_certificate",
+        detail="certificate serial 1f revoked",
+        ingress_topic="xgw.ingress.police",
+        ingress_partition=2,
+        ingress_offset=41,
+        decided_at=DECIDED,
+        event_id="ev-1",
+        size=len(PAYLOAD),
+        agency="police",
+    )
+
+
+def test_missing_or_garbled_headers_become_none() -> None:
+    """A record without our headers, or with unreadable ones, parses without raising."""
+    bare = parse_dead_letter(0, 0, (), 5, TopicNames())
+    assert (bare.reason, bare.ingress_topic, bare.decided_at, bare.agency) == (None,) * 4
+    garbled = parse_dead_letter(
+        0,
+        1,
+        (
+            ("xgw-ingress-partition", b"two"),
+            ("xgw-decided-at", b"\xff\xfe"),
+            ("xgw-ingress-topic", b"somewhere.else"),
+        ),
+        5,
+        TopicNames(),
+    )
+    assert garbled.ingress_partition is None
+    assert garbled.decided_at is None
+    assert garbled.ingress_topic == "somewhere.else"
+    assert garbled.agency is None
+
+
+def test_original_headers_drop_only_ours() -> None:
+    """Replay headers are the agency's own, in order, without any xgw-* header."""
+    assert original_headers(_record().headers) == ORIGINAL_HEADERS
+
+
+def test_filter_matches_reason_agency_and_time() -> None:
+    """Each given criterion must hold; a record without a decision time fails ``since``."""
+    letter = _letter(_record())
+    assert Filter().matches(letter)
+    assert Filter(reason="revoked_certificate", agency="police", since=DECIDED).matches(letter)
+    assert not Filter(reason="bad_signature").matches(letter)
+    assert not Filter(agency="health").matches(letter)
+    assert not Filter(since=DECIDED + timedelta(seconds=1)).matches(letter)
+    assert not Filter(since=DECIDED).matches(parse_dead_letter(0, 0, (), 0, TopicNames()))
+
+
+def test_make_filter_checks_reason_and_time() -> None:
+    """Command-line values are checked: unknown reasons and bad times are errors, naive is UTC."""
+    assert make_filter(None, None, "2026-11-20T08:30").since == DECIDED
+    assert make_filter(None, None, "2026-11-20T15:30+07:00").since == DECIDED
+    assert make_filter("bad_signature", "police", None) == Filter("bad_signature", "police")
+    with pytest.raises(XgwError, match="unknown reason code"):
+        make_filter("revoked", None, None)
+    with pytest.raises(XgwError, match="ISO 8601"):
+        make_filter(None, None, "yesterday")
+
+
+def test_listing_never_shows_key_or_payload() -> None:
+    """The list line and JSON carry ids and reasons, never the record's key or payload."""
+    letter = _letter(_record())
+    line = format_line(letter)
+    document = json.dumps(letter.as_dict())
+    for text in (line, document):
+        assert "079190012345" not in text
+        assert "Nguyen" not in text
+    assert "3/7" in line
+    assert "xgw.ingress.police/2/41" in line
+    assert "revoked_certificate" in line
+    assert "2026-11-20T08:30:00.000000Z" in line
+    assert f"{len(PAYLOAD)}B" in line
+    found = Found(letter, b"079190012345", PAYLOAD, ())
+    assert "079190012345" not in repr(found)
+
+
+def test_replay_goes_only_to_ingress_topics() -> None:
+    """A dead letter naming a delivery topic or no topic is never replayed."""
+    records = [
+        _record(),
+        _record(ingress="xgw.deliver.health"),
+        OutRecord("xgw.deadletter", None, b"x", ()),
+    ]
+    found = [Found(_letter(r), r.key, r.value, r.headers) for r in records]
+    ok, refused = replayable(found)
+    assert [f.letter.ingress_topic for f in ok] == ["xgw.ingress.police"]
+    assert len(refused) == 2
+
+
+def test_without_bootstrap_servers_the_error_is_one_line() -> None:
+    """Listing with no broker configured fails with one line saying what to set."""
+    result = CliRunner().invoke(
+        cli, ["deadletter", "list"], env={"XGW_BOOTSTRAP_SERVERS": ""}, catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "xgw: error: set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers (try 'xgw broker')"
+    ]
+
+
+def test_unreachable_broker_is_one_line() -> None:
+    """Replaying against a broker nobody listens on fails with one line, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "deadletter", "replay", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XGW_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "xgw: error: cannot reach the broker at 127.0.0.1:1"
+    ]
+
+
+def test_replay_needs_a_destination() -> None:
+    """Replay without --to-ingress or --dry-run is a usage error, before any broker is touched."""
+    result = CliRunner().invoke(cli, ["deadletter", "replay"], env={"XGW_BOOTSTRAP_SERVERS": ""})
+    assert result.exit_code == 2
+    assert "--to-ingress" in result.stderr
+
+
+# --- against the real broker -------------------------------------------------------------------
+
+
+async def _deadletter(
+    settings: Settings, topic: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "XGW_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "XGW_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway", "deadletter", *args, "--topic", topic],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.integration
+async def test_list_and_replay_through_the_broker(
+    broker: EmbeddedBroker, topic_factory: Callable[..., asyncio.Future[str]]
+) -> None:
+    """Dead letters are listed by reason and replayed into their ingress topic, headers restored."""
+    prefix = f"dl{os.urandom(4).hex()}"
+    settings = Settings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix)
+    deadletters = await topic_factory("deadletter", partitions=2)
+    ingress = await topic_factory(f"{prefix}.ingress.police")
+    agency = settings.topics.agency_of_ingress(ingress)
+    assert agency is not None
+    records = [
+        _record(ingress=ingress, offset=1, key=b"k1", topic=deadletters),
+        _record(ReasonCode.BAD_SIGNATURE, ingress=ingress, offset=2, key=b"k2", topic=deadletters),
+        _record(ingress=ingress, offset=3, key=b"k3", event_id=None, topic=deadletters),
+        _record(ingress=f"{prefix}.deliver.health", offset=4, topic=deadletters),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for partition, record in enumerate(records):
+            await producer.send_and_wait(
+                record.topic,
+                record.value,
+                key=record.key,
+                headers=list(record.headers),
+                partition=partition % 2,
+            )
+    finally:
+        await producer.stop()
+
+    revoked = await read_dead_letters(settings, deadletters, Filter(reason="revoked_certificate"))
+    assert sorted(f.letter.ingress_offset or 0 for f in revoked) == [1, 3, 4]
+    assert len(await read_dead_letters(settings, deadletters, Filter(agency=agency))) == 3
+    assert len(await read_dead_letters(settings, deadletters, Filter(), limit=2)) == 2
+
+    listed = await _deadletter(
+        settings, deadletters, "list", "--reason", "revoked_certificate", "--json"
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert sorted(r["ingress_offset"] for r in rows) == [1, 3, 4]
+    assert "079190012345" not in listed.stdout
+
+    dry = await _deadletter(
+        settings, deadletters, "replay", "--reason", "revoked_certificate", "--dry-run"
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[-1] == (
+        "would replay 2 dead letters; skipped 1 without an ingress topic of this exchange"
+    )
+    assert await read_dead_letters(settings, ingress, Filter()) == []
+
+    replayed = await _deadletter(
+        settings, deadletters, "replay", "--reason", "revoked_certificate", "--to-ingress"
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.startswith("replayed 2 dead letters to their ingress topics")
+    back = await read_dead_letters(settings, ingress, Filter())
+    assert sorted((f.key, f.value, f.headers) for f in back) == [
+        (b"k1", PAYLOAD, ORIGINAL_HEADERS),
+        (b"k3", PAYLOAD, ORIGINAL_HEADERS),
+    ]
