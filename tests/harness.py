@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -92,6 +92,19 @@ def _client(settings: Settings, pki: Pki, agency: str) -> AgencyClient:
         transport=KafkaTransport(settings.kafka_options()),
         topics=settings.topics,
     )
+
+
+def exchange_settings(bootstrap: str, pki_dir: Path, prefix: str, **overrides: Any) -> Settings:
+    """Settings of an isolated test exchange: its own topic prefix and consumer group."""
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "topic_prefix": prefix,
+        "app_id": f"xgw-{prefix}",
+        "pki_dir": pki_dir,
+        "metrics_port": 0,
+        "log_format": "json",
+    }
+    return Settings(**(values | overrides))
 
 
 @contextlib.asynccontextmanager

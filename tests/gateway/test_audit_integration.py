@@ -16,10 +16,10 @@ import pytest_asyncio
 
 from gateway.audit_store import open_store
 from gateway.broker import EmbeddedBroker
-from gateway.settings import Settings, settings_env
+from gateway.settings import settings_env
 from gateway.worker_process import WorkerProcess
 from tests.conftest import POSTGRES_URL, Pki, make_resident
-from tests.harness import Exchange, running_exchange
+from tests.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -48,13 +48,10 @@ async def exchange(
 ) -> AsyncIterator[Exchange]:
     prefix = f"au{uuid.uuid4().hex[:8]}"
     folder = tmp_path_factory.mktemp("audit-run")
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        topic_prefix=prefix,
-        app_id=f"xgw-{prefix}",
-        pki_dir=pki.directory,
-        metrics_port=0,
-        log_format="json",
+    settings = exchange_settings(
+        broker.bootstrap_servers,
+        pki.directory,
+        prefix,
         audit_store=store_url,
         audit_key_file=folder / "subject.key",
         audit_checkpoint_every=25,

@@ -29,10 +29,9 @@ from gateway.canonical import canonical_bytes
 from gateway.jws import sign_detached
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
-from gateway.settings import Settings
 from schemas.police import ResidentRegistered
 from tests.conftest import Pki, make_pki, make_resident
-from tests.harness import Exchange, running_exchange
+from tests.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -49,16 +48,12 @@ def own_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 async def exchange(
     broker: EmbeddedBroker, own_pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Exchange]:
-    prefix = f"it{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        topic_prefix=prefix,
-        app_id=f"xgw-{prefix}",
-        pki_dir=own_pki.directory,
-        metrics_port=0,
+    settings = exchange_settings(
+        broker.bootstrap_servers,
+        own_pki.directory,
+        f"it{uuid.uuid4().hex[:8]}",
         max_record_bytes=64 * 1024,
         crl_refresh_seconds=0.2,
-        log_format="json",
     )
     async with running_exchange(settings, own_pki, tmp_path_factory.mktemp("log")) as running:
         yield running

