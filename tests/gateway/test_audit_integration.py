@@ -150,3 +150,35 @@ async def test_evidence_exported_by_the_cli_verifies_offline(
     checked = _xgw(exchange, "audit", "check-evidence", str(target))
     assert checked.returncode == 0, checked.stderr
     assert "evidence verifies" in checked.stdout
+
+
+async def test_tampering_with_the_streamed_trail_is_reported(exchange: Exchange) -> None:
+    """A row of the trail the stream wrote, changed in the database, fails ``xgw audit verify``.
+
+    Runs last in this module: it damages the module's store on purpose. The full set of
+    tamperings is tested on both databases in test_audit.py.
+    """
+    store = open_store(exchange.settings.audit_store)
+    try:
+        target = next(e for e in store.entries() if e.seq == 42)
+    finally:
+        store.close()
+    statement = (
+        "UPDATE audit_entries SET body = replace(body, 'delivered', 'rejected') WHERE seq = 42"
+    )
+    url = exchange.settings.audit_store
+    if url.startswith("sqlite:///"):
+        import sqlite3  # noqa: PLC0415
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.execute(statement)
+        connection.close()
+    else:
+        import psycopg  # noqa: PLC0415
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(statement.encode())
+    assert '"delivered"' in target.body
+    result = _xgw(exchange, "audit", "verify")
+    assert result.returncode == 1
+    assert "BROKEN at entry 42: content was changed" in result.stderr
