@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gateway import b64url, envelope, outputs, pki
 from gateway import disclosure as sd
 from gateway.envelope import subject_digest
-from gateway.keys import SigningKey, load_private_pem
+from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from schemas.base import EventModel
 
@@ -246,8 +246,5 @@ def _other_value(value: Any) -> Any:
 
 def certificate_authority(pki_dir: Path) -> CertificateAuthority:
     """The exchange CA of a PKI folder (tests and the demo run their own CA)."""
-    key = load_private_pem(pki_dir / "ca" / "root.key.pem").private_key
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError("the exchange CA key is not an EC key")
-    root = x509.load_pem_x509_certificate((pki_dir / "ca" / "root.crt.pem").read_bytes())
+    root, key = pki.load_ca(pki_dir)
     return CertificateAuthority(key, root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -336,11 +337,8 @@ def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> 
     from gateway.x509trust import X509TrustStore  # noqa: PLC0415
 
     settings = _settings(pki_dir=pki_dir, audit_store=store_url)
-    store = open_store(settings.audit_store)
-    try:
+    with contextlib.closing(open_store(settings.audit_store)) as store:
         report = verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
-    finally:
-        store.close()
     if as_json:
         click.echo(
             json.dumps(
@@ -382,11 +380,8 @@ def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> Non
     from gateway.audit_writer import load_subject_secret  # noqa: PLC0415
 
     settings = _settings(audit_store=store_url)
-    store = open_store(settings.audit_store)
-    try:
+    with contextlib.closing(open_store(settings.audit_store)) as store:
         rows = subject_report(store, load_subject_secret(settings.audit_key_file), personal_id)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
         return
@@ -420,11 +415,8 @@ def audit_evidence(
     from gateway.x509trust import X509TrustStore  # noqa: PLC0415
 
     settings = _settings(pki_dir=pki_dir, audit_store=store_url)
-    store = open_store(settings.audit_store)
-    try:
+    with contextlib.closing(open_store(settings.audit_store)) as store:
         document = export_evidence(store, X509TrustStore.from_directory(settings.pki_dir), event_id)
-    finally:
-        store.close()
     path = output or Path(f"evidence-{event_id}.json")
     path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
     click.echo(
@@ -480,11 +472,8 @@ def audit_archive(store_url: str | None, older_than_days: float, target: Path) -
     from gateway.audit_store import open_store  # noqa: PLC0415
 
     settings = _settings(audit_store=store_url)
-    store = open_store(settings.audit_store)
-    try:
+    with contextlib.closing(open_store(settings.audit_store)) as store:
         moved = archive(store, datetime.now(UTC) - timedelta(days=older_than_days), target)
-    finally:
-        store.close()
     click.echo(f"archived {moved} entries to {target}")
 
 

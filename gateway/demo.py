@@ -248,11 +248,8 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
 
 
 def _audit_count(settings: Settings) -> int:
-    store = open_store(settings.audit_store)
-    try:
+    with contextlib.closing(open_store(settings.audit_store)) as store:
         return store.count()
-    finally:
-        store.close()
 
 
 async def _audit_caught_up(settings: Settings, target: int, limit_s: float) -> int:
@@ -265,11 +262,8 @@ async def _audit_caught_up(settings: Settings, target: int, limit_s: float) -> i
 
 
 def _audit_verify(settings: Settings) -> Report:
-    store = open_store(settings.audit_store)
-    try:
+    with contextlib.closing(open_store(settings.audit_store)) as store:
         return verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
-    finally:
-        store.close()
 
 
 def _listen(

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from gateway import b64url
@@ -98,7 +99,7 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Envelope:
     """A structurally valid event of this profile; nothing about it is verified yet."""
 
@@ -132,8 +133,9 @@ class Envelope:
         """Every attribute the origin signature covers."""
         return {k: v for k, v in self.attributes.items() if k not in UNSIGNED_ATTRIBUTES}
 
+    @cached_property
     def signed_bytes(self) -> bytes:
-        """RFC 8785 bytes of the signed form."""
+        """RFC 8785 bytes of the signed form (computed once: verification and audit use them)."""
         return _canonical_or_reject(self.signed_form())
 
 
@@ -247,7 +249,7 @@ def verify_origin(
             ReasonCode.SIGNER_AGENCY_MISMATCH,
             f"signed with a key of {trusted.owner!r}, source is {envelope.agency!r}",
         )
-    if not envelope.signature.verify(envelope.signed_bytes(), trusted.key):
+    if not envelope.signature.verify(envelope.signed_bytes, trusted.key):
         raise Rejection(ReasonCode.BAD_SIGNATURE, "origin signature does not verify")
     return trusted, open_disclosures(envelope, limits)
 

@@ -88,6 +88,7 @@ class _Facts:
     """What is known about the record so far, for receipts and audit of a rejection."""
 
     agency: str | None
+    record_sha256: str
     event_id: str | None = None
     event_type: str | None = None
     event_time: datetime | None = None
@@ -114,7 +115,10 @@ class Pipeline:
 
     def decide(self, record: IngressRecord, now: datetime) -> Decision:
         """Check one ingress record and return the decision with its output records."""
-        facts = _Facts(agency=self._config.topics.agency_of_ingress(record.topic))
+        facts = _Facts(
+            agency=self._config.topics.agency_of_ingress(record.topic),
+            record_sha256=_sha256(record.value),
+        )
         try:
             return self._accept(record, now, facts)
         except Rejection as rejection:
@@ -277,7 +281,7 @@ class Pipeline:
             reason=reason,
             detail=detail,
             recipients=recipients,
-            record_sha256=_sha256(record.value),
+            record_sha256=facts.record_sha256,
         )
 
     def _audit(
@@ -292,7 +296,7 @@ class Pipeline:
         return outputs.audit(
             self._config.topics.audit,
             {
-                "decision_id": outputs.decision_id(record.position, _sha256(record.value)),
+                "decision_id": outputs.decision_id(record.position, facts.record_sha256),
                 "decided_at": outputs.rfc3339(now),
                 "event_time": outputs.rfc3339(facts.event_time) if facts.event_time else None,
                 "outcome": "delivered" if reason is None else "rejected",
@@ -304,8 +308,8 @@ class Pipeline:
                 "subject": facts.subject,
                 "signer_kid": facts.signer_kid,
                 "recipients": facts.recipients,
-                "event_sha256": _sha256(env.signed_bytes()) if env else None,
-                "record_sha256": _sha256(record.value),
+                "event_sha256": _sha256(env.signed_bytes) if env else None,
+                "record_sha256": facts.record_sha256,
                 "ingress": {
                     "topic": record.topic,
                     "partition": record.partition,

@@ -321,7 +321,8 @@ def _info(
     )
 
 
-def _load_ca(pki_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def load_ca(pki_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The exchange root certificate and its key, checked to belong together."""
     path = root_path(pki_dir)
     if not path.exists():
         raise ConfigError(f"no root CA under {pki_dir}; run 'xgw pki init'")
@@ -484,7 +485,7 @@ def enroll(
     if days < 1:
         raise ConfigError("a certificate must be valid for at least one day")
     start = _utc(not_before) if not_before is not None else _utc(now)
-    root, root_key = _load_ca(pki_dir)
+    root, root_key = load_ca(pki_dir)
     end = min(start + timedelta(days=days), root.not_valid_after_utc)
     if end <= start:
         raise ConfigError(f"the root CA expires before {start:%Y-%m-%d}; replace it first")
@@ -523,7 +524,7 @@ def enroll(
 def revoke(pki_dir: Path, serial: int, *, now: datetime | None = None) -> CertInfo:
     """Mark ``serial`` revoked and re-issue the CRL; revoking again only re-issues the CRL."""
     now = _utc(now)
-    root, root_key = _load_ca(pki_dir)
+    root, root_key = load_ca(pki_dir)
     if serial == root.serial_number:
         raise ConfigError("that is the root CA; replace the whole CA with 'xgw pki init --force'")
     index = _read_index(pki_dir)
@@ -591,7 +592,7 @@ def ensure_exchange(
     ]
     created.extend(enroll(pki_dir, owner, now=now) for owner in missing)
     if _crl_due(pki_dir, now):
-        root, root_key = _load_ca(pki_dir)
+        root, root_key = load_ca(pki_dir)
         index = _read_index(pki_dir)
         _issue_crl(pki_dir, index, root, root_key, now)
         _write_index(pki_dir, index)
