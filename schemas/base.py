@@ -58,3 +58,20 @@ class EventModel(Record):
     def subject_id(self) -> str:
         """The identifier of the person the event is about."""
         return str(getattr(self, self.subject_field))
+
+
+class RequestModel(EventModel):
+    """A question addressed to exactly one agency, which answers with ``response_type``.
+
+    The gateway delivers a request to the one agency the policy names as its answerer and
+    remembers it until its deadline; the response must carry the request's ``id`` as its
+    ``correlationid`` and the same subject, and is delivered only to the requester.
+    """
+
+    response_type: ClassVar[str]
+
+
+class ResponseModel(EventModel):
+    """The answer to a request; the subject is the same person the request asked about."""
+
+    request_type: ClassVar[str]
