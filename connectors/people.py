@@ -2,7 +2,7 @@
 
 Names carry real Vietnamese diacritics; personal ids follow the CCCD layout (province 079,
 century/sex digit, birth year) so that schema validation is exercised, not bypassed. Commune
-codes are illustrative: the official code list is wired in with the agency schemas.
+codes and names are official ones of the 2025 two-level structure, which the schemas check.
 """
 
 from __future__ import annotations
@@ -86,17 +86,18 @@ STREETS = [
     "Phạm Văn Đồng",
 ]
 # (commune code, commune name): illustrative codes for wards of Ho Chi Minh City.
-COMMUNES = [
-    ("26734", "Phường Sài Gòn"),
+COMMUNES = [  # official codes of the 2025 two-level structure (vietnam-provinces)
+    ("26740", "Phường Sài Gòn"),
     ("26743", "Phường Bến Thành"),
-    ("26740", "Phường Bến Nghé"),
     ("26737", "Phường Tân Định"),
-    ("26800", "Phường Thủ Đức"),
-    ("26803", "Phường Linh Xuân"),
-    ("26905", "Phường Gia Định"),
-    ("27259", "Phường Chợ Lớn"),
-    ("27673", "Xã Cần Giờ"),
-    ("27496", "Xã Củ Chi"),
+    ("26824", "Phường Thủ Đức"),
+    ("26794", "Phường Linh Xuân"),
+    ("26944", "Phường Gia Định"),
+    ("27343", "Phường Chợ Lớn"),
+    ("27664", "Xã Cần Giờ"),
+    ("27553", "Xã Củ Chi"),
+    ("25747", "Phường Thủ Dầu Một"),
+    ("26506", "Phường Vũng Tàu"),
 ]
 VACCINES = ["BCG", "VGB-0", "DPT-VGB-HIB", "OPV", "MR", "JE-VAX"]
 PROVINCE_CODE, PROVINCE_NAME = "79", "Thành phố Hồ Chí Minh"

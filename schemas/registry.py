@@ -9,8 +9,23 @@ from typing import Any
 from pydantic import BaseModel, create_model
 
 from schemas.base import EventModel, Record
-from schemas.health import VaccinationRecorded
-from schemas.police import ResidentAddressChanged, ResidentRegistered
+from schemas.education import DiplomaIssued, StudentEnrolled
+from schemas.health import (
+    BirthCertificateIssued,
+    DeathCertificateIssued,
+    HealthInsuranceCardIssued,
+    VaccinationRecorded,
+)
+from schemas.land import LandTransferRegistered, LandUseRightCertificateIssued
+from schemas.police import (
+    IdentityVerificationRequested,
+    IdentityVerified,
+    ResidenceVerificationRequested,
+    ResidenceVerified,
+    ResidentAddressChanged,
+    ResidentDeceased,
+    ResidentRegistered,
+)
 
 
 class SchemaRegistry:
@@ -54,4 +69,22 @@ def _projection(model: type[EventModel], fields: frozenset[str]) -> type[BaseMod
     )
 
 
-REGISTRY = SchemaRegistry([ResidentRegistered, ResidentAddressChanged, VaccinationRecorded])
+REGISTRY = SchemaRegistry(
+    [
+        ResidentRegistered,
+        ResidentAddressChanged,
+        ResidentDeceased,
+        IdentityVerificationRequested,
+        IdentityVerified,
+        ResidenceVerificationRequested,
+        ResidenceVerified,
+        BirthCertificateIssued,
+        DeathCertificateIssued,
+        HealthInsuranceCardIssued,
+        VaccinationRecorded,
+        StudentEnrolled,
+        DiplomaIssued,
+        LandUseRightCertificateIssued,
+        LandTransferRegistered,
+    ]
+)

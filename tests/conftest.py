@@ -102,7 +102,7 @@ def make_resident(full_name: str = "Nguyễn Thị Minh Khai", **changes: object
         "permanent_address": Address(
             street="12 Lê Lợi",
             commune_code="26740",
-            commune_name="Phường Bến Nghé",
+            commune_name="Phường Sài Gòn",
             province_code="79",
             province_name="Thành phố Hồ Chí Minh",
         ),

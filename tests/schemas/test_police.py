@@ -8,16 +8,19 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from schemas.police import ResidentAddressChanged, ResidentRegistered
-from tests.conftest import make_resident
+from schemas.police import (
+    IdentityVerificationRequested,
+    IdentityVerified,
+    ResidenceVerificationRequested,
+    ResidenceVerified,
+    ResidentAddressChanged,
+    ResidentDeceased,
+    ResidentRegistered,
+)
+from schemas.registry import REGISTRY
+from tests.schemas.factories import BEN_NGHE_2024, BEN_THANH, SAI_GON, make_resident
 
-NEW_ADDRESS = {
-    "street": "45 Nguyễn Huệ",
-    "commune_code": "26734",
-    "commune_name": "Phường Sài Gòn",
-    "province_code": "79",
-    "province_name": "Thành phố Hồ Chí Minh",
-}
+NEW_ADDRESS = BEN_THANH
 
 
 def _errors(**changes: object) -> list[tuple[tuple[str | int, ...], str]]:
@@ -51,7 +54,7 @@ def test_nfd_name_comes_out_nfc() -> None:
     assert nfd != "Nguyễn Thị Minh Khai"
     resident = make_resident(nfd)
     assert resident.full_name == "Nguyễn Thị Minh Khai"
-    assert resident.permanent_address.commune_name == "Phường Bến Nghé"
+    assert resident.permanent_address.commune_name == "Phường Sài Gòn"
 
 
 def test_man_with_woman_digit_is_refused() -> None:
@@ -150,7 +153,7 @@ def test_address_change_validates_and_normalises() -> None:
             "effective_on": date(2026, 12, 1),
         }
     )
-    assert event.new_address.commune_name == "Phường Sài Gòn"
+    assert event.new_address.commune_name == "Phường Bến Thành"
     assert event.previous_address is None
     assert event.subject_id() == "079190012345"
 
@@ -168,3 +171,161 @@ def test_address_change_refuses_unknown_residence_kind() -> None:
             }
         )
     assert [e["loc"] for e in error.value.errors()] == [("residence_kind",)]
+
+
+def test_address_change_may_name_a_pre_2025_previous_address() -> None:
+    """A move from Phường Bến Nghé, Quận 1 (pre-2025) to Phường Bến Thành validates."""
+    event = ResidentAddressChanged.model_validate(
+        {
+            "personal_id": "079190012345",
+            "full_name": "Nguyễn Thị Minh Khai",
+            "residence_kind": "permanent",
+            "previous_address": BEN_NGHE_2024,
+            "new_address": BEN_THANH,
+            "effective_on": date(2026, 12, 1),
+        }
+    )
+    assert event.previous_address is not None
+    assert event.previous_address.is_pre_2025
+
+
+DECEASED = {
+    "personal_id": "079045000321",
+    "full_name": "Lê Văn Tám",
+    "date_of_death": date(2026, 10, 2),
+    "deregistered_on": date(2026, 10, 9),
+    "death_certificate_number": "88/GBT",
+}
+
+
+def test_resident_deceased_validates() -> None:
+    """A death recorded a week before deregistration validates, keyed by the deceased's id."""
+    event = ResidentDeceased.model_validate(DECEASED)
+    assert event.subject_id() == "079045000321"
+    assert event.event_type == "vn.hcm.police.resident_deceased.v1"
+
+
+def test_deregistration_before_death_is_refused() -> None:
+    """A deregistration dated before the death is refused."""
+    with pytest.raises(ValidationError, match="deregistered_on is before date_of_death"):
+        ResidentDeceased.model_validate({**DECEASED, "deregistered_on": date(2026, 10, 1)})
+
+
+def test_identity_request_and_response_are_paired() -> None:
+    """The identity request names its response type and the response names the request."""
+    assert IdentityVerificationRequested.response_type == IdentityVerified.event_type
+    assert IdentityVerified.request_type == IdentityVerificationRequested.event_type
+    assert IdentityVerificationRequested.event_type.startswith("vn.hcm.police.")
+    assert REGISTRY.model_for(IdentityVerified.event_type) is IdentityVerified
+
+
+def test_identity_request_validates() -> None:
+    """A land office asking about Nguyễn Thị Minh Khai born 17 May 1990 is a valid request."""
+    request = IdentityVerificationRequested.model_validate(
+        {
+            "personal_id": "079190012345",
+            "full_name": "Nguyễn Thị Minh Khai",
+            "date_of_birth": "1990-05-17",
+        }
+    )
+    assert request.subject_id() == "079190012345"
+
+
+@pytest.mark.parametrize(
+    ("name", "born", "match"),
+    [(True, True, True), (True, False, False), (False, True, False), (False, False, False)],
+)
+def test_identity_answer_is_yes_or_no_per_field(name: bool, born: bool, match: bool) -> None:
+    """The answer holds one boolean per field and an overall match that is their conjunction."""
+    answer = IdentityVerified(
+        personal_id="079190012345",
+        match=match,
+        full_name_matches=name,
+        date_of_birth_matches=born,
+    )
+    assert set(answer.model_dump()) == {
+        "personal_id",
+        "match",
+        "full_name_matches",
+        "date_of_birth_matches",
+    }
+
+
+def test_identity_answer_with_inconsistent_match_is_refused() -> None:
+    """A match claimed while the date of birth does not match is refused."""
+    with pytest.raises(ValidationError, match="match must be true exactly when"):
+        IdentityVerified(
+            personal_id="079190012345",
+            match=True,
+            full_name_matches=True,
+            date_of_birth_matches=False,
+        )
+
+
+def test_identity_answer_refuses_register_data() -> None:
+    """An answer cannot carry more than yes or no: a returned name is an unknown field."""
+    with pytest.raises(ValidationError) as error:
+        IdentityVerified.model_validate(
+            {
+                "personal_id": "079190012345",
+                "match": False,
+                "full_name_matches": False,
+                "date_of_birth_matches": True,
+                "full_name": "Nguyễn Thị Minh Khai",
+            }
+        )
+    assert [e["type"] for e in error.value.errors()] == ["extra_forbidden"]
+
+
+def test_identity_answer_refuses_text_for_booleans() -> None:
+    """'maybe' is not an answer to a field."""
+    with pytest.raises(ValidationError) as error:
+        IdentityVerified.model_validate(
+            {
+                "personal_id": "079190012345",
+                "match": "maybe",
+                "full_name_matches": True,
+                "date_of_birth_matches": True,
+            }
+        )
+    assert [e["loc"] for e in error.value.errors()] == [("match",)]
+
+
+def test_residence_request_and_answers_validate() -> None:
+    """Education asks about an address in Phường Sài Gòn; a match names the residence kind."""
+    request = ResidenceVerificationRequested.model_validate(
+        {"personal_id": "079190012345", "claimed_address": SAI_GON}
+    )
+    assert request.response_type == ResidenceVerified.event_type
+    assert ResidenceVerified.request_type == request.event_type
+    yes = ResidenceVerified(personal_id="079190012345", match=True, residence_kind="temporary")
+    no = ResidenceVerified(personal_id="079190012345", match=False)
+    assert (yes.residence_kind, no.residence_kind) == ("temporary", None)
+    assert no.model_dump(mode="json") == {
+        "personal_id": "079190012345",
+        "match": False,
+        "residence_kind": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("match", "kind"), [(True, None), (False, "permanent")], ids=["yes-no-kind", "no-with-kind"]
+)
+def test_residence_kind_only_with_a_match(match: bool, kind: str | None) -> None:
+    """A match without a residence kind, or a mismatch with one, is refused."""
+    with pytest.raises(ValidationError, match="residence_kind is given exactly when match"):
+        ResidenceVerified.model_validate(
+            {"personal_id": "079190012345", "match": match, "residence_kind": kind}
+        )
+
+
+def test_residence_request_refuses_an_abolished_ward() -> None:
+    """A claimed address in the abolished Phường Bến Nghé without its district is refused."""
+    with pytest.raises(ValidationError) as error:
+        ResidenceVerificationRequested.model_validate(
+            {
+                "personal_id": "079190012345",
+                "claimed_address": {**SAI_GON, "commune_name": "Phường Bến Nghé"},
+            }
+        )
+    assert [e["loc"] for e in error.value.errors()] == [("claimed_address", "commune_name")]

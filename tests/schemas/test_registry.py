@@ -8,11 +8,11 @@ from typing import ClassVar
 import pytest
 from pydantic import ValidationError
 
-from schemas.base import EventModel
+from schemas.base import EventModel, RequestModel, ResponseModel
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentAddressChanged, ResidentRegistered
 from schemas.registry import REGISTRY, SchemaRegistry
-from tests.conftest import make_resident
+from tests.schemas.factories import make_resident
 
 REGISTERED = "vn.hcm.police.resident_registered.v1"
 LAND_GRANT = frozenset({"personal_id", "full_name"})
@@ -36,8 +36,20 @@ def test_model_for_unknown_type_is_none(event_type: str) -> None:
 def test_types_are_sorted() -> None:
     """types() lists every registered type in sorted order."""
     assert REGISTRY.types() == [
+        "vn.hcm.education.diploma_issued.v1",
+        "vn.hcm.education.student_enrolled.v1",
+        "vn.hcm.health.birth_certificate_issued.v1",
+        "vn.hcm.health.death_certificate_issued.v1",
+        "vn.hcm.health.health_insurance_card_issued.v1",
         "vn.hcm.health.vaccination_recorded.v1",
+        "vn.hcm.land.land_transfer_registered.v1",
+        "vn.hcm.land.land_use_right_certificate_issued.v1",
+        "vn.hcm.police.identity_verification_requested.v1",
+        "vn.hcm.police.identity_verified.v1",
+        "vn.hcm.police.residence_verification_requested.v1",
+        "vn.hcm.police.residence_verified.v1",
         "vn.hcm.police.resident_address_changed.v1",
+        "vn.hcm.police.resident_deceased.v1",
         "vn.hcm.police.resident_registered.v1",
     ]
     assert SchemaRegistry([VaccinationRecorded, ResidentRegistered]).types() == sorted(
@@ -123,3 +135,28 @@ def test_unknown_projection_field_raises() -> None:
     """Projecting a field the type does not have raises, naming the field."""
     with pytest.raises(ValueError, match="blood_type"):
         REGISTRY.projection(REGISTERED, frozenset({"personal_id", "blood_type"}))
+
+
+@pytest.mark.parametrize("event_type", REGISTRY.types())
+def test_every_type_is_named_after_its_owner_and_keyed_by_a_person(event_type: str) -> None:
+    """Each type is vn.hcm.<agency>.<event>.v1 and has the personal_id it is keyed by."""
+    model = REGISTRY.model_for(event_type)
+    assert model is not None
+    agency = event_type.split(".")[2]
+    assert agency == model.__module__.removeprefix("schemas.")
+    assert event_type.endswith(".v1")
+    assert model.subject_field == "personal_id"
+    assert "personal_id" in model.model_fields
+    assert model.model_fields["personal_id"].is_required()
+
+
+@pytest.mark.parametrize("event_type", REGISTRY.types())
+def test_requests_and_responses_point_at_each_other(event_type: str) -> None:
+    """A request's response type is registered and names it back as its request type."""
+    model = REGISTRY.model_for(event_type)
+    if not issubclass(model, RequestModel):
+        return
+    response = REGISTRY.model_for(model.response_type)
+    assert response is not None
+    assert issubclass(response, ResponseModel)
+    assert response.request_type == event_type
