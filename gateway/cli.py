@@ -635,6 +635,16 @@ def deadletter_replay(
     click.echo(f"replayed {count} dead letters to their ingress topics{skipped}")
 
 
+from gateway.schemas_cli import schemas  # noqa: E402 - the group lives in its own module
+
+cli.add_command(schemas)
+
+
+from gateway.bench_cli import bench  # noqa: E402 - the command lives in its own module
+
+cli.add_command(bench)
+
+
 def main() -> None:
     """Entry point of the ``xgw`` console script."""
     cli.main(prog_name="xgw")

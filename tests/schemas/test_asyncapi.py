@@ -1,0 +1,157 @@
+"""The AsyncAPI 3.0.0 document: valid against the official schema, and every reference resolves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from jsonschema import Draft7Validator, Draft202012Validator
+
+from gateway import envelope, outputs
+from gateway.cli import cli
+from gateway.policy import DEFAULT_POLICY_FILE, load_policy
+from gateway.reasons import ReasonCode
+from gateway.topics import TopicNames
+from schemas import asyncapi
+from schemas.police import ResidentRegistered
+from schemas.registry import REGISTRY
+from tests.schemas.test_export import RESIDENT
+
+OFFICIAL_SCHEMA = Path(__file__).parent / "vendor" / "asyncapi-3.0.0.json"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    result = CliRunner().invoke(cli, ["schemas", "asyncapi"])
+    assert result.exit_code == 0, result.output
+    parsed: dict[str, Any] = json.loads(result.output)
+    return parsed
+
+
+def _pointer(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        assert isinstance(node, dict), f"{ref} does not resolve"
+        assert part in node, f"{ref} does not resolve"
+        node = node[part]
+    return node
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_valid_against_the_official_asyncapi_3_schema(document: dict[str, Any]) -> None:
+    """The document passes the official AsyncAPI 3.0.0 JSON Schema (vendored, offline)."""
+    official = json.loads(OFFICIAL_SCHEMA.read_text(encoding="utf-8"))
+    errors = sorted(Draft7Validator(official).iter_errors(document), key=str)
+    assert errors == []
+    assert not Draft7Validator(official).is_valid({**document, "asyncapi": "3.0.1"})
+
+
+def test_structure(document: dict[str, Any]) -> None:
+    """Version 3.0.0; operations name existing channels and messages of those channels."""
+    assert document["asyncapi"] == "3.0.0"
+    for name, operation in document["operations"].items():
+        assert operation["action"] in {"send", "receive"}, name
+        channel_ref = operation["channel"]["$ref"]
+        channel = _pointer(document, channel_ref)
+        for message in operation["messages"]:
+            assert message["$ref"].startswith(channel_ref + "/messages/"), name
+            _pointer(document, message["$ref"])
+    for ref in _refs(document):
+        _pointer(document, ref)
+    assert channel is not None
+
+
+def test_a_channel_for_every_topic(document: dict[str, Any]) -> None:
+    """Channels cover every topic of DESIGN.md for the policy's agencies, and nothing else."""
+    policy = load_policy(DEFAULT_POLICY_FILE, REGISTRY)
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert addresses == set(TopicNames("xgw").all_for(policy.agencies))
+    for agency in policy.agencies:
+        actions = {
+            document["operations"][f"{agency}.{verb}"]["action"]
+            for verb in ("publish", "receiveDeliveries", "receiveReceipts")
+        }
+        assert actions == {"send", "receive"}
+
+
+def test_a_message_for_every_registered_type(document: dict[str, Any]) -> None:
+    """Every registered type is a message, sent on some ingress channel, with its data schema."""
+    messages = document["components"]["messages"]
+    sent = {
+        m["$ref"].rsplit("/", 1)[1]
+        for name, op in document["operations"].items()
+        if name.endswith(".publish")
+        for m in op["messages"]
+    }
+    for event_type in REGISTRY.types():
+        message = messages[event_type]
+        assert message["payload"]["properties"]["type"] == {"const": event_type}
+        assert _pointer(document, message["x-xgw-data"]["$ref"])["x-xgw-event-type"] == event_type
+        assert event_type in sent
+
+
+def test_routes_of_the_policy_become_deliveries(document: dict[str, Any]) -> None:
+    """A type the policy routes to an agency is a message of that agency's delivery channel."""
+    policy = load_policy(DEFAULT_POLICY_FILE, REGISTRY)
+    for route in policy.routes:
+        assert route.type in document["channels"][f"ingress.{route.publisher}"]["messages"]
+        for grant in route.recipients:
+            assert route.type in document["channels"][f"deliver.{grant.agency}"]["messages"]
+
+
+def test_data_schema_in_the_document_validates_an_event(document: dict[str, Any]) -> None:
+    """The component schema, with its hoisted definitions, accepts a valid event's data."""
+    schema = {
+        "$ref": f"#/components/schemas/{ResidentRegistered.event_type}",
+        "components": document["components"],
+    }
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid(RESIDENT)
+    assert not validator.is_valid({**RESIDENT, "extra": 1})
+    assert not validator.is_valid({**RESIDENT, "permanent_address": {"commune_code": "1"}})
+
+
+def test_constants_match_the_gateway() -> None:
+    """The document's fixed names are the gateway's own."""
+    assert asyncapi.RECEIPT_TYPE == outputs.RECEIPT_TYPE
+    assert asyncapi.GATEWAY_SOURCE == envelope.GATEWAY_SOURCE
+    assert asyncapi.AGENCY_SOURCE_PREFIX == envelope.SOURCE_PREFIX
+    assert asyncapi.CLOUDEVENTS_CONTENT_TYPE.encode() == outputs.CLOUDEVENTS_CONTENT_TYPE
+
+
+def test_reason_codes_are_listed(document: dict[str, Any]) -> None:
+    """Receipts and dead letters list every reason code."""
+    receipt = document["components"]["messages"]["receipt"]
+    assert receipt["payload"]["properties"]["data"]["properties"]["reason"]["enum"] == [
+        c.value for c in ReasonCode
+    ]
+
+
+def test_cli_writes_a_file(tmp_path: Path) -> None:
+    """--out writes the document and says what it holds in one line."""
+    out = tmp_path / "asyncapi.json"
+    result = CliRunner().invoke(cli, ["schemas", "asyncapi", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"wrote AsyncAPI 3.0.0 to {out}: ")
+    assert json.loads(out.read_text(encoding="utf-8"))["asyncapi"] == "3.0.0"
+
+
+def test_cli_bad_policy_is_one_line(tmp_path: Path) -> None:
+    """A missing policy file is one readable error line, no traceback."""
+    missing = tmp_path / "nope.toml"
+    result = CliRunner().invoke(cli, ["schemas", "asyncapi", "--policy", str(missing)])
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"xgw: error: cannot read policy file {missing}")
