@@ -23,6 +23,8 @@ SALT_BYTES = 16  # RFC 9901 recommends at least 128 bits of salt
 _MIN_SALT_CHARS = 22  # 128 bits in unpadded base64url
 _RESERVED_NAMES = frozenset({"_sd", "_sd_alg", "..."})
 SEPARATOR = "~"
+# Built once (json.dumps with options builds an encoder per call); compact, UTF-8 kept as is.
+_encode_array = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class DisclosureError(ValueError):
@@ -52,7 +54,7 @@ def digest_of(encoded: str) -> str:
 def make(name: str, value: Any, salt: str | None = None) -> Disclosure:
     """Create a disclosure for one field with a fresh random salt."""
     salt = salt if salt is not None else b64url.encode(secrets.token_bytes(SALT_BYTES))
-    text = json.dumps([salt, name, value], ensure_ascii=False, separators=(",", ":"))
+    text = _encode_array([salt, name, value])
     return Disclosure(b64url.encode(text.encode("utf-8")), salt, name, value)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import b64url
-from gateway.canonical import canonical_bytes, loads_strict
+from gateway.canonical import loads_strict
 from gateway.keys import SigningKey, VerificationKey
 
 ALGORITHMS = frozenset({"EdDSA", "ES256"})
@@ -56,10 +56,7 @@ def sign_detached(
     payload: bytes, key: SigningKey, extra_header: Mapping[str, Any] | None = None
 ) -> str:
     """Sign ``payload`` and return the detached compact JWS."""
-    header: dict[str, Any] = dict(key.jws_header())
-    if extra_header:
-        header.update(extra_header)
-    protected = b64url.encode(canonical_bytes(header))
+    protected = key.protected_header(extra_header)
     signature = key.sign(f"{protected}.{b64url.encode(payload)}".encode("ascii"))
     return f"{protected}..{b64url.encode(signature)}"
 

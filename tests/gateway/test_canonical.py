@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import OrderedDict
+from enum import IntEnum
+from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.canonical import CanonicalisationError, canonical_bytes
 from tests.strategies import json_values
@@ -104,3 +109,143 @@ def test_canonical_form_is_stable_under_reparsing(value: object) -> None:
     """Parsing canonical bytes and canonicalising again gives the same bytes."""
     first = canonical_bytes(value)
     assert canonical_bytes(json.loads(first)) == first
+
+
+# --- the fast path against the reference implementation ---------------------------------------
+
+# Characters where a JSON writer can go wrong: escapes, U+2028/2029, DEL, the UTF-16 boundary
+# (U+E000..U+FFFF sort after a surrogate pair, U+10000 and up), Vietnamese letters both ways.
+_TRICKY = st.sampled_from(
+    [
+        *"\x00\x01\x08\t\n\x0b\x0c\r\x1f\x7f\"\\/'<>&",
+        *"\u0080\u00ff\u2028\u2029\ue000\ufb33\ufeff\uffff",
+        *"\U00010000\U0001f600\U0010ffff",
+        "Nguyễn",
+        "Nguye\u0302\u0303n",
+        "Đức",
+    ]
+)
+_text = st.lists(st.one_of(_TRICKY, st.characters(codec="utf-8")), max_size=6).map("".join)
+_surrogate = st.characters(categories=["Cs"])
+_boundary_ints = st.sampled_from([2**53 - 1, 2**53, -(2**53) + 1, -(2**53), 2**64, 0, -1])
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    _boundary_ints,
+    st.floats(),
+    _text,
+    _text.map(lambda t: t + "\ud800"),
+)
+_values: st.SearchStrategy[Any] = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(_text, children, max_size=5),
+        st.dictionaries(st.one_of(_text, st.integers(), st.none()), children, max_size=3),
+    ),
+    max_leaves=16,
+)
+_plain_values: st.SearchStrategy[Any] = st.recursive(
+    st.one_of(st.none(), st.booleans(), _boundary_ints, st.integers(-(2**60), 2**60), _text),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(_text, children, max_size=6)
+    ),
+    max_leaves=24,
+)
+
+
+def _reference(value: Any) -> bytes | None:
+    """``rfc8785.dumps``, with ``None`` for every value it refuses."""
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return None
+
+
+def _ours(value: Any) -> bytes | None:
+    """:func:`canonical_bytes`, with ``None`` for every value it refuses."""
+    try:
+        return canonical_bytes(value)
+    except CanonicalisationError:
+        return None
+
+
+@given(_values)
+def test_equals_rfc8785_on_any_value(value: Any) -> None:
+    """Any value gives the bytes rfc8785 gives, and is refused exactly when rfc8785 refuses it."""
+    assert _ours(value) == _reference(value)
+
+
+@given(_plain_values)
+def test_equals_rfc8785_on_values_without_floats(value: Any) -> None:
+    """Values of the fast path (no floats) give exactly the bytes rfc8785 gives."""
+    assert _ours(value) == _reference(value)
+
+
+@given(st.dictionaries(_text, st.integers(0, 9), min_size=2, max_size=8))
+def test_keys_sort_as_rfc8785_sorts_them(value: dict[str, int]) -> None:
+    """Keys with characters on both sides of the UTF-16 boundary sort as rfc8785 sorts them."""
+    assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+def test_non_bmp_key_sorts_before_the_last_bmp_characters() -> None:
+    """U+1F600 (a surrogate pair in UTF-16) sorts before U+FFFF, unlike in code point order."""
+    value = {"\uffff": 1, "\U0001f600": 2, "\ue000": 3, "z": 4}
+    assert canonical_bytes(value) == '{"z":4,"\U0001f600":2,"\ue000":3,"\uffff":1}'.encode()
+
+
+@given(_surrogate, st.sampled_from(["value", "key", "nested"]))
+def test_lone_surrogates_are_refused(surrogate: str, where: str) -> None:
+    """A lone surrogate, in a value, a key or deep inside, cannot be canonicalised."""
+    value: Any = {
+        "value": {"k": f"a{surrogate}"},
+        "key": {f"a{surrogate}": 1},
+        "nested": [{"x": [surrogate]}],
+    }[where]
+    with pytest.raises(CanonicalisationError):
+        canonical_bytes(value)
+
+
+@pytest.mark.parametrize("number", [2**53, -(2**53), 2**64, -(2**100)])
+def test_integers_beyond_2_53_are_refused(number: int) -> None:
+    """Integers that an IEEE 754 double cannot hold exactly are refused, as rfc8785 refuses them."""
+    with pytest.raises(CanonicalisationError):
+        canonical_bytes({"n": [number]})
+
+
+@pytest.mark.parametrize("key", [1, None, True, 1.5, (1, 2)])
+def test_non_string_keys_are_refused(key: object) -> None:
+    """Object keys must be strings; json's habit of turning 1 into "1" is not followed."""
+    with pytest.raises(CanonicalisationError):
+        canonical_bytes({key: "v"})
+
+
+def test_control_characters_and_line_separators_escape_as_json_stringify() -> None:
+    """Controls take the short escapes or lower-case hex u00xx; U+2028, U+2029 and DEL stay raw."""
+    text = '\x00\x08\t\n\x0b\x0c\r\x1f\x7f\u2028\u2029"\\/'
+    expected = '"\\u0000\\b\\t\\n\\u000b\\f\\r\\u001f\x7f\u2028\u2029\\"\\\\/"'
+    assert canonical_bytes(text) == expected.encode()
+
+
+def test_events_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event-shaped value (no floats, no characters beyond U+FFFF) never reaches rfc8785."""
+
+    def refuse(_value: object) -> bytes:
+        raise AssertionError("rfc8785 used")
+
+    monkeypatch.setattr(rfc8785, "dumps", refuse)
+    event = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "subject": "Nguyễn Thị Minh Khai",
+        "data": {"_sd": ["a", "b"], "_sd_alg": "sha-256", "n": 3, "ok": True, "none": None},
+    }
+    assert canonical_bytes(event).startswith(b'{"data":{"_sd":["a","b"],"_sd_alg"')
+
+
+@pytest.mark.parametrize("value", [IntEnum("N", "ONE").ONE, OrderedDict(b=1, a=2), 1.5])
+def test_subclasses_and_floats_take_the_reference_path(value: object) -> None:
+    """Enums, dict subclasses and floats are canonicalised by rfc8785 itself."""
+    assert canonical_bytes(value) == rfc8785.dumps(value)

@@ -218,3 +218,12 @@ def test_parse_refuses_duplicate_keys_in_value() -> None:
     encoded = b64url.encode(f'["{SALT}", "x", {{"a": 1, "a": 2}}]'.encode("ascii"))
     with pytest.raises(sd.DisclosureError):
         sd.parse(encoded)
+
+
+@given(event_data)
+def test_make_writes_the_same_text_as_compact_json_dumps(data: dict[str, Any]) -> None:
+    """A disclosure's text is json.dumps of [salt, name, value], compact, UTF-8 kept, in order."""
+    for name, value in data.items():
+        disclosure = sd.make(name, value, salt=SALT)
+        expected = json.dumps([SALT, name, value], ensure_ascii=False, separators=(",", ":"))
+        assert b64url.decode(disclosure.encoded) == expected.encode("utf-8")

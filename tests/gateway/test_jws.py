@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway import b64url
 from gateway.canonical import canonical_bytes
@@ -192,3 +193,21 @@ def test_refuses_deeply_nested_header() -> None:
     """A header of thousands of nested arrays is refused with JwsError, not RecursionError."""
     with pytest.raises(JwsError):
         parse_detached(f"{b64url.encode(b'[' * 5000)}..AAAA")
+
+
+def test_eddsa_tokens_are_deterministic_and_equal_to_cryptography_signatures() -> None:
+    """Two EdDSA tokens over one payload are identical, and their signature is cryptography's."""
+    key = SigningKey.generate("EdDSA")
+    first = sign_detached(PAYLOAD, key, {"typ": "xgw-stamp+jws"})
+    assert sign_detached(PAYLOAD, key, {"typ": "xgw-stamp+jws"}) == first
+    jws = parse_detached(first)
+    private = key.private_key
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    assert jws.signature == private.sign(jws.signing_input(PAYLOAD))
+
+
+def test_extra_header_can_override_key_parameters(key: SigningKey) -> None:
+    """Extra parameters win over the key's own, as before the header was cached."""
+    jws = parse_detached(sign_detached(PAYLOAD, key, {"kid": "other"}))
+    assert jws.header == {"alg": key.alg, "kid": "other"}
+    assert parse_detached(sign_detached(PAYLOAD, key)).kid == key.kid

@@ -11,8 +11,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway import b64url
+from gateway.canonical import canonical_bytes
 from gateway.errors import KeyMaterialError, XgwError
 from gateway.keys import (
     SigningKey,
@@ -267,3 +270,143 @@ def test_rsa_keys_are_refused(rsa_key: rsa.RSAPrivateKey, tmp_path: Path) -> Non
 def test_key_material_error_is_a_gateway_error() -> None:
     """KeyMaterialError derives from the package's root XgwError."""
     assert issubclass(KeyMaterialError, XgwError)
+
+
+# --- Ed25519 through libsodium: the same bytes as cryptography ---------------------------------
+
+# RFC 8032 section 7.1, TEST 1 (empty message) and TEST 2 (one byte).
+RFC8032_VECTORS = [
+    (
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        "",
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    ),
+    (
+        "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+        "72",
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+    ),
+]
+# RFC 8037 appendix A.4: the Ed25519 JWS over "Example of Ed25519 signing" with the A.1 key.
+RFC8037_SIGNING_INPUT = b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
+RFC8037_SIGNATURE = (
+    "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+)
+
+
+@pytest.mark.parametrize(("secret", "message", "signature"), RFC8032_VECTORS)
+def test_ed25519_signatures_match_rfc8032(secret: str, message: str, signature: str) -> None:
+    """Signing the RFC 8032 test messages gives the RFC's signatures, which verify."""
+    key = SigningKey.from_private_key(
+        ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(secret))
+    )
+    assert key.sign(bytes.fromhex(message)).hex() == signature
+    assert key.verification_key.verify(bytes.fromhex(signature), bytes.fromhex(message))
+
+
+def test_ed25519_jws_signature_matches_rfc8037() -> None:
+    """The RFC 8037 A.1 key signs the A.4 signing input to exactly the A.4 signature."""
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(b64url.decode(RFC8037_D))
+    key = SigningKey.from_private_key(private)
+    assert b64url.encode(key.sign(RFC8037_SIGNING_INPUT)) == RFC8037_SIGNATURE
+
+
+@pytest.fixture(scope="module")
+def ed25519_key() -> SigningKey:
+    """One Ed25519 key for the property tests."""
+    return SigningKey.generate("EdDSA")
+
+
+@given(message=st.binary(max_size=4096))
+def test_ed25519_signature_is_byte_identical_to_cryptography(
+    ed25519_key: SigningKey, message: bytes
+) -> None:
+    """Libsodium's signature equals cryptography's (Ed25519 is deterministic), both ways valid."""
+    private = ed25519_key.private_key
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    signature = ed25519_key.sign(message)
+    assert signature == private.sign(message)
+    private.public_key().verify(signature, message)  # cryptography accepts libsodium's
+    assert ed25519_key.verification_key.verify(private.sign(message), message)
+
+
+@given(message=st.binary(min_size=1, max_size=256), bit=st.integers(0, 64 * 8 - 1))
+def test_ed25519_any_flipped_signature_bit_is_refused(
+    ed25519_key: SigningKey, message: bytes, bit: int
+) -> None:
+    """Flipping any single bit of a valid Ed25519 signature makes it invalid."""
+    signature = bytearray(ed25519_key.sign(message))
+    signature[bit // 8] ^= 1 << (bit % 8)
+    assert not ed25519_key.verification_key.verify(bytes(signature), message)
+
+
+def test_ed25519_signature_with_s_not_reduced_is_refused(ed25519_key: SigningKey) -> None:
+    """A signature whose S has the group order added (malleated) is refused."""
+    order = 2**252 + 27742317777372353535851937790883648493
+    signature = ed25519_key.sign(b"message")
+    s = int.from_bytes(signature[32:], "little") + order
+    malleated = signature[:32] + s.to_bytes(32, "little")
+    assert not ed25519_key.verification_key.verify(malleated, b"message")
+
+
+def test_verification_key_built_positionally_uses_the_fast_path() -> None:
+    """A VerificationKey made field by field (as the trust store does) verifies as usual."""
+    key = SigningKey.generate("EdDSA")
+    rebuilt = VerificationKey(key.private_key.public_key(), "EdDSA", "another-kid")
+    assert rebuilt.verify(key.sign(b"message"), b"message")
+    assert not rebuilt.verify(key.sign(b"message"), b"other message")
+
+
+def test_signing_key_repr_shows_no_secret_bytes() -> None:
+    """The libsodium secret key is left out of the key's repr."""
+    key = SigningKey.generate("EdDSA")
+    assert "_ed25519" not in repr(key)
+
+
+# --- the protected header, cached per key ------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize(
+    "extra", [None, {}, {"typ": "xgw-stamp+jws"}, {"typ": "x", "xgw": {"to": "land"}}, {"iat": 7}]
+)
+def test_protected_header_is_base64url_of_canonical_header(
+    alg: str, extra: dict[str, object] | None
+) -> None:
+    """The protected header is base64url(RFC 8785(jws_header + extra)), the first time and later."""
+    key = SigningKey.generate(alg)  # type: ignore[arg-type]
+    expected = b64url.encode(canonical_bytes({**key.jws_header(), **(extra or {})}))
+    assert key.protected_header(extra) == expected
+    assert key.protected_header(extra) == expected
+
+
+def test_protected_headers_with_different_extras_do_not_collide() -> None:
+    """Two typ values give two headers, each cached under its own parameters."""
+    key = SigningKey.generate("EdDSA")
+    first, second = key.protected_header({"typ": "a"}), key.protected_header({"typ": "b"})
+    assert first != second
+    assert key.protected_header({"typ": "a"}) == first
+    assert key.protected_header() != first
+
+
+def test_protected_header_cache_is_bounded() -> None:
+    """Many distinct extra parameters are still encoded correctly, and the cache stays small."""
+    key = SigningKey.generate("EdDSA")
+    for n in range(100):
+        extra = {"typ": f"t{n}"}
+        assert key.protected_header(extra) == b64url.encode(
+            canonical_bytes({**key.jws_header(), **extra})
+        )
+    assert len(key._headers) <= 16
+
+
+def test_certificate_named_key_header_names_the_certificate(tmp_path: Path) -> None:
+    """After with_certificate the cached header carries the new kid and x5t#S256, not the old."""
+    from gateway.pki import ensure_exchange, load_signing_key  # noqa: PLC0415 - PKI set-up only
+
+    ensure_exchange(tmp_path, ["police"])
+    key = load_signing_key(tmp_path, "police")
+    bare = SigningKey.from_private_key(key.private_key)
+    assert bare.protected_header() != key.protected_header()
+    header = json.loads(b64url.decode(key.protected_header()))
+    assert header == {"alg": key.alg, "kid": key.kid, "x5t#S256": key.x5t}
