@@ -69,11 +69,9 @@ from schemas.registry import REGISTRY
 TUNING = (
     "topic_partitions",
     "batch_max",
-    "batch_within_seconds",
     "fetch_max_wait_ms",
     "producer_linger_seconds",
     "producer_max_batch_bytes",
-    "replay_changelog_markers",
 )
 _SETTLE_S = 1.0  # after every worker has partitions, let the group's last rebalance finish
 _STALL_S = 45.0  # no new output for this long fails the run

@@ -97,7 +97,7 @@ def bench(
 
     settings = load_settings(bootstrap_servers=bootstrap_servers, pki_dir=pki_dir)
     if workers > settings.topic_partitions:
-        # faust assigns the same partition number of every ingress topic to one worker.
+        # The group gives the same partition number of every ingress topic to one worker.
         raise click.BadParameter(
             f"{workers} workers but only {settings.topic_partitions} partitions per ingress topic",
             param_hint="--workers",

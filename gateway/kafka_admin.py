@@ -17,10 +17,17 @@ async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[s
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        missing = [t for t in settings.topics.all_for(agencies) if t not in existing]
+        topics = settings.topics
+        missing = [t for t in [*topics.all_for(agencies), topics.state] if t not in existing]
         if missing:
             new = [
-                NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+                NewTopic(
+                    t,
+                    settings.topic_partitions,
+                    settings.topic_replication_factor,
+                    # The state changelog keeps the latest value per key, forever.
+                    topic_configs={"cleanup.policy": "compact"} if t == topics.state else {},
+                )
                 for t in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first

@@ -20,7 +20,7 @@ _SHARED: list[structlog.types.Processor] = [
 
 
 def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "console") -> None:
-    """Send structlog and stdlib logging (faust, aiokafka) to stderr in one line format."""
+    """Send structlog and stdlib logging (aiokafka) to stderr in one line format."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
@@ -48,9 +48,9 @@ def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "co
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # faust and aiokafka are chatty at INFO about every rebalance step; DEBUG shows them all.
+    # aiokafka is chatty at INFO about every rebalance step; DEBUG shows it all.
     library_level = logging.DEBUG if level == "DEBUG" else max(logging.WARNING, root.level)
-    for noisy in ("faust", "mode", "aiokafka", "kafka"):
+    for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(library_level)
 
 

@@ -33,8 +33,9 @@ class OutRecord:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None only for a state tombstone (a deleted key, compacted away)
     headers: Headers = ()
+    partition: int | None = None  # None: the producer's partitioner picks it from the key
 
 
 def decision_id(position: Position, record_sha256: str) -> str:
@@ -46,6 +47,11 @@ def decision_id(position: Position, record_sha256: str) -> str:
     """
     where = f"{position.topic}/{position.partition}/{position.offset}/{record_sha256}"
     return str(uuid.uuid5(_RECEIPT_NAMESPACE, where))
+
+
+def timeout_id(request_id: str) -> str:
+    """The id of the gateway's decision that ``request_id`` timed out (and of its receipt)."""
+    return str(uuid.uuid5(_RECEIPT_NAMESPACE, f"timeout/{request_id}"))
 
 
 def rfc3339(moment: datetime) -> str:
@@ -96,6 +102,44 @@ def receipt(
     return OutRecord(
         topic, (event_id or record_sha256).encode(), envelope.encode(stamped), CE_HEADERS
     )
+
+
+def timeout_receipt(
+    *,
+    topic: str,
+    position: Position,
+    now: datetime,
+    key: SigningKey,
+    request_id: str,
+    request_type: str,
+    record_sha256: str,
+) -> OutRecord:
+    """The receipt telling a requester that no response came before its deadline."""
+    event = {
+        "specversion": envelope.SPECVERSION,
+        "id": timeout_id(request_id),
+        "source": envelope.GATEWAY_SOURCE,
+        "type": RECEIPT_TYPE,
+        "subject": request_id,
+        "time": rfc3339(now),
+        "datacontenttype": envelope.CONTENT_TYPE,
+        "data": {
+            "status": "timed_out",
+            "event_id": request_id,
+            "event_type": request_type,
+            "recipients": [],
+            "ingress": {
+                "topic": position.topic,
+                "partition": position.partition,
+                "offset": position.offset,
+            },
+            "record_sha256": record_sha256,
+            "reason": ReasonCode.REQUEST_TIMEOUT.value,
+            "detail": "no response before the deadline",
+        },
+    }
+    stamped = envelope.stamp(event, key)
+    return OutRecord(topic, request_id.encode(), envelope.encode(stamped), CE_HEADERS)
 
 
 def dead_letter(

@@ -33,7 +33,7 @@ class Seen(Enum):
 
 
 class SeenIds(Protocol):
-    """Where the pipeline remembers accepted event ids (memory, or a faust table)."""
+    """Where the pipeline remembers accepted event ids (in memory, or in the worker state)."""
 
     def check(self, key: tuple[str, str], position: Position, now: datetime) -> Seen:
         """Classify ``key`` read at ``position``."""

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="xgw", pattern=r"^[a-zA-Z0-9._-]{1,100}$")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=7, description="3 in production")
-    app_id: str = Field(default="xgw-gateway", description="faust app id = consumer group")
+    app_id: str = Field(default="xgw-gateway", description="the workers' consumer group")
     pki_dir: Path = Field(
         default=Path("var/pki"), description="CA, certificates, keys; never committed"
     )
@@ -50,9 +50,6 @@ class Settings(BaseSettings):
     max_clock_skew_seconds: float = Field(default=300.0, ge=0)
     replay_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
     replay_max_entries: int = Field(default=1_000_000, ge=1)
-    replay_changelog_markers: bool = Field(
-        default=True, description="needed on the embedded broker; false on Apache Kafka"
-    )
     crl_refresh_seconds: float = Field(default=1.0, gt=0, description="CRL file check interval")
 
     # Audit trail.
@@ -72,7 +69,6 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")
     metrics_host: str = "127.0.0.1"
     batch_max: int = Field(default=500, ge=1)
-    batch_within_seconds: float = Field(default=0.005, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=5000)
     session_timeout_seconds: float = Field(default=6.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=0.5, gt=0)

@@ -39,6 +39,11 @@ class TopicNames:
         """One record per decision, without payload."""
         return f"{self.prefix}.audit"
 
+    @property
+    def state(self) -> str:
+        """The workers' state changelog (replay window, pending requests); compacted."""
+        return f"{self.prefix}.gateway.state"
+
     def agency_of_ingress(self, topic: str) -> str | None:
         """Return the agency whose ingress topic this is, or ``None``."""
         head = f"{self.prefix}.ingress."

@@ -1,33 +1,285 @@
-"""Running a gateway worker process: topics, metrics endpoint, faust worker."""
+"""A gateway worker: one consumer group member that decides ingress records in batches.
+
+    getmany (up to XGW_BATCH_MAX records) -> Pipeline.decide each -> write every output and
+    the state changelog -> wait for the broker's acknowledgements -> commit the offsets
+
+Offsets are committed only after everything the batch produced is acknowledged, so a crash at
+any point means the batch is decided again (the agency client drops the repeats by event id,
+and decisions, receipts and audit entries keep their ids). The batch runs under a lock that a
+rebalance takes before it revokes partitions, so a revoked partition's batch always finishes
+and commits first.
+
+Why a plain aiokafka loop and not a faust agent: see docs/architecture.md ("The worker
+loop"). In short, a faust worker restarted after SIGKILL could stop reading some partitions
+for good (a race between its stream and its seek to the committed offsets), and faust's
+per-event overhead was larger than the decision itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
+from typing import Any
 
-import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, KafkaError
 
-from gateway.app import build_worker
+from gateway.app import BatchProcessor, pipeline_config, utcnow
 from gateway.kafka_admin import ensure_topics
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import GatewayMetrics, serve_metrics
+from gateway.outputs import OutRecord
+from gateway.pipeline import IngressRecord, Pipeline
+from gateway.replay_state import StatePending, StateSeenIds
 from gateway.settings import Settings
+from gateway.state import PartitionedState, recover
+from gateway.trust_watch import TrustWatcher
+from gateway.x509trust import X509TrustStore
 from schemas.registry import REGISTRY
 
 log = get_logger("xgw.worker")
+_SWEEP_INTERVAL_S = 60.0
+_LAG_INTERVAL_S = 5.0
+_EXPIRY_INTERVAL_S = 0.25  # how late after its deadline a timeout receipt may be sent
+_IDLE_POLL_MS = 200  # getmany returns as soon as records are fetched; this bounds an idle wait
+
+
+class GatewayWorker:
+    """Reads every ingress topic as member of the gateway's consumer group."""
+
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        # Trust, keys and policy first: a broken file stops the worker before it touches Kafka.
+        self.settings = settings
+        self.metrics = metrics
+        self.trust = X509TrustStore.from_directory(settings.pki_dir)
+        config = pipeline_config(settings, self.trust)
+        self.state = PartitionedState(settings.topics.state)
+        window = timedelta(seconds=settings.replay_window_seconds)
+        self.seen = StateSeenIds(self.state, settings.topics, window)
+        self.pending = StatePending(self.state, window)
+        self.processor = BatchProcessor(
+            Pipeline(config, self.seen, self.pending),
+            metrics,
+            utcnow,
+            extra_outputs=self.state.take_outbox,
+        )
+        self.ingress_topics = sorted(settings.topics.ingress(a) for a in config.policy.agencies)
+        self._watcher = TrustWatcher(settings.pki_dir, self.trust)
+        self._watcher.poll()  # the folder as of start-up, before the first record
+        self._lock = asyncio.Lock()
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set, then finish the batch at hand and leave the group."""
+        s = self.settings
+        self._producer = AIOKafkaProducer(
+            **s.kafka_options(),
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has none; consumers deduplicate
+            linger_ms=int(s.producer_linger_seconds * 1000),
+            max_batch_size=s.producer_max_batch_bytes,
+            max_request_size=max(1_048_576, 2 * s.max_record_bytes),
+        )
+        self._consumer = AIOKafkaConsumer(
+            **self._consumer_options(),
+            group_id=s.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_seconds * 1000),
+            rebalance_timeout_ms=int(s.rebalance_timeout_seconds * 1000),
+            max_poll_records=s.batch_max,
+            # The same partition number of every ingress topic goes to one member, which
+            # holds that partition of the state (see gateway/state.py).
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        await self._producer.start()
+        try:
+            self._consumer.subscribe(self.ingress_topics, listener=_Rebalance(self))
+            await self._consumer.start()
+            timers = [
+                asyncio.create_task(_every(s.crl_refresh_seconds, self._reload_trust)),
+                asyncio.create_task(_every(_SWEEP_INTERVAL_S, self._sweep)),
+                asyncio.create_task(_every(_EXPIRY_INTERVAL_S, self._expire_requests)),
+                asyncio.create_task(_every(_LAG_INTERVAL_S, self._measure_lag)),
+            ]
+            try:
+                await self._consume(stop)
+            finally:
+                for timer in timers:
+                    timer.cancel()
+                await asyncio.gather(*timers, return_exceptions=True)
+        finally:
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    def _consumer_options(self) -> dict[str, Any]:
+        wait = self.settings.fetch_max_wait_ms
+        return {**self.settings.kafka_options(), "fetch_max_wait_ms": wait}
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None  # noqa: S101 - set by run()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                fetch = asyncio.create_task(self._consumer.getmany(timeout_ms=_IDLE_POLL_MS))
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await fetch
+                    break
+                batches = fetch.result()
+                if batches:
+                    async with self._lock:
+                        await self._process(batches)
+        finally:
+            stopping.cancel()
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        owned = {tp: batch for tp, batch in batches.items() if self.state.owns(tp.partition)}
+        for tp, batch in batches.items():
+            if tp not in owned and tp in consumer.assignment():
+                # Fetched before this partition's state was recovered: read it again later.
+                consumer.seek(tp, batch[0].offset)
+        records = [
+            IngressRecord(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value or b"",
+                headers=tuple((k, v or b"") for k, v in r.headers or ()),
+            )
+            for tp, batch in owned.items()
+            for r in batch
+        ]
+        if not records:
+            return
+        await self.processor.process(records, self._send)
+        try:
+            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in owned.items()})
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced: the new owner decides these records again (same ids).
+            log.warning("offsets not committed; records will be decided again", error=repr(exc))
+
+    async def _send(self, record: OutRecord) -> asyncio.Future[Any]:
+        assert self._producer is not None  # noqa: S101 - set by run()
+        future: asyncio.Future[Any] = await self._producer.send(
+            record.topic,
+            record.value,
+            key=record.key,
+            partition=record.partition,
+            headers=list(record.headers),
+        )
+        return future
+
+    async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Recover the state of newly assigned partitions before their first record."""
+        assert self._producer is not None  # noqa: S101 - set by run()
+        partitions = frozenset(tp.partition for tp in assigned if tp.topic in self.ingress_topics)
+        async with self._lock:
+            missing = self.state.keep_only(partitions)
+            read = await recover(self.state, missing, self._producer, self._consumer_options())
+        self.metrics.assigned_partitions.set(len(assigned))
+        log.info(
+            "partitions assigned and recovered",
+            partitions=sorted(partitions),
+            recovered=sorted(missing),
+            changelog_records=read,
+            state_entries=len(self.state),
+        )
+
+    async def on_revoked(self) -> None:
+        """Wait for the batch at hand to be written and committed."""
+        async with self._lock:
+            self.metrics.assigned_partitions.set(0)
+
+    async def _reload_trust(self) -> None:
+        if self._watcher.poll():
+            self.metrics.crl_reloads.inc()
+        self.metrics.revoked_certificates.set(self.trust.revoked_count)
+        self.metrics.known_certificates.set(len(self.trust.certificates()))
+        now = utcnow()
+        expiry = self.trust.nearest_expiry(now)
+        if expiry is not None:
+            self.metrics.certificate_expiry.set((expiry - now).total_seconds())
+
+    async def _expire_requests(self) -> None:
+        async with self._lock:
+            decisions = self.processor.pipeline.expire(utcnow())
+            if decisions:
+                await self.processor.write([o for d in decisions for o in d.outputs], self._send)
+                acked_at = time.time()
+                for decision in decisions:
+                    self.metrics.observe(decision, acked_at)
+        self.metrics.pending_requests.set(self.pending.open_count())
+
+    async def _sweep(self) -> None:
+        async with self._lock:
+            now = utcnow()
+            removed = self.seen.sweep(now) + self.pending.sweep(now)
+            if removed:
+                await self.processor.write([], self._send)
+                log.info("replay window swept", expired=removed)
+
+    async def _measure_lag(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        for tp in consumer.assignment():
+            try:
+                position = await consumer.position(tp)
+            except KafkaError:
+                continue  # revoked by a rebalance since assignment() was read
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - position)
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
+    def __init__(self, worker: GatewayWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, _revoked: Collection[TopicPartition]) -> None:
+        await self._worker.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._worker.on_assigned(assigned)
+
+
+async def _every(seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await action()
+        except Exception:  # a failing timer must not stop the worker
+            log.exception("periodic task failed", task=action.__name__)
 
 
 def run_worker(settings: Settings) -> None:
     """Run one gateway worker until SIGINT or SIGTERM."""
     configure_logging(settings.log_level, settings.log_format)
     metrics = GatewayMetrics(REGISTRY.types())
-    with tempfile.TemporaryDirectory(prefix="xgw-faust-") as data_dir:
-        wired = build_worker(settings, metrics, Path(data_dir))
-        asyncio.run(ensure_topics(settings, wired.processor.pipeline.agencies))
+    worker = GatewayWorker(settings, metrics)
+
+    async def main() -> None:
+        await ensure_topics(settings, worker.processor.pipeline.agencies)
         server = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("worker starting", metrics_url=server.url, settings=settings.masked())
-        worker = faust.Worker(
-            wired.app, loglevel=settings.log_level, quiet=True, override_logging=False
-        )
-        worker.execute_from_commandline()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.run(stop)
+        log.info("worker stopped")
+
+    asyncio.run(main())

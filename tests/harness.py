@@ -156,8 +156,8 @@ async def _subscribe(exchange: Exchange) -> list[asyncio.Task[None]]:
             exchange.dead_letters.append(message)
 
     coroutines = [
-        *(receipts(a, signal()) for a in ("police", "health")),
-        *(deliveries(a, signal()) for a in ("health", "education", "land")),
+        *(receipts(a, signal()) for a in AGENCIES),
+        *(deliveries(a, signal()) for a in AGENCIES),
         dead_letters(signal()),
     ]
     tasks = [asyncio.create_task(c) for c in coroutines]

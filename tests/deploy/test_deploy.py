@@ -40,8 +40,8 @@ GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "xgw.y
 K8S = DEPLOY / "k8s"
 XGW_IMAGE = "hcmc-xgw:local"
 METRICS_PORT = 9464
-# faust names a table's changelog <app id>-<table name>-changelog (gateway/app.py: "xgw-replay").
-REPLAY_CHANGELOG = "xgw-gateway-xgw-replay-changelog"
+# The workers' state changelog (gateway/state.py), compacted.
+REPLAY_CHANGELOG = TopicNames("xgw").state
 # Being added to gateway/metrics.py next to these files; alerts and dashboard use them already.
 PENDING_METRICS = frozenset(
     {

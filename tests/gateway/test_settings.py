@@ -127,7 +127,7 @@ def test_settings_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
         topic_partitions=16,
         pki_dir=Path("/etc/xgw/pki"),
         replay_window_seconds=190000.25,
-        batch_within_seconds=0.002,
+        fetch_max_wait_ms=50,
         log_level="DEBUG",
     )
     env = settings_env(original)
