@@ -6,6 +6,8 @@
         ...                                            # each disclosure; typed, deduplicated
     async for receipt in client.receipts():            # stamped accept/reject per event
         ...
+    answer = await client.request(IdentityVerificationRequested(...), timeout=10)
+    await client.respond(request_delivery, IdentityVerified(...))   # the answering agency
 
 The client trusts the gateway for neither authenticity nor integrity: it checks the origin
 agency's signature and every disclosed field itself. The gateway stamp adds what the client
@@ -15,17 +17,24 @@ cannot check alone (certificate status, policy) and names the purpose of the del
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.errors import InvalidEventError, RefusedDelivery
+from connectors.errors import (
+    ConnectorError,
+    InvalidEventError,
+    RefusedDelivery,
+    RequestRefused,
+    RequestTimedOut,
+)
 from connectors.transport import Message, Transport
 from gateway import envelope, outputs
 from gateway.canonical import loads_strict
@@ -35,7 +44,7 @@ from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
-from schemas.base import EventModel, describe_errors
+from schemas.base import EventModel, RequestModel, ResponseModel, describe_errors
 from schemas.registry import REGISTRY, SchemaRegistry
 
 log = logging.getLogger("xgw.client")
@@ -75,6 +84,8 @@ class ReceivedEvent:
     legal_basis: str
     data: BaseModel
     fields: frozenset[str]
+    correlation_id: str | None = None  # on a response: the id of the request it answers
+    deadline: datetime | None = None  # on a request: when an answer is no longer useful
 
     @property
     def dedupe_key(self) -> str:
@@ -151,9 +162,95 @@ class AgencyClient:
         self._clock = clock
         self._dedupe_size = dedupe_size
         self.refused: dict[ReasonCode, int] = {}
+        self._waiting: dict[str, asyncio.Future[ReceivedEvent]] = {}
+        self._replies: asyncio.Task[None] | None = None
+        self._replies_ready = asyncio.Event()
 
     async def publish(self, event: EventModel, *, event_id: str | None = None) -> PublishedEvent:
         """Validate, conceal, sign and send ``event``; return once the broker acknowledged it."""
+        return await self._publish(event, event_id, {})
+
+    async def request(self, question: RequestModel, *, timeout: float) -> ReceivedEvent:  # noqa: ASYNC109 - the deadline is signed into the request
+        """Ask the agency the policy names; return its answer (the granted fields only).
+
+        Raises :class:`RequestTimedOut` when no answer comes within ``timeout`` seconds (the
+        gateway also sends a timeout receipt) and :class:`RequestRefused` when the gateway
+        refused the request (for example: this agency may not ask it).
+        """
+        if timeout <= 0:
+            raise InvalidEventError("timeout must be positive")
+        await self._listen_for_replies()
+        request_id = str(uuid.uuid4())
+        answer: asyncio.Future[ReceivedEvent] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = answer
+        try:
+            deadline = self._clock() + timedelta(seconds=timeout)
+            await self._publish(
+                question, request_id, {envelope.DEADLINE: outputs.rfc3339(deadline)}
+            )
+            # The gateway's own timeout receipt comes a little after the deadline; waiting for
+            # it is not needed to know there is no answer.
+            return await asyncio.wait_for(answer, timeout + _REPLY_GRACE_S)
+        except TimeoutError as exc:
+            raise RequestTimedOut(
+                ReasonCode.REQUEST_TIMEOUT,
+                f"no answer to {question.event_type} within {timeout:g}s",
+            ) from exc
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def respond(self, request: ReceivedEvent, answer: ResponseModel) -> PublishedEvent:
+        """Answer a delivered request; the gateway delivers it only to the agency that asked."""
+        if answer.request_type != request.type:
+            raise InvalidEventError(f"{answer.event_type} does not answer {request.type}")
+        if subject_digest(answer.subject_id()) != request.subject:
+            raise InvalidEventError("the answer is about another person than the request")
+        return await self._publish(answer, None, {envelope.CORRELATION_ID: request.id})
+
+    async def _listen_for_replies(self) -> None:
+        if self._replies is None:
+            self._replies = asyncio.create_task(self._read_replies())
+        waiting = asyncio.create_task(self._replies_ready.wait())
+        await asyncio.wait({waiting, self._replies}, return_when=asyncio.FIRST_COMPLETED)
+        if self._replies.done():
+            waiting.cancel()
+            self._replies.result()  # raises the transport's error
+            raise RequestRefused(ReasonCode.MALFORMED_ENVELOPE, "reply listener stopped")
+
+    async def _read_replies(self) -> None:
+        """Route answers and refusals of pending requests to the waiting callers."""
+        topics = [self._topics.deliver(self.agency), self._topics.receipts(self.agency)]
+        stream = self._transport.consume(
+            topics, group=None, ready=self._replies_ready, from_end=True
+        )
+        async for message in stream:
+            if message.topic == topics[0]:
+                try:
+                    delivery = self.verify_delivery(message.value)
+                except RefusedDelivery as exc:
+                    self._refuse(message, exc)
+                    continue
+                waiting = self._waiting.get(delivery.correlation_id or "")
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(delivery)
+                continue
+            try:
+                receipt = self.verify_receipt(message.value)
+            except RefusedDelivery as exc:
+                self._refuse(message, exc)
+                continue
+            waiting = self._waiting.get(receipt.event_id or "")
+            if waiting is None or waiting.done() or receipt.accepted:
+                continue
+            if receipt.status == "timed_out":
+                waiting.set_exception(RequestTimedOut(ReasonCode.REQUEST_TIMEOUT, receipt.detail))
+            else:
+                reason = _reason(receipt.reason)
+                waiting.set_exception(RequestRefused(reason, receipt.detail))
+
+    async def _publish(
+        self, event: EventModel, event_id: str | None, extra: dict[str, str]
+    ) -> PublishedEvent:
         try:
             # Re-validate: the model may have been built with model_construct or mutated input.
             model = type(event).model_validate(event.model_dump(warnings=False))
@@ -169,6 +266,7 @@ class AgencyClient:
             "subject": subject,
             "time": outputs.rfc3339(now),
             "datacontenttype": envelope.CONTENT_TYPE,
+            **extra,
         }
         sealed = envelope.seal(attributes, model.model_dump(mode="json"), self._key)
         value = envelope.encode(sealed)
@@ -259,6 +357,8 @@ class AgencyClient:
             legal_basis=str(env.attributes[envelope.LEGAL_BASIS]),
             data=data,
             fields=fields,
+            correlation_id=_text(env.attributes.get(envelope.CORRELATION_ID)),
+            deadline=_moment(env.attributes.get(envelope.DEADLINE)),
         )
 
     def verify_receipt(self, raw: bytes) -> Receipt:
@@ -273,7 +373,7 @@ class AgencyClient:
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "receipt is not JSON") from exc
         data = event.get("data")
-        if not isinstance(data, dict) or data.get("status") not in {"accepted", "rejected"}:
+        if not isinstance(data, dict) or data.get("status") not in _STATUSES:
             raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "receipt has no status")
         reason = data.get("reason")
         return Receipt(
@@ -300,5 +400,33 @@ class AgencyClient:
         )
 
     async def close(self) -> None:
-        """Close the transport."""
+        """Stop listening for replies and close the transport."""
+        if self._replies is not None:
+            self._replies.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectorError):
+                await self._replies
         await self._transport.close()
+
+
+_STATUSES = frozenset({"accepted", "rejected", "timed_out"})
+_REPLY_GRACE_S = 0.5
+
+
+def _reason(value: str | None) -> ReasonCode:
+    try:
+        return ReasonCode(value or "")
+    except ValueError:  # a newer gateway's code
+        return ReasonCode.MALFORMED_ENVELOPE
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -25,6 +25,7 @@ from gateway.envelope import subject_digest
 from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
 from schemas.base import EventModel
+from schemas.police import IdentityVerificationRequested, IdentityVerified
 
 WRONG_USAGE = x509.KeyUsage(
     digital_signature=False,
@@ -74,8 +75,10 @@ class Forger:
         event_type: str | None = None,
         data: dict[str, Any] | None = None,
         event_id: str | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A correctly sealed event (optionally with another key, type, time or raw data)."""
+        extra = attributes or {}
         attributes = {
             "specversion": envelope.SPECVERSION,
             "id": event_id or str(uuid.uuid4()),
@@ -84,6 +87,7 @@ class Forger:
             "subject": subject_digest(model.subject_id()),
             "time": outputs.rfc3339(now),
             "datacontenttype": envelope.CONTENT_TYPE,
+            **extra,
         }
         body = data if data is not None else model.model_dump(mode="json")
         return envelope.seal(attributes, body, key or self.keys[agency])
@@ -143,6 +147,11 @@ class Forger:
                 "health", self.signed("health", m, now=n)
             ),
             ReasonCode.SCHEMA_VIOLATION: self._schema_violation,
+            ReasonCode.BAD_DEADLINE: lambda m, n: self._question(
+                m, n, {envelope.DEADLINE: outputs.rfc3339(n - timedelta(seconds=1))}
+            ),
+            ReasonCode.WRONG_RESPONDER: lambda m, n: self._answer("health", m, n),
+            ReasonCode.UNKNOWN_REQUEST: lambda m, n: self._answer("police", m, n),
         }
         if self.ca is not None:
             makers |= {
@@ -160,6 +169,25 @@ class Forger:
                 ),
             }
         return makers
+
+    def _question(self, model: EventModel, now: datetime, extra: dict[str, Any]) -> Forged:
+        """Land asks police about the person of ``model`` (with ``extra`` attributes)."""
+        question = IdentityVerificationRequested.model_validate(
+            model.model_dump(include={"personal_id", "full_name", "date_of_birth"})
+        )
+        event = self.signed("land", question, now=now, attributes=extra)
+        return self._record("land", event)
+
+    def _answer(self, agency: str, model: EventModel, now: datetime) -> Forged:
+        """``agency`` answers a request the gateway never delivered."""
+        answer = IdentityVerified(
+            personal_id=model.subject_id(),
+            match=True,
+            full_name_matches=True,
+            date_of_birth_matches=True,
+        )
+        attributes = {envelope.CORRELATION_ID: str(uuid.uuid4())}
+        return self._record(agency, self.signed(agency, answer, now=now, attributes=attributes))
 
     def _changed(
         self, model: EventModel, now: datetime, change: Callable[[dict[str, Any]], Any]

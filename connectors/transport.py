@@ -45,11 +45,18 @@ class Transport(Protocol):
         ...
 
     def consume(
-        self, topics: Sequence[str], *, group: str, ready: asyncio.Event | None = None
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None,
+        ready: asyncio.Event | None = None,
+        from_end: bool = False,
     ) -> AsyncIterator[Message]:
         """Iterate over the records of ``topics`` as member of consumer group ``group``.
 
-        ``ready`` is set once the group has assigned partitions to this consumer.
+        ``ready`` is set once the group has assigned partitions to this consumer. With
+        ``group=None`` and ``from_end=True`` the consumer reads every partition itself, only
+        what is written after ``ready`` is set (request/reply), and commits nothing.
         """
         ...
 
@@ -76,9 +83,19 @@ class MemoryTransport:
             self._changed.notify_all()
 
     async def consume(
-        self, topics: Sequence[str], *, group: str, ready: asyncio.Event | None = None
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None,
+        ready: asyncio.Event | None = None,
+        from_end: bool = False,
     ) -> AsyncIterator[Message]:
         """Yield records as they are appended, remembering the group's position."""
+        if group is None:
+            group = f"~{id(topics)}-{time.monotonic_ns()}"
+        if from_end:
+            for topic in topics:
+                self._offsets[group, topic] = len(self.logs[topic])
         if ready is not None:
             ready.set()
         while True:
@@ -110,6 +127,17 @@ class _ReadyListener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafk
         # The first join can come back empty while topic metadata is still unknown.
         if self._ready is not None and assigned:
             self._ready.set()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic``, waiting briefly for metadata of a just-created topic."""
+    for _ in range(50):
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
+        await asyncio.sleep(0.1)
+    raise TransportError(f"topic {topic} does not exist")
 
 
 class KafkaTransport:
@@ -176,9 +204,18 @@ class KafkaTransport:
             raise TransportError(f"cannot write to {topic}: {exc!r}") from exc
 
     async def consume(
-        self, topics: Sequence[str], *, group: str, ready: asyncio.Event | None = None
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None,
+        ready: asyncio.Event | None = None,
+        from_end: bool = False,
     ) -> AsyncIterator[Message]:
         """Yield records; commit the offsets of yielded records at most every commit interval."""
+        if group is None:
+            async for message in self._tail(topics, ready, from_end=from_end):
+                yield message
+            return
         consumer = AIOKafkaConsumer(
             **self._options,
             **self._consumer_options,
@@ -216,6 +253,45 @@ class KafkaTransport:
             if handled:
                 with contextlib.suppress(KafkaError):
                     await consumer.commit(handled)
+            await consumer.stop()
+
+    async def _tail(
+        self, topics: Sequence[str], ready: asyncio.Event | None, *, from_end: bool
+    ) -> AsyncIterator[Message]:
+        """Read every partition of ``topics`` without a group, from the end or the beginning."""
+        consumer = AIOKafkaConsumer(**self._options, **self._consumer_options, group_id=None)
+        try:
+            await consumer.start()
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(await _partitions(consumer, topic))
+            ]
+            consumer.assign(partitions)
+            if from_end:
+                await consumer.seek_to_end(*partitions)
+            else:
+                await consumer.seek_to_beginning(*partitions)
+            for tp in partitions:
+                await consumer.position(tp)  # resolve now: nothing written after ready is missed
+        except KafkaError as exc:
+            await consumer.stop()
+            raise TransportError(f"cannot read {list(topics)}: {exc!r}") from exc
+        if ready is not None:
+            ready.set()
+        try:
+            async for record in consumer:
+                yield Message(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    record.value or b"",
+                    tuple(record.headers or ()),
+                )
+        except KafkaError as exc:
+            raise TransportError(f"lost {list(topics)}: {exc!r}") from exc
+        finally:
             await consumer.stop()
 
     async def close(self) -> None:

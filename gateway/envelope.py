@@ -5,6 +5,8 @@ An event on the wire is one JSON object. Besides the CloudEvents attributes it c
     data            the signed form: {"_sd": [sorted digests], "_sd_alg": "sha-256"}
     xgwdisclosures  the disclosures (RFC 9901 encoding), joined by "~"
     xgwsig          the origin agency's detached JWS over the signed form
+    xgwdeadline     on a request: when an answer is no longer useful (RFC 3339, signed)
+    correlationid   on a response: the id of the request it answers (signed)
     xgwrecipient, xgwpurpose, xgwlegalbasis, xgwstamp
                     added by the gateway on delivery; xgwstamp is its detached JWS over the
                     delivered event without xgwstamp
@@ -51,6 +53,10 @@ RECIPIENT = "xgwrecipient"
 PURPOSE = "xgwpurpose"
 LEGAL_BASIS = "xgwlegalbasis"
 SIGNER_CERTIFICATE = "xgwsignercert"
+# Signed attributes of request/reply: a request's deadline, and the request id a response
+# answers (the name of the CloudEvents correlation extension).
+DEADLINE = "xgwdeadline"
+CORRELATION_ID = "correlationid"
 GATEWAY_ATTRIBUTES = frozenset({STAMP, RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE})
 UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
 SOURCE_PREFIX = "urn:hcm:agency:"

@@ -113,6 +113,16 @@ class GatewayMetrics:
             ["result"],
             registry=r,
         )
+        self.requests = Counter(
+            "xgw_requests",
+            "Request/reply outcomes per requester: asked (delivered to the answerer), answered "
+            "(response delivered back), timed_out (no response by the deadline).",
+            ["agency", "type", "outcome"],
+            registry=r,
+        )
+        self.pending_requests = Gauge(
+            "xgw_pending_requests", "Requests delivered and waiting for a response.", registry=r
+        )
         self.known_certificates = Gauge(
             "xgw_known_certificates", "Certificates the trust store can look up.", registry=r
         )
@@ -125,8 +135,16 @@ class GatewayMetrics:
     def observe(self, decision: Decision, acked_at: float) -> None:
         """Count one decision whose outputs the broker acknowledged at ``acked_at`` (epoch s)."""
         agency = decision.agency or UNKNOWN
-        self.received.labels(agency).inc()
         type_label = self.type_label(decision.event_type)
+        if decision.kind == "timeout":
+            self.requests.labels(agency, type_label, "timed_out").inc()
+            return
+        if decision.accepted and decision.kind == "request":
+            self.requests.labels(agency, type_label, "asked").inc()
+        elif decision.accepted and decision.kind == "response":
+            for requester in decision.recipients:
+                self.requests.labels(requester, type_label, "answered").inc()
+        self.received.labels(agency).inc()
         if decision.redelivery:
             self.redeliveries.labels(agency).inc()
         if decision.reason in _SIGNATURE_REASONS:

@@ -4,7 +4,7 @@
     disclosures -> type and schema -> replay window -> policy -> project and stamp per recipient
 
 :meth:`Pipeline.decide` returns a :class:`Decision` holding every record to produce (deliveries,
-receipt, audit, or dead letter, negative receipt and audit). The faust agent, the benchmark and
+receipt, audit, or dead letter, negative receipt and audit). The worker loop, the benchmark and
 the tests call it; none of them decides anything themselves.
 """
 
@@ -17,16 +17,17 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from gateway import envelope, outputs
-from gateway.envelope import DEFAULT_LIMITS, Envelope, Limits
+from gateway.envelope import CORRELATION_ID, DEADLINE, DEFAULT_LIMITS, Envelope, Limits
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.outputs import CE_HEADERS, Headers, OutRecord
-from gateway.policy import Policy
+from gateway.policy import Grant, Policy
 from gateway.reasons import ReasonCode
 from gateway.replay import Position, Seen, SeenIds
+from gateway.requests import ANSWERED, OPEN, TIMED_OUT, MemoryPending, Pending, PendingRequests
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
-from schemas.base import describe_errors
+from schemas.base import RequestModel, ResponseModel, describe_errors
 from schemas.registry import SchemaRegistry
 
 
@@ -61,6 +62,7 @@ class Decision:
     event_time: datetime | None = None
     redelivery: bool = False
     signature_checked: bool = False  # the origin signature was verified (whatever came after)
+    kind: str = "event"  # "request", "response", or "timeout" (a request left unanswered)
 
     @property
     def accepted(self) -> bool:
@@ -101,12 +103,28 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _deadline(env: Envelope) -> datetime:
+    value = env.attributes.get(DEADLINE)
+    if not isinstance(value, str) or not value:
+        raise Rejection(ReasonCode.MISSING_ATTRIBUTE, f"attribute {DEADLINE!r} is missing")
+    try:
+        deadline = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline is not an RFC 3339 time") from exc
+    if deadline.tzinfo is None:
+        raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has no UTC offset")
+    return deadline
+
+
 class Pipeline:
     """Decides records one at a time; holds the replay window as its only state."""
 
-    def __init__(self, config: PipelineConfig, replay: SeenIds) -> None:
+    def __init__(
+        self, config: PipelineConfig, replay: SeenIds, pending: PendingRequests | None = None
+    ) -> None:
         self._config = config
         self._replay = replay
+        self._pending: PendingRequests = pending if pending is not None else MemoryPending()
 
     @property
     def agencies(self) -> tuple[str, ...]:
@@ -159,16 +177,15 @@ class Pipeline:
         seen = self._replay.check((env.agency, env.id), record.position, now)
         if seen is Seen.DUPLICATE:
             raise Rejection(ReasonCode.DUPLICATE_ID, f"event id already accepted from {env.agency}")
-        route = config.policy.route_for(env.type)
-        if route is None or not route.recipients:
-            raise Rejection(ReasonCode.NO_RECIPIENTS, f"the policy routes {env.type!r} to nobody")
-        if route.publisher != env.agency:
-            raise Rejection(
-                ReasonCode.UNAUTHORISED_PUBLISHER, f"{env.agency!r} may not publish {env.type!r}"
-            )
+        if issubclass(model, RequestModel):
+            kind, grants = "request", self._request_grants(record, env, now, facts)
+        elif issubclass(model, ResponseModel):
+            kind, grants = "response", self._response_grants(record, env, model, now, seen)
+        else:
+            kind, grants = "event", self._event_grants(env)
 
         deliveries: list[OutRecord] = []
-        for grant in route.recipients:
+        for grant in grants:
             delivered = envelope.stamp(
                 envelope.project(
                     env,
@@ -195,7 +212,7 @@ class Pipeline:
                 }
             )
         self._replay.remember((env.agency, env.id), record.position, now)
-        recipients = tuple(g.agency for g in route.recipients)
+        recipients = tuple(g.agency for g in grants)
         return Decision(
             agency=facts.agency,
             event_id=env.id,
@@ -211,7 +228,172 @@ class Pipeline:
             event_time=env.time,
             redelivery=seen is Seen.REDELIVERY,
             signature_checked=True,
+            kind=kind,
         )
+
+    def _event_grants(self, env: Envelope) -> tuple[Grant, ...]:
+        route = self._config.policy.route_for(env.type)
+        if route is None or not route.recipients:
+            raise Rejection(ReasonCode.NO_RECIPIENTS, f"the policy routes {env.type!r} to nobody")
+        if route.publisher != env.agency:
+            raise Rejection(
+                ReasonCode.UNAUTHORISED_PUBLISHER, f"{env.agency!r} may not publish {env.type!r}"
+            )
+        return route.recipients
+
+    def _request_grants(
+        self, record: IngressRecord, env: Envelope, now: datetime, facts: _Facts
+    ) -> tuple[Grant, ...]:
+        """A request goes to its one answerer, for the requester's purpose, and is remembered."""
+        rule = self._config.policy.request_rule(env.type)
+        if rule is None:
+            raise Rejection(ReasonCode.NO_RECIPIENTS, f"the policy lets nobody answer {env.type!r}")
+        grant = rule.requester(env.agency)
+        if grant is None:
+            raise Rejection(
+                ReasonCode.UNAUTHORISED_PUBLISHER, f"{env.agency!r} may not ask {env.type!r}"
+            )
+        deadline = _deadline(env)
+        if deadline <= now:
+            raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has already passed")
+        if deadline - env.time > timedelta(seconds=rule.max_timeout_seconds):
+            raise Rejection(
+                ReasonCode.BAD_DEADLINE,
+                f"the deadline is more than {rule.max_timeout_seconds:g}s after the request time",
+            )
+        known = self._pending.get(record.partition, env.id)
+        if known is not None and (known.requester, known.offset) != (env.agency, record.offset):
+            raise Rejection(ReasonCode.DUPLICATE_ID, "a request with this id is already pending")
+        if known is None:
+            self._pending.put(
+                record.partition,
+                env.id,
+                Pending(
+                    requester=env.agency,
+                    request_type=env.type,
+                    subject=env.subject,
+                    deadline=deadline.timestamp(),
+                    offset=record.offset,
+                    record_sha256=facts.record_sha256,
+                ),
+            )
+        return (
+            Grant(
+                agency=rule.answerer,
+                purpose=grant.purpose,
+                legal_basis=grant.legal_basis,
+                fields=grant.fields,
+            ),
+        )
+
+    def _response_grants(
+        self,
+        record: IngressRecord,
+        env: Envelope,
+        model: type[ResponseModel],
+        now: datetime,
+        seen: Seen,
+    ) -> tuple[Grant, ...]:
+        """A response goes only to the agency that asked, and closes the pending request."""
+        rule = self._config.policy.request_rule(model.request_type)
+        if rule is None:
+            raise Rejection(
+                ReasonCode.NO_RECIPIENTS, f"the policy lets nobody answer {model.request_type!r}"
+            )
+        if rule.answerer != env.agency:
+            raise Rejection(
+                ReasonCode.WRONG_RESPONDER,
+                f"{model.request_type!r} is answered by {rule.answerer!r}",
+            )
+        correlation = env.attributes.get(CORRELATION_ID)
+        if not isinstance(correlation, str) or not correlation:
+            raise Rejection(
+                ReasonCode.MISSING_ATTRIBUTE, f"attribute {CORRELATION_ID!r} is missing"
+            )
+        pending = self._pending.get(record.partition, correlation)
+        if pending is None or pending.request_type != model.request_type:
+            raise Rejection(ReasonCode.UNKNOWN_REQUEST, "no pending request has this correlationid")
+        if pending.subject != env.subject:
+            raise Rejection(ReasonCode.SUBJECT_MISMATCH, "the request was about another subject")
+        redelivered = seen is Seen.REDELIVERY and pending.answered_by == env.id
+        if pending.status == TIMED_OUT or (
+            pending.status == OPEN and pending.deadline < now.timestamp()
+        ):
+            raise Rejection(ReasonCode.REQUEST_EXPIRED, "the request's deadline has passed")
+        if pending.status == ANSWERED and not redelivered:
+            raise Rejection(ReasonCode.UNKNOWN_REQUEST, "the request was already answered")
+        grant = rule.requester(pending.requester)
+        if grant is None:  # the policy changed since the request was delivered
+            raise Rejection(
+                ReasonCode.UNAUTHORISED_PUBLISHER,
+                f"{pending.requester!r} may no longer ask {model.request_type!r}",
+            )
+        self._pending.put(record.partition, correlation, pending.answered(env.id))
+        return (
+            Grant(
+                agency=pending.requester,
+                purpose=grant.purpose,
+                legal_basis=grant.legal_basis,
+                fields=grant.response_fields,
+            ),
+        )
+
+    def expire(self, now: datetime) -> list[Decision]:
+        """Close every request whose deadline passed unanswered: a timeout receipt each."""
+        decisions = []
+        for partition, request_id, pending in self._pending.due(now):
+            self._pending.put(partition, request_id, pending.timed_out())
+            position = Position(
+                self._config.topics.ingress(pending.requester), partition, pending.offset
+            )
+            detail = "no response before the deadline"
+            decisions.append(
+                Decision(
+                    agency=pending.requester,
+                    event_id=request_id,
+                    event_type=pending.request_type,
+                    reason=ReasonCode.REQUEST_TIMEOUT,
+                    detail=detail,
+                    recipients=(),
+                    kind="timeout",
+                    outputs=(
+                        outputs.timeout_receipt(
+                            topic=self._config.topics.receipts(pending.requester),
+                            position=position,
+                            now=now,
+                            key=self._config.gateway_key,
+                            request_id=request_id,
+                            request_type=pending.request_type,
+                            record_sha256=pending.record_sha256,
+                        ),
+                        outputs.audit(
+                            self._config.topics.audit,
+                            {
+                                "decision_id": outputs.timeout_id(request_id),
+                                "decided_at": outputs.rfc3339(now),
+                                "event_time": None,
+                                "outcome": TIMED_OUT,
+                                "reason": ReasonCode.REQUEST_TIMEOUT.value,
+                                "detail": detail,
+                                "agency": pending.requester,
+                                "event_id": request_id,
+                                "event_type": pending.request_type,
+                                "subject": pending.subject,
+                                "signer_kid": None,
+                                "recipients": [],
+                                "event_sha256": None,
+                                "record_sha256": pending.record_sha256,
+                                "ingress": {
+                                    "topic": position.topic,
+                                    "partition": partition,
+                                    "offset": pending.offset,
+                                },
+                            },
+                        ),
+                    ),
+                )
+            )
+        return decisions
 
     def _check_time(self, env: Envelope, now: datetime) -> None:
         age = now - env.time

@@ -39,6 +39,12 @@ class ReasonCode(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     DUPLICATE_ID = "duplicate_id"
     NO_RECIPIENTS = "no_recipients"
+    BAD_DEADLINE = "bad_deadline"
+    WRONG_RESPONDER = "wrong_responder"
+    UNKNOWN_REQUEST = "unknown_request"
+    REQUEST_EXPIRED = "request_expired"
+    SUBJECT_MISMATCH = "subject_mismatch"
+    REQUEST_TIMEOUT = "request_timeout"
 
     @property
     def description(self) -> str:
@@ -97,4 +103,19 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.SCHEMA_VIOLATION: "The disclosed data does not validate against the type's schema.",
     ReasonCode.DUPLICATE_ID: "An event with the same source and id was already accepted.",
     ReasonCode.NO_RECIPIENTS: "The policy names no recipient for this type.",
+    ReasonCode.BAD_DEADLINE: (
+        "A request's xgwdeadline is not an RFC 3339 time, has passed, or is further away than "
+        "the policy's max_timeout_seconds."
+    ),
+    ReasonCode.WRONG_RESPONDER: "The policy names another agency as the answerer of this request.",
+    ReasonCode.UNKNOWN_REQUEST: (
+        "A response's correlationid names no request the gateway delivered, a request of "
+        "another type, or one already answered."
+    ),
+    ReasonCode.REQUEST_EXPIRED: "The response came after the request's deadline.",
+    ReasonCode.SUBJECT_MISMATCH: "The response is about another person than its request.",
+    ReasonCode.REQUEST_TIMEOUT: (
+        "No response came before the request's deadline (a receipt to the requester, not a "
+        "rejection of a record)."
+    ),
 }

@@ -127,6 +127,9 @@ MATRIX = [
     ReasonCode.UNKNOWN_TYPE,
     ReasonCode.UNAUTHORISED_PUBLISHER,
     ReasonCode.SCHEMA_VIOLATION,
+    ReasonCode.BAD_DEADLINE,
+    ReasonCode.WRONG_RESPONDER,
+    ReasonCode.UNKNOWN_REQUEST,
 ]
 
 

@@ -117,7 +117,15 @@ def test_audit_record_holds_digests_not_personal_data(
 
 
 # Reasons that need a stream (a first copy, an unrouted type) or a CRL change are tested apart.
-NOT_FORGEABLE = {ReasonCode.DUPLICATE_ID, ReasonCode.NO_RECIPIENTS, ReasonCode.REVOKED_CERTIFICATE}
+NOT_FORGEABLE = {
+    ReasonCode.DUPLICATE_ID,
+    ReasonCode.NO_RECIPIENTS,
+    ReasonCode.REVOKED_CERTIFICATE,
+    # These need a request delivered first (tests/gateway/test_requests.py).
+    ReasonCode.REQUEST_EXPIRED,
+    ReasonCode.SUBJECT_MISMATCH,
+    ReasonCode.REQUEST_TIMEOUT,
+}
 FORGEABLE = [r for r in ReasonCode if r not in NOT_FORGEABLE]
 
 
