@@ -1,8 +1,10 @@
 """``xgw agency <agency>``: one mock agency system running against an exchange, until stopped.
 
-It logs each verified delivery and each receipt (ids, types, purposes, reasons: never a field
-value) and, for agencies that publish in the mock world (the police), publishes a steady stream
-of realistic events. docker-compose runs one per agency.
+Any of the four agencies (police, health, education, land): it publishes a steady stream of
+its realistic events, reacts to each verified delivery as its mock connector does (police
+register newborns and answer verification requests, health closes the card of the deceased,
+...), and logs each delivery and each receipt (ids, types, purposes, reasons: never a field
+value). docker-compose runs one per agency.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import random
 import signal
 from datetime import UTC, datetime
 
-from connectors.client import AgencyClient
-from connectors.police import PoliceConnector
+from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
+from connectors.errors import ConnectorError
+from connectors.lifeevents import CONNECTORS, MockAgency, connector_for, react_forever
+from connectors.people import local_day
 from connectors.transport import KafkaTransport
 from gateway.logs import configure_logging, get_logger
 from gateway.pki import load_signing_key
@@ -22,7 +26,6 @@ from gateway.settings import Settings
 from gateway.x509trust import X509TrustStore
 
 log = get_logger("xgw.agency")
-PUBLISHERS = frozenset({"police"})
 
 
 async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio.Event) -> None:
@@ -35,16 +38,27 @@ async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio
         topics=settings.topics,
     )
 
+    # An agency of the policy that the mock world does not model only logs its deliveries.
+    rng = random.Random()  # noqa: S311 - fake data, not secrets
+    connector = connector_for(agency, client, rng) if agency in CONNECTORS else None
+
+    def logged(event: ReceivedEvent, reactions: list[PublishedEvent]) -> None:
+        log.info(
+            "delivery",
+            event_id=event.id,
+            type=event.type,
+            purpose=event.purpose,
+            source=event.source_agency,
+            fields=len(event.fields),
+            reactions=len(reactions),
+        )
+
     async def deliveries() -> None:
+        if connector is not None:
+            await react_forever(connector, on_delivery=logged)
+            return
         async for event in client.subscribe():
-            log.info(
-                "delivery",
-                event_id=event.id,
-                type=event.type,
-                purpose=event.purpose,
-                source=event.source_agency,
-                fields=len(event.fields),
-            )
+            logged(event, [])
 
     async def receipts() -> None:
         async for receipt in client.receipts():
@@ -52,16 +66,19 @@ async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio
                 "receipt", event_id=receipt.event_id, status=receipt.status, reason=receipt.reason
             )
 
-    async def publish() -> None:
-        police = PoliceConnector(client, random.Random())  # noqa: S311 - fake data
+    async def publish(connector: MockAgency) -> None:
         while not stop.is_set():
-            await police.publish_next(datetime.now(UTC).date())
+            try:
+                await connector.publish_next(local_day(datetime.now(UTC)))
+            except ConnectorError as exc:
+                # An unanswered request or a refused event must not stop the stream.
+                log.warning("publish failed", agency=agency, error=type(exc).__name__)
             await asyncio.sleep(1.0 / rate)
 
     tasks = [asyncio.create_task(deliveries()), asyncio.create_task(receipts())]
-    publishing = agency in PUBLISHERS and rate > 0
-    if publishing:
-        tasks.append(asyncio.create_task(publish()))
+    publishing = connector is not None and rate > 0
+    if connector is not None and publishing:
+        tasks.append(asyncio.create_task(publish(connector)))
     log.info("agency connector running", agency=agency, publishing=publishing)
     try:
         await stop.wait()

@@ -81,14 +81,15 @@ class HealthInsuranceCardIssued(EventModel):
     """A BHYT card was issued, renewed, reissued or changed for a person.
 
     ``change_kind``: ``issued`` (cấp mới), ``renewed`` (gia hạn), ``reissued`` (cấp lại, lost
-    or damaged card), ``changed`` (đổi thẻ: group, benefit level or facility changed).
+    or damaged card), ``changed`` (đổi thẻ: group, benefit level or facility changed),
+    ``terminated`` (chấm dứt, e.g. the holder died; ``valid_to`` is the last day of cover).
     """
 
     event_type: ClassVar[str] = "vn.hcm.health.health_insurance_card_issued.v1"
 
     personal_id: PersonalId
     card_number: HealthInsuranceNumber
-    change_kind: Literal["issued", "renewed", "reissued", "changed"]
+    change_kind: Literal["issued", "renewed", "reissued", "changed", "terminated"]
     valid_from: date
     valid_to: date | None = Field(default=None, description="None for a card without end date")
     primary_care_facility_code: FacilityCode = Field(
