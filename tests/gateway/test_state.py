@@ -7,12 +7,14 @@ from datetime import timedelta
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from gateway.broker import EmbeddedBroker
 from gateway.replay import Position, Seen
 from gateway.replay_state import StateSeenIds
 from gateway.state import FENCE_KEY, PartitionedState, recover
 from gateway.topics import TopicNames
+from gateway.worker import _KeyHashCache
 from tests.conftest import NOW
 
 TOPICS = TopicNames("st")
@@ -104,3 +106,14 @@ async def test_recovery_reads_every_entry_written_before_the_fence(
     assert reader.get(0, "k298") == {"n": 298, "name": "Nguyễn Thị Minh Khai"}
     assert len(reader) == len(writer)
     assert reader.get(0, FENCE_KEY.decode()) is None
+
+
+def test_cached_partitioner_agrees_with_aiokafkas() -> None:
+    """Remembering key hashes never changes the partition a key goes to."""
+    cached = _KeyHashCache(size=3)
+    for n in range(50):
+        key = f"sha256:Nguyễn-{n % 7}".encode()
+        partitions = list(range(1 + n % 5))
+        assert cached(key, partitions, partitions) == DefaultPartitioner()(
+            key, partitions, partitions
+        )
