@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from gateway.errors import ConfigError
 from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
+from gateway.policy_doc import markdown_tables
 from schemas.registry import REGISTRY
 
 REGISTERED = "vn.hcm.police.resident_registered.v1"
@@ -213,3 +214,73 @@ def test_reserved_agency_ids_are_refused(tmp_path: Path) -> None:
     path.write_text('agencies = ["police", "gateway"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="reserved"):
         load_policy(path, REGISTRY)
+
+
+def test_policy_page_shows_exactly_the_shipped_policy(policy: Policy) -> None:
+    """docs/policy.md carries the data-sharing tables generated from the shipped policy."""
+    page = (Path(__file__).parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    assert markdown_tables(policy) in page
+
+
+IDENTITY = "vn.hcm.police.identity_verification_requested.v1"
+
+
+def _request_rule(
+    answerer: str = "police",
+    requester: str = "land",
+    fields: str = '["personal_id"]',
+    response_fields: str = '["match"]',
+    request_type: str = IDENTITY,
+) -> str:
+    return f"""
+agencies = ["police", "health", "education", "land"]
+
+[[requests]]
+type = "{request_type}"
+answerer = "{answerer}"
+
+  [[requests.requesters]]
+  agency = "{requester}"
+  purpose = "land_owner_identity"
+  legal_basis = "Land Law 2024"
+  fields = {fields}
+  response_fields = {response_fields}
+"""
+
+
+def test_request_rule_loads(tmp_path: Path) -> None:
+    """A request rule names its answerer and each requester's fields both ways."""
+    policy = load_policy(_write(tmp_path, _request_rule()), REGISTRY)
+    rule = policy.request_rule(IDENTITY)
+    assert rule is not None
+    assert rule.answerer == "police"
+    assert rule.max_timeout_seconds == 30
+    grant = rule.requester("land")
+    assert grant is not None
+    assert grant.response_fields == frozenset({"match"})
+    assert rule.requester("health") is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"requester": "police"}, "the answerer cannot ask itself"),
+        ({"requester": "tax"}, "unknown agencies"),
+        ({"fields": '["religion"]'}, "unknown fields"),
+        ({"response_fields": '["full_name"]'}, "unknown fields"),
+        ({"request_type": REGISTERED}, "not a request type"),
+    ],
+)
+def test_bad_request_rules_are_refused(
+    tmp_path: Path, changes: dict[str, str], message: str
+) -> None:
+    """Each mistake in a request rule stops the worker with a readable line."""
+    with pytest.raises(ConfigError, match=message):
+        load_policy(_write(tmp_path, _request_rule(**changes)), REGISTRY)
+
+
+def test_a_request_type_cannot_have_an_event_route(tmp_path: Path) -> None:
+    """Requests are routed by their answerer, never broadcast to recipients."""
+    text = _policy_text().replace(REGISTERED, IDENTITY)
+    with pytest.raises(ConfigError, match=r"give it a \[\[requests\]\] rule"):
+        load_policy(_write(tmp_path, text), REGISTRY)
