@@ -1,4 +1,4 @@
-"""The data-sharing tables of ``docs/policy.md``, generated from the policy (a test keeps them equal).
+"""The data-sharing tables of ``docs/policy.md``, generated from the policy (a test checks).
 
 Reviewers read who receives which fields of which type, for what purpose, in one place; the
 tables are rendered from the same validated policy the workers load, so they cannot drift.
@@ -22,11 +22,11 @@ def markdown_tables(policy: Policy) -> str:
     for route in sorted(policy.routes, key=lambda r: r.type):
         if not route.recipients:
             events.append(f"| `{route.type}` | {route.publisher} | (none: refused) | | |")
-        for grant in route.recipients:
-            events.append(
-                f"| `{route.type}` | {route.publisher} | {grant.agency} | `{grant.purpose}` "
-                f"| {_fields(grant.fields)} |"
-            )
+        events.extend(
+            f"| `{route.type}` | {route.publisher} | {grant.agency} | `{grant.purpose}` "
+            f"| {_fields(grant.fields)} |"
+            for grant in route.recipients
+        )
     requests = [
         "| request type | requester | answerer | purpose | request fields to the answerer "
         "| response fields back | max timeout |",

@@ -165,6 +165,13 @@ def _asyncapi_document(policy_file: Path | None) -> dict[str, Any]:
     routes = {
         r.type: Route((r.publisher,), tuple(g.agency for g in r.recipients)) for r in policy.routes
     }
+    for rule in policy.requests:
+        requesters = tuple(g.agency for g in rule.requesters)
+        routes[rule.type] = Route(requesters, (rule.answerer,))
+        response = REGISTRY.model_for(rule.type)
+        response_type = getattr(response, "response_type", None)
+        if response_type is not None:  # the policy loader checked it is registered
+            routes[response_type] = Route((rule.answerer,), requesters)
     try:
         version = package_version("hcmc-xgw")
     except PackageNotFoundError:  # running from a source tree that was never installed

@@ -72,10 +72,11 @@ def build_asyncapi(
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document of the exchange, as a JSON-ready dict.
 
-    A registered event type without a route is published by the agency its name carries and
-    delivered to nobody (the gateway refuses it with ``no_recipients``). A request without a
-    route is answered by the agency its name carries and may be sent by any other; its
-    response goes back to whichever agency asked.
+    ``routes`` come from the policy: event routes, and for each request rule the request
+    (requesters to answerer) and its response (answerer back to the requesters). A registered
+    event type without a route is published by the agency its name carries and delivered to
+    nobody (the gateway refuses it with ``no_recipients``). A request without a rule is
+    shown as answered by the agency its name carries and sent by any other.
     """
     schemas = current_schemas(registry)
     components, data_refs = _component_schemas(schemas)
