@@ -155,3 +155,23 @@ def test_cli_bad_policy_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"xgw: error: cannot read policy file {missing}")
+
+
+def test_requests_flow_as_the_policy_rules_say(document: dict[str, Any]) -> None:
+    """Identity questions go from land and education to police; answers come back to them."""
+    question = "vn.hcm.police.identity_verification_requested.v1"
+    answer = "vn.hcm.police.identity_verified.v1"
+
+    def names(operation: str) -> set[str]:
+        return {m["$ref"].rsplit("/", 1)[-1] for m in document["operations"][operation]["messages"]}
+
+    assert {
+        a for a in ("police", "health", "education", "land") if question in names(f"{a}.publish")
+    } == {
+        "education",
+        "land",
+    }
+    assert question in names("police.receiveDeliveries")
+    assert answer in names("police.publish")
+    assert answer in names("land.receiveDeliveries")
+    assert answer not in names("health.receiveDeliveries")
