@@ -76,6 +76,7 @@ class GatewayWorker:
         self._lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._committing: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set, then finish the batch at hand and leave the group."""
@@ -119,6 +120,8 @@ class GatewayWorker:
                     timer.cancel()
                 await asyncio.gather(*timers, return_exceptions=True)
         finally:
+            async with self._lock:
+                await self._committed()
             await self._consumer.stop()
             await self._producer.stop()
 
@@ -168,11 +171,24 @@ class GatewayWorker:
         if not records:
             return
         await self.processor.process(records, self._send)
+        # The commit overlaps with deciding the next batch; commits still go out in order.
+        await self._committed()
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in owned.items()}
+        self._committing = asyncio.create_task(self._commit(offsets))
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None  # noqa: S101 - set by run()
         try:
-            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in owned.items()})
+            await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The group rebalanced: the new owner decides these records again (same ids).
             log.warning("offsets not committed; records will be decided again", error=repr(exc))
+
+    async def _committed(self) -> None:
+        """Wait for the last batch's commit, if one is in flight."""
+        if self._committing is not None:
+            task, self._committing = self._committing, None
+            await task
 
     async def _send(self, record: OutRecord) -> asyncio.Future[Any]:
         assert self._producer is not None  # noqa: S101 - set by run()
@@ -204,6 +220,7 @@ class GatewayWorker:
     async def on_revoked(self) -> None:
         """Wait for the batch at hand to be written and committed."""
         async with self._lock:
+            await self._committed()
             self.metrics.assigned_partitions.set(0)
 
     async def _reload_trust(self) -> None:
