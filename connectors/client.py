@@ -224,21 +224,18 @@ class AgencyClient:
             topics, group=None, ready=self._replies_ready, from_end=True
         )
         async for message in stream:
-            if message.topic == topics[0]:
-                try:
-                    delivery = self.verify_delivery(message.value)
-                except RefusedDelivery as exc:
-                    self._refuse(message, exc)
-                    continue
-                waiting = self._waiting.get(delivery.correlation_id or "")
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(delivery)
-                continue
+            verify = self.verify_delivery if message.topic == topics[0] else self.verify_receipt
             try:
-                receipt = self.verify_receipt(message.value)
+                item = verify(message.value)
             except RefusedDelivery as exc:
                 self._refuse(message, exc)
                 continue
+            if isinstance(item, ReceivedEvent):
+                waiting = self._waiting.get(item.correlation_id or "")
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(item)
+                continue
+            receipt = item
             waiting = self._waiting.get(receipt.event_id or "")
             if waiting is None or waiting.done() or receipt.accepted:
                 continue

@@ -129,6 +129,17 @@ class _ReadyListener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafk
             self._ready.set()
 
 
+def _message(record: Any) -> Message:
+    return Message(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value or b"",
+        tuple(record.headers or ()),
+    )
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     """The partitions of ``topic``, waiting briefly for metadata of a just-created topic."""
     for _ in range(50):
@@ -236,14 +247,7 @@ class KafkaTransport:
                 if handled and time.monotonic() - last_commit >= self._commit_interval:
                     await consumer.commit(handled)
                     last_commit, handled = time.monotonic(), {}
-                yield Message(
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    record.value or b"",
-                    tuple(record.headers or ()),
-                )
+                yield _message(record)
                 # Control returns here only after the caller handled the record, so only
                 # records the application has seen are ever committed.
                 handled[TopicPartition(record.topic, record.partition)] = record.offset + 1
@@ -281,14 +285,7 @@ class KafkaTransport:
             ready.set()
         try:
             async for record in consumer:
-                yield Message(
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    record.value or b"",
-                    tuple(record.headers or ()),
-                )
+                yield _message(record)
         except KafkaError as exc:
             raise TransportError(f"lost {list(topics)}: {exc!r}") from exc
         finally:

@@ -7,13 +7,14 @@ import contextlib
 import json
 import unicodedata
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import pytest
 
 from connectors import people
 from connectors.client import AgencyClient
-from connectors.errors import InvalidEventError
+from connectors.errors import InvalidEventError, RequestRefused, RequestTimedOut
 from connectors.transport import MemoryTransport
 from gateway import disclosure as sd
 from gateway import envelope
@@ -21,7 +22,7 @@ from gateway.envelope import subject_digest
 from gateway.keys import SigningKey
 from gateway.pipeline import IngressRecord, Pipeline
 from gateway.reasons import ReasonCode
-from schemas.police import ResidentRegistered
+from schemas.police import IdentityVerificationRequested, IdentityVerified, ResidentRegistered
 from tests.conftest import NOW, Pki, make_resident
 
 T = TypeVar("T")
@@ -258,3 +259,113 @@ def test_fake_residents_are_valid_and_vietnamese() -> None:
     residents = [people.resident(rng, date(2026, 11, 25)) for _ in range(500)]
     assert any(not r.full_name.isascii() for r in residents)
     assert len({r.personal_id for r in residents}) == 500
+
+
+# --- request/reply ---------------------------------------------------------------------------
+
+QUESTION = IdentityVerificationRequested(
+    personal_id="079190012345", full_name="Nguyễn Thị Minh Khai", date_of_birth=date(1990, 5, 17)
+)
+
+
+async def _gateway_loop(pipeline: Pipeline, transport: MemoryTransport, expire: bool) -> None:
+    """Decide new ingress records as they come (and time requests out when asked)."""
+    done: dict[str, int] = {}
+    while True:
+        for topic in [t for t in list(transport.logs) if t.startswith("xgw.ingress.")]:
+            for message in transport.logs[topic][done.get(topic, 0) :]:
+                rec = IngressRecord(topic, 0, message.offset, message.key, message.value)
+                for out in pipeline.decide(rec, NOW).outputs:
+                    assert out.value is not None
+                    await transport.send(out.topic, out.value, key=out.key)
+                done[topic] = message.offset + 1
+        if expire:
+            for decision in pipeline.expire(NOW + timedelta(hours=1)):
+                for out in decision.outputs:
+                    assert out.value is not None
+                    await transport.send(out.topic, out.value, key=out.key)
+        await asyncio.sleep(0.01)
+
+
+async def _answer_once(police: AgencyClient) -> None:
+    async for request in police.subscribe():
+        await police.respond(
+            request,
+            IdentityVerified(
+                personal_id=request.data.personal_id,  # type: ignore[attr-defined]
+                match=True,
+                full_name_matches=True,
+                date_of_birth_matches=True,
+            ),
+        )
+        return
+
+
+async def test_request_is_answered_to_the_requester_only(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport
+) -> None:
+    """Land's question reaches police; police's answer comes back to land's request() call."""
+    land, police = client(pki, transport, "land"), client(pki, transport, "police")
+    tasks = [
+        asyncio.create_task(_gateway_loop(pipeline, transport, expire=False)),
+        asyncio.create_task(_answer_once(police)),
+    ]
+    try:
+        answer = await land.request(QUESTION, timeout=5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await land.close()
+    assert answer.type == "vn.hcm.police.identity_verified.v1"
+    assert answer.correlation_id is not None
+    assert answer.purpose == "land_owner_identity"
+    assert answer.data.match is True  # type: ignore[attr-defined]
+    assert answer.fields == {"personal_id", "match", "full_name_matches", "date_of_birth_matches"}
+    assert transport.logs["xgw.deliver.education"] == []
+
+
+async def test_unanswered_request_times_out_with_the_gateways_receipt(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport
+) -> None:
+    """No answer: the gateway's timeout receipt ends the wait with RequestTimedOut."""
+    land = client(pki, transport, "land")
+    loop = asyncio.create_task(_gateway_loop(pipeline, transport, expire=True))
+    try:
+        with pytest.raises(RequestTimedOut, match="no response before the deadline"):
+            await land.request(QUESTION, timeout=30)
+    finally:
+        loop.cancel()
+        await land.close()
+
+
+async def test_request_by_an_agency_without_a_purpose_is_refused(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport
+) -> None:
+    """Health may not ask identity questions: the negative receipt raises RequestRefused."""
+    health = client(pki, transport, "health")
+    loop = asyncio.create_task(_gateway_loop(pipeline, transport, expire=False))
+    try:
+        with pytest.raises(RequestRefused) as refused:
+            await health.request(QUESTION, timeout=5)
+    finally:
+        loop.cancel()
+        await health.close()
+    assert refused.value.reason is ReasonCode.UNAUTHORISED_PUBLISHER
+
+
+async def test_respond_checks_the_answer_fits_the_request(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """An answer of another type, or about another person, is not sent."""
+    await client(pki, transport, "police").publish(resident)
+    run_gateway(pipeline, transport)
+    land = client(pki, transport, "land")
+    (registration,) = await take(land.subscribe(), 1)
+    answer = IdentityVerified(
+        personal_id=resident.personal_id,
+        match=True,
+        full_name_matches=True,
+        date_of_birth_matches=True,
+    )
+    with pytest.raises(InvalidEventError, match="does not answer"):
+        await land.respond(registration, answer)
