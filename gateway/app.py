@@ -76,7 +76,7 @@ class BatchProcessor:
         """Decide every record, write every output, wait for the broker to acknowledge them."""
         started = time.perf_counter()
         now = self.clock()
-        decisions = [self.pipeline.decide(record, now) for record in records]
+        decisions = self.pipeline.decide_batch(records, now)
         await self.write([o for d in decisions for o in d.outputs], send)
         acked_at = time.time()
         for decision in decisions:

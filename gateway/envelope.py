@@ -7,9 +7,11 @@ An event on the wire is one JSON object. Besides the CloudEvents attributes it c
     xgwsig          the origin agency's detached JWS over the signed form
     xgwdeadline     on a request: when an answer is no longer useful (RFC 3339, signed)
     correlationid   on a response: the id of the request it answers (signed)
-    xgwrecipient, xgwpurpose, xgwlegalbasis, xgwstamp
+    xgwrecipient, xgwpurpose, xgwlegalbasis, xgwsignercert, xgwstamp, xgwstampproof
                     added by the gateway on delivery; xgwstamp is its detached JWS over the
-                    delivered event without xgwstamp
+                    root of an RFC 9162 hash tree whose leaves are the events it stamped
+                    together (without their stamp attributes), and xgwstampproof the event's
+                    leaf index, the tree size and its audit path (see docs/envelope.md)
 
 The signed form is every attribute except the unsigned ones above, so the origin signature
 still verifies after the gateway withholds disclosures and adds its own attributes.
@@ -49,6 +51,7 @@ CONTENT_TYPE = "application/json"
 SIGNATURE = "xgwsig"
 DISCLOSURES = "xgwdisclosures"
 STAMP = "xgwstamp"
+STAMP_PROOF = "xgwstampproof"
 RECIPIENT = "xgwrecipient"
 PURPOSE = "xgwpurpose"
 LEGAL_BASIS = "xgwlegalbasis"
@@ -57,15 +60,19 @@ SIGNER_CERTIFICATE = "xgwsignercert"
 # answers (the name of the CloudEvents correlation extension).
 DEADLINE = "xgwdeadline"
 CORRELATION_ID = "correlationid"
-GATEWAY_ATTRIBUTES = frozenset({STAMP, RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE})
+STAMP_ATTRIBUTES = frozenset({STAMP, STAMP_PROOF})
+GATEWAY_ATTRIBUTES = STAMP_ATTRIBUTES | {RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE}
 UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
 SOURCE_PREFIX = "urn:hcm:agency:"
 GATEWAY_SOURCE = "urn:hcm:xgw:gateway"
 STAMP_TYP = "xgw-stamp+jws"
+# The stamp's protected header names the tree: {"xgw": {"tree": STAMP_TREE, "size": n}}. The
+# size is signed because RFC 9162 roots do not commit to it (CT signs it in the tree head).
+STAMP_TREE = "rfc9162-sha256"
 
 _REQUIRED_STRINGS = ("id", "source", "type", "subject", "time", SIGNATURE, DISCLOSURES)
 # These carry encoded material whose size the record limit already bounds.
-_UNBOUNDED_TEXT = frozenset({SIGNATURE, DISCLOSURES, STAMP, SIGNER_CERTIFICATE})
+_UNBOUNDED_TEXT = frozenset({SIGNATURE, DISCLOSURES, STAMP, STAMP_PROOF, SIGNER_CERTIFICATE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,27 +323,213 @@ def project(
     return event
 
 
+# --- The gateway stamp: one signature over an RFC 9162 (section 2.1) hash tree of events ---
+
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+_HASH_BYTES = 32
+_MAX_TREE_SIZE = 1 << 32  # an audit path of at most 32 hashes
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}")
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """An event to stamp, without its stamp attributes, and its RFC 9162 leaf hash.
+
+    Build it with :func:`leaf`; the event must not change afterwards (the hash covers it).
+    """
+
+    event: Mapping[str, Any]
+    hash: bytes
+
+
+def leaf(event: Mapping[str, Any]) -> Leaf:
+    """The leaf of ``event``: SHA-256(0x00 || RFC 8785 bytes of it without stamp attributes)."""
+    unstamped = {k: v for k, v in event.items() if k not in STAMP_ATTRIBUTES}
+    return Leaf(unstamped, leaf_hash(canonical_bytes(unstamped)))
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 9162 leaf hash: SHA-256(0x00 || data)."""
+    return hashlib.sha256(_LEAF_PREFIX + data).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(_NODE_PREFIX + left + right).digest()
+
+
+def merkle_tree(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The root of the tree over ``leaves`` (leaf hashes) and each leaf's audit path, leaf first.
+
+    RFC 9162 2.1.1 and 2.1.3.1: the left subtree holds the largest power of two of leaves
+    smaller than n. Each inner node is hashed once, so n leaves cost n - 1 node hashes.
+    """
+    n = len(leaves)
+    if n <= 1:
+        if not leaves:
+            raise ValueError("a hash tree needs at least one leaf")
+        return leaves[0], [[]]
+    k = 1 << ((n - 1).bit_length() - 1)
+    left, left_paths = merkle_tree(leaves[:k])
+    right, right_paths = merkle_tree(leaves[k:])
+    for path in left_paths:
+        path.append(right)
+    for path in right_paths:
+        path.append(left)
+    return _node(left, right), left_paths + right_paths
+
+
+def _sibling_on_left(index: int, size: int) -> list[bool]:
+    """For each audit path step from the leaf up, whether the sibling is hashed on the left.
+
+    The loop of RFC 9162 2.1.3.2 without the hashing; its length is the exact path length.
+    """
+    fn, sn = index, size - 1
+    sides = []
+    while sn:
+        if fn & 1 or fn == sn:
+            sides.append(True)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sides.append(False)
+        fn >>= 1
+        sn >>= 1
+    return sides
+
+
+def root_from_path(leaf_hash_: bytes, index: int, size: int, path: list[bytes]) -> bytes:
+    """The root that ``path`` proves for the leaf at ``index`` of a tree of ``size`` leaves.
+
+    Raise ``ValueError`` if ``index`` is outside the tree or the path has the wrong length.
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    sides = _sibling_on_left(index, size)
+    if len(path) != len(sides):
+        raise ValueError(
+            f"audit path has {len(path)} hashes, leaf {index} of a tree of size {size} "
+            f"needs {len(sides)}"
+        )
+    root = leaf_hash_
+    for sibling, on_left in zip(path, sides, strict=True):
+        root = _node(sibling, root) if on_left else _node(root, sibling)
+    return root
+
+
+def encode_proof(index: int, size: int, path: list[bytes]) -> str:
+    """``<index>.<size>[.<sibling>...]``: decimals, then base64url hashes from the leaf up."""
+    return ".".join((str(index), str(size), *(b64url.encode(h) for h in path)))
+
+
+def decode_proof(text: str) -> tuple[int, int, list[bytes]]:
+    """Parse a stamp proof strictly; raise ``ValueError`` on any other spelling.
+
+    Checked: canonical decimals, 1 <= size <= 2**32, index < size, exactly the path length
+    that index and size imply, and each hash 32 bytes of canonical unpadded base64url.
+    """
+    parts = text.split(".")
+    if len(parts) < 2 or not all(_DECIMAL.fullmatch(p) for p in parts[:2]):  # noqa: PLR2004 - index and size
+        raise ValueError("proof must start '<leaf index>.<tree size>' in canonical decimal")
+    index, size, encoded = int(parts[0]), int(parts[1]), parts[2:]
+    if not 1 <= size <= _MAX_TREE_SIZE:
+        raise ValueError(f"tree size must be 1..{_MAX_TREE_SIZE}")
+    if index >= size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    expected = len(_sibling_on_left(index, size))
+    if len(encoded) != expected:
+        raise ValueError(
+            f"audit path has {len(encoded)} hashes, leaf {index} of a tree of size {size} "
+            f"needs {expected}"
+        )
+    path = []
+    for item in encoded:
+        try:
+            sibling = b64url.decode(item)
+        except ValueError as exc:
+            raise ValueError("an audit path hash is not canonical base64url") from exc
+        if len(sibling) != _HASH_BYTES:
+            raise ValueError("an audit path hash is not 32 bytes")
+        path.append(sibling)
+    return index, size, path
+
+
+def stamp_leaves(leaves: list[Leaf], key: SigningKey) -> list[dict[str, Any]]:
+    """Stamp ``leaves`` with one signature over their tree; return the stamped events in order."""
+    if not leaves:
+        return []
+    root, paths = merkle_tree([item.hash for item in leaves])
+    size = len(leaves)
+    token = sign_detached(root, key, {"typ": STAMP_TYP, "xgw": {"tree": STAMP_TREE, "size": size}})
+    # A node is on the path of up to half the leaves: encode each one once (same text as
+    # encode_proof gives).
+    names: dict[bytes, str] = {}
+    for path in paths:
+        for node in path:
+            if node not in names:
+                names[node] = b64url.encode(node)
+    head = f".{size}"
+    return [
+        {
+            **item.event,
+            STAMP: token,
+            STAMP_PROOF: ".".join((f"{index}{head}", *map(names.__getitem__, path))),
+        }
+        for index, (item, path) in enumerate(zip(leaves, paths, strict=True))
+    ]
+
+
+def stamp_many(events: Iterable[Mapping[str, Any]], key: SigningKey) -> list[dict[str, Any]]:
+    """Stamp every event with one gateway signature (over the root of their hash tree)."""
+    return stamp_leaves([leaf(event) for event in events], key)
+
+
 def stamp(event: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
-    """Add the gateway's detached JWS over the whole event (without any earlier stamp)."""
-    unstamped = {k: v for k, v in event.items() if k != STAMP}
-    return {**unstamped, STAMP: sign_detached(canonical_bytes(unstamped), key, {"typ": STAMP_TYP})}
+    """Stamp one event (a tree of size 1), replacing any earlier stamp."""
+    return stamp_leaves([leaf(event)], key)[0]
+
+
+def _bad_stamp(detail: str) -> Rejection:
+    return Rejection(ReasonCode.BAD_SIGNATURE, f"gateway stamp: {detail}")
 
 
 def verify_stamp(event: Mapping[str, Any], trust: TrustStore, at: datetime) -> TrustedKey:
-    """Check the gateway stamp of a delivered event or receipt; return the gateway's key."""
-    token = event.get(STAMP)
+    """Check the gateway stamp of a delivered event or receipt; return the gateway's key.
+
+    The proof leads from the event's leaf hash to a root, which the JWS must sign, for a tree
+    of the size the JWS header signs.
+    """
+    token, proof = event.get(STAMP), event.get(STAMP_PROOF)
     if not isinstance(token, str):
         raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp is missing")
+    if not isinstance(proof, str):
+        raise _bad_stamp(f"{STAMP_PROOF} is missing or not a string")
     try:
         jws = parse_detached(token)
     except JwsError as exc:
-        raise Rejection(ReasonCode.BAD_SIGNATURE, f"gateway stamp: {exc}") from exc
+        raise _bad_stamp(str(exc)) from exc
     if jws.header.get("typ") != STAMP_TYP:
-        raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp has the wrong typ")
+        raise _bad_stamp(f"typ is not {STAMP_TYP!r}")
+    tree = jws.header.get("xgw")
+    if (
+        not isinstance(tree, dict)
+        or set(tree) != {"tree", "size"}
+        or tree["tree"] != STAMP_TREE
+        or type(tree["size"]) is not int
+    ):
+        raise _bad_stamp(f'header must name the tree: "xgw": {{"tree": "{STAMP_TREE}", "size": n}}')
+    try:
+        index, size, path = decode_proof(proof)
+    except ValueError as exc:
+        raise _bad_stamp(f"{STAMP_PROOF}: {exc}") from exc
+    if size != tree["size"]:
+        raise _bad_stamp(f"proof is for a tree of size {size}, the signed tree has {tree['size']}")
     trusted = trust.resolve(jws.header, at)
     if trusted.owner != GATEWAY_OWNER:
         raise Rejection(ReasonCode.SIGNER_AGENCY_MISMATCH, "stamp is not signed by the gateway")
-    unstamped = {k: v for k, v in event.items() if k != STAMP}
-    if not jws.verify(_canonical_or_reject(unstamped), trusted.key):
+    unstamped = {k: v for k, v in event.items() if k not in STAMP_ATTRIBUTES}
+    root = root_from_path(leaf_hash(_canonical_or_reject(unstamped)), index, size, path)
+    if not jws.verify(root, trusted.key):
         raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp does not verify")
     return trusted

@@ -3,6 +3,9 @@
 Receipts are CloudEvents stamped by the gateway, so an agency can prove what the gateway told it.
 Their id is derived from the ingress position, so a redelivered record yields the same receipt id
 and the agency client drops the repeat.
+
+Deliveries and receipts are first built as :class:`Unstamped` records; :func:`stamp_outputs`
+then stamps all of a batch's with one signature (``envelope.stamp_leaves``) and encodes them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,44 @@ class OutRecord:
     value: bytes | None  # None only for a state tombstone (a deleted key, compacted away)
     headers: Headers = ()
     partition: int | None = None  # None: the producer's partitioner picks it from the key
+
+
+@dataclass(frozen=True, slots=True)
+class Unstamped:
+    """A delivery or receipt waiting for the batch's stamp: where it goes and its leaf."""
+
+    topic: str
+    key: bytes | None
+    leaf: envelope.Leaf
+    headers: Headers = CE_HEADERS
+
+    @property
+    def leaf_sha256(self) -> str:
+        """Hex of the event's RFC 9162 leaf hash (the digest the audit record names)."""
+        return self.leaf.hash.hex()
+
+
+Draft = OutRecord | Unstamped
+
+
+def stamp_outputs(
+    drafts: Sequence[Sequence[Draft]], key: SigningKey
+) -> list[tuple[OutRecord, ...]]:
+    """Stamp every :class:`Unstamped` of ``drafts`` with ONE signature; keep the rest as is.
+
+    ``drafts`` holds the outputs of each decision; the result has the same shape, in order.
+    """
+    pending = [d for outs in drafts for d in outs if isinstance(d, Unstamped)]
+    stamped = iter(envelope.stamp_leaves([d.leaf for d in pending], key))
+    return [
+        tuple(
+            OutRecord(d.topic, d.key, envelope.encode(next(stamped)), d.headers)
+            if isinstance(d, Unstamped)
+            else d
+            for d in outs
+        )
+        for outs in drafts
+    ]
 
 
 def decision_id(position: Position, record_sha256: str) -> str:
@@ -72,7 +113,34 @@ def receipt(
     recipients: Sequence[str],
     record_sha256: str,
 ) -> OutRecord:
-    """A stamped receipt for the agency that wrote the ingress record."""
+    """A receipt stamped alone (a tree of size 1); a batch uses :func:`unstamped_receipt`."""
+    draft = unstamped_receipt(
+        topic=topic,
+        position=position,
+        now=now,
+        event_id=event_id,
+        event_type=event_type,
+        reason=reason,
+        detail=detail,
+        recipients=recipients,
+        record_sha256=record_sha256,
+    )
+    return stamp_outputs([[draft]], key)[0][0]
+
+
+def unstamped_receipt(
+    *,
+    topic: str,
+    position: Position,
+    now: datetime,
+    event_id: str | None,
+    event_type: str | None,
+    reason: ReasonCode | None,
+    detail: str,
+    recipients: Sequence[str],
+    record_sha256: str,
+) -> Unstamped:
+    """The receipt for the agency that wrote the ingress record, to be stamped."""
     data: dict[str, Any] = {
         "status": "accepted" if reason is None else "rejected",
         "event_id": event_id,
@@ -98,10 +166,7 @@ def receipt(
         "datacontenttype": envelope.CONTENT_TYPE,
         "data": data,
     }
-    stamped = envelope.stamp(event, key)
-    return OutRecord(
-        topic, (event_id or record_sha256).encode(), envelope.encode(stamped), CE_HEADERS
-    )
+    return Unstamped(topic, (event_id or record_sha256).encode(), envelope.leaf(event))
 
 
 def timeout_receipt(
@@ -114,7 +179,28 @@ def timeout_receipt(
     request_type: str,
     record_sha256: str,
 ) -> OutRecord:
-    """The receipt telling a requester that no response came before its deadline."""
+    """A timeout receipt stamped alone; ``expire`` uses :func:`unstamped_timeout_receipt`."""
+    draft = unstamped_timeout_receipt(
+        topic=topic,
+        position=position,
+        now=now,
+        request_id=request_id,
+        request_type=request_type,
+        record_sha256=record_sha256,
+    )
+    return stamp_outputs([[draft]], key)[0][0]
+
+
+def unstamped_timeout_receipt(
+    *,
+    topic: str,
+    position: Position,
+    now: datetime,
+    request_id: str,
+    request_type: str,
+    record_sha256: str,
+) -> Unstamped:
+    """The receipt telling a requester that no response came before its deadline, unstamped."""
     event = {
         "specversion": envelope.SPECVERSION,
         "id": timeout_id(request_id),
@@ -138,8 +224,7 @@ def timeout_receipt(
             "detail": "no response before the deadline",
         },
     }
-    stamped = envelope.stamp(event, key)
-    return OutRecord(topic, request_id.encode(), envelope.encode(stamped), CE_HEADERS)
+    return Unstamped(topic, request_id.encode(), envelope.leaf(event))
 
 
 def dead_letter(

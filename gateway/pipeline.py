@@ -3,15 +3,19 @@
     size limit -> parse envelope -> source matches topic -> signer and signature ->
     disclosures -> type and schema -> replay window -> policy -> project and stamp per recipient
 
-:meth:`Pipeline.decide` returns a :class:`Decision` holding every record to produce (deliveries,
-receipt, audit, or dead letter, negative receipt and audit). The worker loop, the benchmark and
-the tests call it; none of them decides anything themselves.
+:meth:`Pipeline.decide_batch` returns a :class:`Decision` per record holding every record to
+produce (deliveries, receipt, audit, or dead letter, negative receipt and audit). The deliveries
+and receipts of the whole batch carry one gateway signature: each record is decided into
+unstamped outputs, then one pass stamps them all over a hash tree (``outputs.stamp_outputs``).
+The worker loop, the benchmark and the tests call it (or :meth:`Pipeline.decide`, a batch of
+one); none of them decides anything themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -20,7 +24,7 @@ from gateway import envelope, outputs
 from gateway.envelope import CORRELATION_ID, DEADLINE, DEFAULT_LIMITS, Envelope, Limits
 from gateway.errors import Rejection
 from gateway.keys import SigningKey
-from gateway.outputs import CE_HEADERS, Headers, OutRecord
+from gateway.outputs import Draft, Headers, OutRecord, Unstamped
 from gateway.policy import Grant, Policy
 from gateway.reasons import ReasonCode
 from gateway.replay import Position, Seen, SeenIds
@@ -103,6 +107,10 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# A decision whose outputs are not stamped yet; ``Decision.outputs`` is empty until they are.
+_Drafted = tuple["Decision", tuple[Draft, ...]]
+
+
 def _deadline(env: Envelope) -> datetime:
     value = env.attributes.get(DEADLINE)
     if not isinstance(value, str) or not value:
@@ -133,6 +141,24 @@ class Pipeline:
 
     def decide(self, record: IngressRecord, now: datetime) -> Decision:
         """Check one ingress record and return the decision with its output records."""
+        return self.decide_batch([record], now)[0]
+
+    def decide_batch(self, records: Sequence[IngressRecord], now: datetime) -> list[Decision]:
+        """Decide each record in order, then stamp all their deliveries and receipts at once.
+
+        Each decision is the one :meth:`decide` would give (state changes record by record);
+        only the stamps differ: one signature over the hash tree of the batch's outputs.
+        """
+        return self._stamp([self._draft(record, now) for record in records])
+
+    def _stamp(self, drafted: list[_Drafted]) -> list[Decision]:
+        stamped = outputs.stamp_outputs([outs for _, outs in drafted], self._config.gateway_key)
+        return [
+            replace(decision, outputs=outs)
+            for (decision, _), outs in zip(drafted, stamped, strict=True)
+        ]
+
+    def _draft(self, record: IngressRecord, now: datetime) -> _Drafted:
         facts = _Facts(
             agency=self._config.topics.agency_of_ingress(record.topic),
             record_sha256=_sha256(record.value),
@@ -142,7 +168,7 @@ class Pipeline:
         except Rejection as rejection:
             return self._reject(record, now, facts, rejection)
 
-    def _accept(self, record: IngressRecord, now: datetime, facts: _Facts) -> Decision:
+    def _accept(self, record: IngressRecord, now: datetime, facts: _Facts) -> _Drafted:
         config = self._config
         if facts.agency is None or facts.agency not in config.policy.agencies:
             raise Rejection(
@@ -184,51 +210,52 @@ class Pipeline:
         else:
             kind, grants = "event", self._event_grants(env)
 
-        deliveries: list[OutRecord] = []
+        deliveries: list[Draft] = []
         for grant in grants:
-            delivered = envelope.stamp(
-                envelope.project(
-                    env,
-                    (d for name, d in disclosures.items() if name in grant.fields),
-                    recipient=grant.agency,
-                    purpose=grant.purpose,
-                    legal_basis=grant.legal_basis,
-                    signer_certificate=signer.certificate_der,
+            delivery = Unstamped(
+                config.topics.deliver(grant.agency),
+                env.subject.encode(),
+                envelope.leaf(
+                    envelope.project(
+                        env,
+                        (d for name, d in disclosures.items() if name in grant.fields),
+                        recipient=grant.agency,
+                        purpose=grant.purpose,
+                        legal_basis=grant.legal_basis,
+                        signer_certificate=signer.certificate_der,
+                    )
                 ),
-                config.gateway_key,
             )
-            value = envelope.encode(delivered)
-            deliveries.append(
-                OutRecord(
-                    config.topics.deliver(grant.agency), env.subject.encode(), value, CE_HEADERS
-                )
-            )
+            deliveries.append(delivery)
             facts.recipients.append(
                 {
                     "agency": grant.agency,
                     "purpose": grant.purpose,
                     "legal_basis": grant.legal_basis,
-                    "sha256": _sha256(value),
+                    # The leaf hash, not a digest of the delivered bytes: those carry the
+                    # batch's stamp, so they differ when the record is decided again.
+                    "sha256": delivery.leaf_sha256,
                 }
             )
         self._replay.remember((env.agency, env.id), record.position, now)
         recipients = tuple(g.agency for g in grants)
-        return Decision(
+        decision = Decision(
             agency=facts.agency,
             event_id=env.id,
             event_type=env.type,
             reason=None,
             detail="",
             recipients=recipients,
-            outputs=(
-                *deliveries,
-                self._receipt(record, now, facts, None, "", recipients),
-                self._audit(record, now, facts, None, "", env),
-            ),
+            outputs=(),
             event_time=env.time,
             redelivery=seen is Seen.REDELIVERY,
             signature_checked=True,
             kind=kind,
+        )
+        return decision, (
+            *deliveries,
+            self._receipt(record, now, facts, None, "", recipients),
+            self._audit(record, now, facts, None, "", env),
         )
 
     def _event_grants(self, env: Envelope) -> tuple[Grant, ...]:
@@ -339,29 +366,34 @@ class Pipeline:
         )
 
     def expire(self, now: datetime) -> list[Decision]:
-        """Close every request whose deadline passed unanswered: a timeout receipt each."""
-        decisions = []
+        """Close every request whose deadline passed unanswered: a timeout receipt each.
+
+        The timeout receipts are stamped together, with one signature.
+        """
+        drafted: list[_Drafted] = []
         for partition, request_id, pending in self._pending.due(now):
             self._pending.put(partition, request_id, pending.timed_out())
             position = Position(
                 self._config.topics.ingress(pending.requester), partition, pending.offset
             )
             detail = "no response before the deadline"
-            decisions.append(
-                Decision(
-                    agency=pending.requester,
-                    event_id=request_id,
-                    event_type=pending.request_type,
-                    reason=ReasonCode.REQUEST_TIMEOUT,
-                    detail=detail,
-                    recipients=(),
-                    kind="timeout",
-                    outputs=(
-                        outputs.timeout_receipt(
+            drafted.append(
+                (
+                    Decision(
+                        agency=pending.requester,
+                        event_id=request_id,
+                        event_type=pending.request_type,
+                        reason=ReasonCode.REQUEST_TIMEOUT,
+                        detail=detail,
+                        recipients=(),
+                        kind="timeout",
+                        outputs=(),
+                    ),
+                    (
+                        outputs.unstamped_timeout_receipt(
                             topic=self._config.topics.receipts(pending.requester),
                             position=position,
                             now=now,
-                            key=self._config.gateway_key,
                             request_id=request_id,
                             request_type=pending.request_type,
                             record_sha256=pending.record_sha256,
@@ -393,7 +425,7 @@ class Pipeline:
                     ),
                 )
             )
-        return decisions
+        return self._stamp(drafted)
 
     def _check_time(self, env: Envelope, now: datetime) -> None:
         age = now - env.time
@@ -412,7 +444,7 @@ class Pipeline:
 
     def _reject(
         self, record: IngressRecord, now: datetime, facts: _Facts, rejection: Rejection
-    ) -> Decision:
+    ) -> _Drafted:
         config = self._config
         dead = outputs.dead_letter(
             topic=config.topics.deadletter,
@@ -425,23 +457,24 @@ class Pipeline:
             detail=rejection.detail,
             event_id=facts.event_id,
         )
-        produced = [dead]
+        produced: list[Draft] = [dead]
         if facts.agency is not None:
             produced.append(
                 self._receipt(record, now, facts, rejection.reason, rejection.detail, ())
             )
         produced.append(self._audit(record, now, facts, rejection.reason, rejection.detail, None))
-        return Decision(
+        decision = Decision(
             agency=facts.agency,
             event_id=facts.event_id,
             event_type=facts.event_type,
             reason=rejection.reason,
             detail=rejection.detail,
             recipients=(),
-            outputs=tuple(produced),
+            outputs=(),
             event_time=facts.event_time,
             signature_checked=facts.signer_kid is not None,
         )
+        return decision, tuple(produced)
 
     def _receipt(
         self,
@@ -451,13 +484,12 @@ class Pipeline:
         reason: ReasonCode | None,
         detail: str,
         recipients: tuple[str, ...],
-    ) -> OutRecord:
+    ) -> Unstamped:
         assert facts.agency is not None  # noqa: S101 - callers only ask for receipts of agency topics
-        return outputs.receipt(
+        return outputs.unstamped_receipt(
             topic=self._config.topics.receipts(facts.agency),
             position=record.position,
             now=now,
-            key=self._config.gateway_key,
             event_id=facts.event_id,
             event_type=facts.event_type,
             reason=reason,

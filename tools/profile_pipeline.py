@@ -1,14 +1,17 @@
 """Time the pure decision path: records per second through ``Pipeline.decide``, no Kafka.
 
     .venv/bin/python tools/profile_pipeline.py                  # 2000 records, best of 5 runs
+    .venv/bin/python tools/profile_pipeline.py --batch 200      # decide_batch, 200 at a time
     .venv/bin/python tools/profile_pipeline.py --profile        # plus a cProfile top list
     .venv/bin/python tools/profile_pipeline.py --workdir /tmp/p # keep PKI and records for reuse
 
 Every record is a police ``ResidentRegistered`` event from the mock data (three recipients, so
-three stamped deliveries plus a stamped receipt and an audit record per record). With
-``--workdir`` the PKI and the signed records are written once and reused, so the printed
-digest of every output byte can be compared between two versions of the code: equal digests
-mean an unchanged wire format.
+three deliveries plus a receipt, all stamped, and an audit record per record). By default each
+record is decided alone (``Pipeline.decide``: one stamp signature per record); ``--batch N``
+calls ``Pipeline.decide_batch`` on N records at a time, as the worker does (one signature per
+batch). With ``--workdir`` the PKI and the signed records are written once and reused, so the
+printed digest of every output byte can be compared between two versions of the code: equal
+digests (for the same ``--batch``) mean an unchanged wire format.
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ def _prepare(workdir: Path, count: int) -> tuple[Settings, list[IngressRecord], 
     return Settings(pki_dir=pki_dir), records, now
 
 
-def _run(pipeline: Pipeline, records: list[IngressRecord], now: datetime) -> tuple[float, str]:
+def _run(
+    pipeline: Pipeline, records: list[IngressRecord], now: datetime, batch: int = 1
+) -> tuple[float, str]:
     """Decide every record once; return the CPU seconds taken and a digest of all output bytes.
 
     CPU time of this process, not wall time, so that other work on the machine disturbs the
@@ -84,7 +89,14 @@ def _run(pipeline: Pipeline, records: list[IngressRecord], now: datetime) -> tup
     """
     digest = hashlib.sha256()
     start = time.process_time()
-    decisions = [pipeline.decide(record, now) for record in records]
+    if batch <= 1:
+        decisions = [pipeline.decide(record, now) for record in records]
+    else:
+        decisions = [
+            decision
+            for start in range(0, len(records), batch)
+            for decision in pipeline.decide_batch(records[start : start + batch], now)
+        ]
     elapsed = time.process_time() - start
     for decision in decisions:
         if not decision.accepted:
@@ -99,6 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--records", type=int, default=2000, help="records per run")
     parser.add_argument("-r", "--runs", type=int, default=5, help="timed runs (best is kept)")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="records per decide_batch call (1: decide each)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep PKI and records here for reuse")
     parser.add_argument("--profile", action="store_true", help="cProfile one more run")
     parser.add_argument("--top", type=int, default=25, help="profile entries to print")
@@ -110,16 +125,18 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         settings, records, now = _prepare(workdir, args.records)
         # A warm-up pass on a few records loads the trust store's caches and schema models.
-        _run(memory_pipeline(settings), records[: min(50, len(records))], now)
+        _run(memory_pipeline(settings), records[: min(50, len(records))], now, args.batch)
         best = float("inf")
         digests = set()
         for _ in range(args.runs):
-            elapsed, digest = _run(memory_pipeline(settings), records, now)
+            elapsed, digest = _run(memory_pipeline(settings), records, now, args.batch)
             best = min(best, elapsed)
             digests.add(digest)
         per_s = len(records) / best
         print(
-            f"{len(records)} records, best of {args.runs}: {best:.3f} CPU s, "
+            f"{len(records)} records, "
+            f"{'decide' if args.batch <= 1 else f'decide_batch of {args.batch}'}, "
+            f"best of {args.runs}: {best:.3f} CPU s, "
             f"{per_s:,.0f} records/s, {1000 * best / len(records):.3f} ms/record"
         )
         print(f"output digest: {', '.join(sorted(digests))}")
@@ -127,7 +144,7 @@ def main() -> None:
             pipeline = memory_pipeline(settings)
             profiler = cProfile.Profile()
             profiler.enable()
-            _run(pipeline, records, now)
+            _run(pipeline, records, now, args.batch)
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)

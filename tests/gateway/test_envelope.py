@@ -205,6 +205,11 @@ MALFORMED: list[tuple[str, Any, ReasonCode]] = [
         ReasonCode.MALFORMED_ENVELOPE,
     ),
     ("reserved stamp", lambda e: {**e, envelope.STAMP: "a..b"}, ReasonCode.MALFORMED_ENVELOPE),
+    (
+        "reserved stamp proof",
+        lambda e: {**e, envelope.STAMP_PROOF: "0.1"},
+        ReasonCode.MALFORMED_ENVELOPE,
+    ),
     ("long attribute", lambda e: {**e, "note": "ư" * 20_000}, ReasonCode.STRING_TOO_LONG),
     (
         "alg none",
@@ -262,6 +267,7 @@ def test_stamp_verifies_and_detects_changes(pki: Pki) -> None:
     """The gateway stamp verifies, and any change to the delivered event breaks it."""
     stamped = envelope.stamp({**sealed(pki), envelope.PURPOSE: "p"}, pki.gateway)
     assert envelope.verify_stamp(stamped, pki.trust, NOW).owner == "gateway"
+    assert stamped[envelope.STAMP_PROOF] == "0.1"  # one event: a tree of size 1
     with pytest.raises(Rejection) as excinfo:
         envelope.verify_stamp({**stamped, envelope.PURPOSE: "other"}, pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE

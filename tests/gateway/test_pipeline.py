@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -11,12 +11,15 @@ from connectors.forgery import Forger
 from gateway import envelope
 from gateway.envelope import subject_digest
 from gateway.outputs import RECEIPT_TYPE
-from gateway.pipeline import Decision, IngressRecord, Pipeline
+from gateway.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
 from gateway.policy import Policy
 from gateway.reasons import ReasonCode
+from gateway.replay import ReplayWindow
+from gateway.topics import TopicNames
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentRegistered
-from tests.conftest import NOW, Pki
+from schemas.registry import REGISTRY
+from tests.conftest import NOW, Pki, make_resident
 
 INGRESS = "xgw.ingress.police"
 
@@ -224,3 +227,107 @@ def test_rejection_does_not_enter_the_replay_window(
     )
     good = forger.signed("police", resident, now=NOW, event_id=bad["id"])
     assert pipeline.decide(record(envelope.encode(good), offset=2), NOW).accepted
+
+
+def _fresh(pki: Pki, policy: Policy) -> Pipeline:
+    """Another pipeline like the fixture's, with its own empty replay window."""
+    config = PipelineConfig(
+        topics=TopicNames(),
+        trust=pki.trust,
+        registry=REGISTRY,
+        policy=policy,
+        gateway_key=pki.gateway,
+        max_record_bytes=64 * 1024,
+    )
+    return Pipeline(config, ReplayWindow(timedelta(days=1), 10_000))
+
+
+def _unstamped(value: bytes | None) -> object:
+    """An output's event without its stamp attributes (raw bytes if it is not an event)."""
+    assert value is not None
+    try:
+        event = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(event, dict):
+        return value
+    return {k: v for k, v in event.items() if k not in envelope.STAMP_ATTRIBUTES}
+
+
+def _batch(pki: Pki) -> list[IngressRecord]:
+    forger = Forger(pki.keys)
+    events = [
+        forger.signed("police", make_resident(f"Trần Văn {name}"), now=NOW)
+        for name in ("Anh", "Bảo", "Châu")
+    ]
+    stale = forger.signed("police", make_resident(), now=NOW - timedelta(days=3))
+    raws = [envelope.encode(e) for e in (*events, stale)] + [b"{}"]
+    return [record(raw, offset=offset) for offset, raw in enumerate(raws)]
+
+
+def test_decide_is_a_batch_of_one(pki: Pki, policy: Policy, resident: ResidentRegistered) -> None:
+    """decide(record) gives exactly decide_batch([record])[0], stamps included."""
+    raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
+    single = _fresh(pki, policy).decide(record(raw), NOW)
+    (batched,) = _fresh(pki, policy).decide_batch([record(raw)], NOW)
+    if pki.gateway.alg == "EdDSA":  # ES256 signatures are randomised
+        assert single == batched
+    assert [_unstamped(o.value) for o in single.outputs] == [
+        _unstamped(o.value) for o in batched.outputs
+    ]
+
+
+def test_a_batch_is_stamped_with_one_signature(pki: Pki, policy: Policy) -> None:
+    """A batch's deliveries and receipts share one JWS, each verifies, and nothing else changes."""
+    records = _batch(pki)
+    batched = _fresh(pki, policy).decide_batch(records, NOW)
+    one_pipeline = _fresh(pki, policy)
+    singles = [one_pipeline.decide(r, NOW) for r in records]
+    assert [d.reason for d in batched] == [
+        *(None, None, None),
+        ReasonCode.STALE_EVENT,
+        ReasonCode.MISSING_ATTRIBUTE,
+    ]
+    stamped = [
+        json.loads(o.value)
+        for d in batched
+        for o in d.outputs
+        if o.value is not None and o.topic.startswith(("xgw.deliver.", "xgw.receipts."))
+    ]
+    assert len(stamped) == 3 * 4 + 2
+    assert len({e[envelope.STAMP] for e in stamped}) == 1
+    proofs = sorted(envelope.decode_proof(e[envelope.STAMP_PROOF])[:2] for e in stamped)
+    assert proofs == [(i, len(stamped)) for i in range(len(stamped))]
+    for event in stamped:
+        envelope.verify_stamp(event, pki.trust, NOW)
+    for one, many in zip(singles, batched, strict=True):
+        assert (one.reason, one.recipients, one.event_id) == (
+            many.reason,
+            many.recipients,
+            many.event_id,
+        )
+        assert [(o.topic, o.key, o.headers) for o in one.outputs] == [
+            (o.topic, o.key, o.headers) for o in many.outputs
+        ]
+        assert [_unstamped(o.value) for o in one.outputs] == [
+            _unstamped(o.value) for o in many.outputs
+        ]
+
+
+def test_audit_digest_is_the_leaf_hash_of_each_delivery(pki: Pki, policy: Policy) -> None:
+    """The audit names each delivery by its leaf hash, which does not depend on the batch."""
+    records = _batch(pki)
+    batched = _fresh(pki, policy).decide_batch(records, NOW)
+    single = _fresh(pki, policy).decide(records[1], NOW)
+    for decision in (batched[1], single):
+        (audit,) = outputs_on(decision, "xgw.audit")
+        digests = {r["agency"]: r["sha256"] for r in json.loads(audit)["recipients"]}
+        for agency, digest in digests.items():
+            (delivered,) = outputs_on(decision, f"xgw.deliver.{agency}")
+            assert envelope.leaf(json.loads(delivered)).hash.hex() == digest
+    assert outputs_on(batched[1], "xgw.audit")[0] == outputs_on(single, "xgw.audit")[0]
+
+
+def test_an_empty_batch_signs_nothing(pipeline: Pipeline) -> None:
+    """An empty batch gives no decisions (and no signature over an empty tree)."""
+    assert pipeline.decide_batch([], NOW) == []

@@ -12,6 +12,7 @@ from connectors.forgery import Forger
 from gateway import envelope, outputs
 from gateway.pipeline import Decision, IngressRecord, Pipeline
 from gateway.reasons import ReasonCode
+from gateway.replay import Position
 from gateway.requests import ANSWERED, TIMED_OUT, MemoryPending
 from schemas.base import EventModel
 from schemas.police import IdentityVerificationRequested, IdentityVerified
@@ -174,9 +175,7 @@ def test_a_late_answer_is_refused_as_expired(pipeline: Pipeline, pki: Pki) -> No
     )
 
 
-def test_an_unanswered_request_gets_one_timeout_receipt(
-    pipeline: Pipeline, pki: Pki
-) -> None:
+def test_an_unanswered_request_gets_one_timeout_receipt(pipeline: Pipeline, pki: Pki) -> None:
     """After the deadline the requester gets a stamped timeout receipt, once."""
     asked = _ask(pki, seconds=5)
     pipeline.decide(asked, NOW)
@@ -198,6 +197,34 @@ def test_an_unanswered_request_gets_one_timeout_receipt(
         pki, "police", ANSWER, 0, at=NOW + timedelta(seconds=7), correlationid=_request_id(asked)
     )
     assert pipeline.decide(late, NOW + timedelta(seconds=7)).reason is ReasonCode.REQUEST_EXPIRED
+
+
+def test_timeout_receipts_due_together_share_one_stamp(pipeline: Pipeline, pki: Pki) -> None:
+    """expire() stamps all its timeout receipts with one signature; each verifies alone."""
+    asked = [_ask(pki, seconds=5, offset=0), _ask(pki, seconds=6, offset=1)]
+    for record in asked:
+        assert pipeline.decide(record, NOW).accepted
+    decisions = pipeline.expire(NOW + timedelta(seconds=7))
+    assert [d.event_id for d in decisions] == [_request_id(r) for r in asked]
+    receipts = [
+        json.loads(o.value)
+        for d in decisions
+        for o in d.outputs
+        if o.topic == "xgw.receipts.land" and o.value is not None
+    ]
+    assert len({r[envelope.STAMP] for r in receipts}) == 1
+    assert [r[envelope.STAMP_PROOF].split(".")[:2] for r in receipts] == [["0", "2"], ["1", "2"]]
+    for receipt in receipts:
+        envelope.verify_stamp(receipt, pki.trust, NOW)
+    assert outputs.timeout_receipt(
+        topic="xgw.receipts.land",
+        position=Position("xgw.ingress.land", PARTITION, 0),
+        now=NOW + timedelta(seconds=7),
+        key=pki.gateway,
+        request_id=receipts[0]["subject"],
+        request_type=receipts[0]["data"]["event_type"],
+        record_sha256=receipts[0]["data"]["record_sha256"],
+    ).value == envelope.encode(envelope.stamp(receipts[0], pki.gateway))
 
 
 @pytest.mark.parametrize(
