@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from connectors.forgery import Forger
-from gateway import envelope
+from gateway import envelope, merkle
 from gateway.envelope import subject_digest
 from gateway.outputs import RECEIPT_TYPE
 from gateway.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
@@ -296,7 +296,7 @@ def test_a_batch_is_stamped_with_one_signature(pki: Pki, policy: Policy) -> None
     ]
     assert len(stamped) == 3 * 4 + 2
     assert len({e[envelope.STAMP] for e in stamped}) == 1
-    proofs = sorted(envelope.decode_proof(e[envelope.STAMP_PROOF])[:2] for e in stamped)
+    proofs = sorted(merkle.decode_proof(e[envelope.STAMP_PROOF])[:2] for e in stamped)
     assert proofs == [(i, len(stamped)) for i in range(len(stamped))]
     for event in stamped:
         envelope.verify_stamp(event, pki.trust, NOW)

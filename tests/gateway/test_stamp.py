@@ -15,7 +15,7 @@ from connectors.client import AgencyClient
 from connectors.errors import RefusedDelivery
 from connectors.forgery import Forger
 from connectors.transport import MemoryTransport
-from gateway import b64url, envelope
+from gateway import b64url, envelope, merkle
 from gateway.errors import Rejection
 from gateway.jws import sign_detached
 from gateway.outputs import RECEIPT_TYPE
@@ -62,16 +62,16 @@ def _refused(event: Event, pki: Pki) -> str:
 def test_every_inclusion_proof_of_small_trees_verifies(size: int) -> None:
     """For trees of 1..17 leaves, the root is RFC 9162's and every audit path leads to it."""
     data = [f"leaf {i}".encode() for i in range(size)]
-    leaves = [envelope.leaf_hash(d) for d in data]
-    root, paths = envelope.merkle_tree(leaves)
+    leaves = [merkle.leaf_hash(d) for d in data]
+    root, paths = merkle.merkle_tree(leaves)
     assert root == _mth(data)
     for index, path in enumerate(paths):
-        proof = envelope.encode_proof(index, size, path)
-        assert envelope.decode_proof(proof) == (index, size, path)
-        assert envelope.root_from_path(leaves[index], index, size, path) == root
+        proof = merkle.encode_proof(index, size, path)
+        assert merkle.decode_proof(proof) == (index, size, path)
+        assert merkle.root_from_path(leaves[index], index, size, path) == root
         for other in (i for i in range(size + 1) if i != index):
             try:
-                elsewhere = envelope.root_from_path(leaves[index], other, size, path)
+                elsewhere = merkle.root_from_path(leaves[index], other, size, path)
             except ValueError:
                 continue  # outside the tree, or a path of another length
             assert elsewhere != root
@@ -191,9 +191,9 @@ def test_any_batch_size_and_index_round_trips(pki: Pki, size: int, data: st.Data
     stamped = envelope.stamp_many(_events(size), pki.gateway)
     event = json.loads(envelope.encode(stamped[index]))
     assert envelope.verify_stamp(event, pki.trust, NOW).owner == "gateway"
-    decoded = envelope.decode_proof(event[envelope.STAMP_PROOF])
+    decoded = merkle.decode_proof(event[envelope.STAMP_PROOF])
     assert decoded[:2] == (index, size)
-    assert envelope.encode_proof(*decoded) == event[envelope.STAMP_PROOF]
+    assert merkle.encode_proof(*decoded) == event[envelope.STAMP_PROOF]
 
 
 def _client(pki: Pki, agency: str) -> AgencyClient:
