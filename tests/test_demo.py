@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
-    """A short demo starts everything itself and ends with a complete JSON summary."""
+    """A short demo starts everything itself, plays the life events, ends with a JSON summary."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XGW_")}
     env["XGW_PKI_DIR"] = str(tmp_path / "pki")
     result = subprocess.run(
@@ -49,3 +50,33 @@ def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert summary["metrics_url"].startswith("http://127.0.0.1:")
     assert (tmp_path / "pki" / "ca" / "root.crt.pem").exists()
     assert list((tmp_path / "pki" / "certs").glob("police.*.crt.pem"))
+    check_life_events(summary)
+
+
+def check_life_events(summary: dict[str, Any]) -> None:
+    """Each story played completely, its requests answered, its deliveries as the policy says."""
+    life = summary["life_events"]
+    stories = life["stories"]
+    assert set(stories) == {"birth", "death", "land_transfer", "school_admission"}
+    for story, plays in stories.items():
+        assert plays["played"] == 3, story
+        assert plays["complete"] == plays["played"], story
+        assert plays["deliveries"] == plays["expected_deliveries"], story
+        assert plays["answered"] == plays["requests"], story
+        assert plays["timed_out"] == 0, story
+    assert stories["birth"]["outcomes"] == {"published": 3}
+    assert stories["death"]["outcomes"] == {"published": 3}
+    assert stories["land_transfer"]["outcomes"] == {"transferred": 3}
+    assert stories["school_admission"]["outcomes"] == {"enrolled": 3}
+    assert stories["land_transfer"]["requests"] == stories["school_admission"]["requests"] == 3
+    # A response goes back to the asker only, so its recipient counts include one per request.
+    assert stories["land_transfer"]["deliveries"]["land"] >= 3
+    assert stories["school_admission"]["deliveries"]["education"] >= 3
+    recipients = {agency for plays in stories.values() for agency in plays["deliveries"]}
+    assert recipients == {"police", "health", "education", "land"}
+    assert life["records"] > 0
+    assert life["receipts"] == life["records"]
+    assert life["rejected"] == {}
+    assert life["timeout_receipts"] == 0
+    assert life["ok"] is True
+    assert summary["audit_entries"] == summary["published"] + life["records"]
