@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -224,7 +225,10 @@ class AgencyClient:
             topics, group=None, ready=self._replies_ready, from_end=True
         )
         async for message in stream:
-            verify = self.verify_delivery if message.topic == topics[0] else self.verify_receipt
+            delivery = message.topic == topics[0]
+            if not self._awaited(message.value, delivery):
+                continue  # not an answer to a pending request: subscribe() handles it
+            verify = self.verify_delivery if delivery else self.verify_receipt
             try:
                 item = verify(message.value)
             except RefusedDelivery as exc:
@@ -244,6 +248,21 @@ class AgencyClient:
             else:
                 reason = _reason(receipt.reason)
                 waiting.set_exception(RequestRefused(reason, receipt.detail))
+
+    def _awaited(self, raw: bytes, delivery: bool) -> bool:
+        """Whether a record names a pending request (checked before the costly verification)."""
+        try:
+            event = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not isinstance(event, dict):
+            return False
+        if delivery:
+            named = event.get(envelope.CORRELATION_ID)
+        else:
+            data = event.get("data")
+            named = data.get("event_id") if isinstance(data, dict) else None
+        return isinstance(named, str) and named in self._waiting
 
     async def _publish(
         self, event: EventModel, event_id: str | None, extra: dict[str, str]

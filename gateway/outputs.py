@@ -82,11 +82,14 @@ def stamp_outputs(
 def decision_id(position: Position, record_sha256: str) -> str:
     """The id of the gateway's decision on one ingress record (and of its receipt).
 
-    Derived from the ingress position and the record's digest, so deciding the same record
-    again after a restart gives the same id (receipts and audit entries are deduplicated by
-    it), while a topic recreated from offset 0 (a new broker) never reuses an id.
+    Derived from the ingress position, the record's Kafka timestamp and its digest, so deciding
+    the same record again after a restart gives the same id (receipts and audit entries are
+    deduplicated by it), while the same bytes written again to a topic recreated from offset 0
+    (a new embedded broker, the same audit database) get a new one.
     """
     where = f"{position.topic}/{position.partition}/{position.offset}/{record_sha256}"
+    if position.timestamp_ms:
+        where += f"/{position.timestamp_ms}"
     return str(uuid.uuid5(_RECEIPT_NAMESPACE, where))
 
 

@@ -45,11 +45,12 @@ class IngressRecord:
     key: bytes | None
     value: bytes
     headers: Headers = ()
+    timestamp_ms: int = 0  # the record's Kafka timestamp; 0 when unknown
 
     @property
     def position(self) -> Position:
         """Where the record was read."""
-        return Position(self.topic, self.partition, self.offset)
+        return Position(self.topic, self.partition, self.offset, self.timestamp_ms)
 
 
 @dataclass(frozen=True, slots=True)

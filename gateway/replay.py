@@ -17,11 +17,12 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a record was read: topic, partition, offset."""
+    """Where a record was read: topic, partition, offset (and the broker's timestamp of it)."""
 
     topic: str
     partition: int
     offset: int
+    timestamp_ms: int = 0  # 0 when unknown (tools, tests)
 
 
 class Seen(Enum):

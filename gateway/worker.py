@@ -164,6 +164,7 @@ class GatewayWorker:
                 key=r.key,
                 value=r.value or b"",
                 headers=tuple((k, v or b"") for k, v in r.headers or ()),
+                timestamp_ms=r.timestamp or 0,
             )
             for tp, batch in owned.items()
             for r in batch

@@ -10,11 +10,11 @@ import pytest
 from connectors.forgery import Forger
 from gateway import envelope, merkle
 from gateway.envelope import subject_digest
-from gateway.outputs import RECEIPT_TYPE
+from gateway.outputs import RECEIPT_TYPE, decision_id
 from gateway.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
 from gateway.policy import Policy
 from gateway.reasons import ReasonCode
-from gateway.replay import ReplayWindow
+from gateway.replay import Position, ReplayWindow
 from gateway.topics import TopicNames
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentRegistered
@@ -331,3 +331,11 @@ def test_audit_digest_is_the_leaf_hash_of_each_delivery(pki: Pki, policy: Policy
 def test_an_empty_batch_signs_nothing(pipeline: Pipeline) -> None:
     """An empty batch gives no decisions (and no signature over an empty tree)."""
     assert pipeline.decide_batch([], NOW) == []
+
+
+def test_decision_id_is_stable_for_a_record_and_new_for_a_rewritten_one() -> None:
+    """Re-reading a record keeps its decision id; the same bytes written anew get another."""
+    first = Position(INGRESS, 0, 7, 1_790_000_000_000)
+    assert decision_id(first, "ab") == decision_id(Position(INGRESS, 0, 7, 1_790_000_000_000), "ab")
+    assert decision_id(first, "ab") != decision_id(Position(INGRESS, 0, 7, 1_790_000_000_001), "ab")
+    assert decision_id(first, "ab") != decision_id(first, "cd")
