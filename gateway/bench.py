@@ -6,7 +6,8 @@ on the same broker:
 
 1. raw transport: a child process forwards every ingress record to a delivery topic, with no
    checks (aiokafka consume -> produce, outputs acknowledged before offsets are committed);
-2. the pure pipeline: :meth:`Pipeline.decide` over every record in this process, no I/O;
+2. the pure pipeline: :meth:`Pipeline.decide_batch` over every record in this process, in
+   batches of ``XGW_BATCH_MAX`` as the worker takes them, no I/O;
 3. the gateway as shipped: 1 worker process, then ``--workers`` processes in one group.
 
 For 1 and 3 the consumers are started and have their partitions first; then the records are
@@ -268,12 +269,12 @@ class _Bench:
         task = self.progress.add_task("pure pipeline", total=len(inputs))
         outcomes: Counter[str] = Counter()
         started = time.perf_counter()
-        for start in range(0, len(inputs), 500):
-            now = datetime.now(UTC)  # one clock reading per batch, as the worker does
-            for record in inputs[start : start + 500]:
-                decision = pipeline.decide(record, now)
+        batch = settings.batch_max
+        for start in range(0, len(inputs), batch):
+            # As the worker does: one clock reading and one stamp signature per batch.
+            for decision in pipeline.decide_batch(inputs[start : start + batch], datetime.now(UTC)):
                 outcomes[decision.reason.value if decision.reason else "accepted"] += 1
-            self.progress.update(task, completed=min(start + 500, len(inputs)))
+            self.progress.update(task, completed=min(start + batch, len(inputs)))
         elapsed = time.perf_counter() - started
         return dict(outcomes), len(inputs) / elapsed
 

@@ -262,7 +262,7 @@ def tables(result: BenchResult) -> list[Table]:
             "",
             _num(data["pure_pipeline_us_per_msg"]),
             "",
-            "decide() only",
+            "decide_batch() only",
         )
         for run in data["gateway"]:
             ratios = (
