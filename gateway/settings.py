@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(default=6.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=0.5, gt=0)
     rebalance_timeout_seconds: float = Field(default=6.0, gt=0)
-    producer_linger_seconds: float = Field(default=0.005, ge=0)
+    producer_linger_seconds: float = Field(default=0.0, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
 
     # Logging.
