@@ -1,7 +1,8 @@
 """A gateway worker: one consumer group member that decides ingress records in batches.
 
-    getmany (up to XGW_BATCH_MAX records) -> Pipeline.decide each -> write every output and
-    the state changelog -> wait for the broker's acknowledgements -> commit the offsets
+    getmany (up to XGW_BATCH_MAX records) -> Pipeline.decide_batch (one stamp signature for
+    the batch) -> write every output and the state changelog -> wait for the broker's
+    acknowledgements -> commit the offsets (while the next batch is decided)
 
 Offsets are committed only after everything the batch produced is acknowledged, so a crash at
 any point means the batch is decided again (the agency client drops the repeats by event id,
