@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     max_string_chars: int = Field(default=16_384, ge=256)
     max_event_age_seconds: float = Field(default=24 * 3600.0, gt=0)
     max_clock_skew_seconds: float = Field(default=300.0, ge=0)
-    replay_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Just long enough: an event older than max_event_age + max_clock_skew is refused as stale.
+    replay_window_seconds: float = Field(default=24 * 3600.0 + 300.0, gt=0)
     replay_max_entries: int = Field(default=1_000_000, ge=1)
     crl_refresh_seconds: float = Field(default=1.0, gt=0, description="CRL file check interval")
 
