@@ -103,34 +103,6 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def receipt(
-    *,
-    topic: str,
-    position: Position,
-    now: datetime,
-    key: SigningKey,
-    event_id: str | None,
-    event_type: str | None,
-    reason: ReasonCode | None,
-    detail: str,
-    recipients: Sequence[str],
-    record_sha256: str,
-) -> OutRecord:
-    """A receipt stamped alone (a tree of size 1); a batch uses :func:`unstamped_receipt`."""
-    draft = unstamped_receipt(
-        topic=topic,
-        position=position,
-        now=now,
-        event_id=event_id,
-        event_type=event_type,
-        reason=reason,
-        detail=detail,
-        recipients=recipients,
-        record_sha256=record_sha256,
-    )
-    return stamp_outputs([[draft]], key)[0][0]
-
-
 def unstamped_receipt(
     *,
     topic: str,
@@ -144,8 +116,62 @@ def unstamped_receipt(
     record_sha256: str,
 ) -> Unstamped:
     """The receipt for the agency that wrote the ingress record, to be stamped."""
+    return _receipt(
+        topic,
+        decision_id(position, record_sha256),
+        "accepted" if reason is None else "rejected",
+        position=position,
+        now=now,
+        event_id=event_id,
+        event_type=event_type,
+        reason=reason,
+        detail=detail,
+        recipients=recipients,
+        record_sha256=record_sha256,
+    )
+
+
+def unstamped_timeout_receipt(
+    *,
+    topic: str,
+    position: Position,
+    now: datetime,
+    request_id: str,
+    request_type: str,
+    record_sha256: str,
+) -> Unstamped:
+    """The receipt telling a requester that no response came before its deadline, unstamped."""
+    return _receipt(
+        topic,
+        timeout_id(request_id),
+        "timed_out",
+        position=position,
+        now=now,
+        event_id=request_id,
+        event_type=request_type,
+        reason=ReasonCode.REQUEST_TIMEOUT,
+        detail="no response before the deadline",
+        recipients=(),
+        record_sha256=record_sha256,
+    )
+
+
+def _receipt(
+    topic: str,
+    receipt_id: str,
+    status: str,
+    *,
+    position: Position,
+    now: datetime,
+    event_id: str | None,
+    event_type: str | None,
+    reason: ReasonCode | None,
+    detail: str,
+    recipients: Sequence[str],
+    record_sha256: str,
+) -> Unstamped:
     data: dict[str, Any] = {
-        "status": "accepted" if reason is None else "rejected",
+        "status": status,
         "event_id": event_id,
         "event_type": event_type,
         "recipients": list(recipients),
@@ -161,7 +187,7 @@ def unstamped_receipt(
         data["detail"] = detail
     event = {
         "specversion": envelope.SPECVERSION,
-        "id": decision_id(position, record_sha256),
+        "id": receipt_id,
         "source": envelope.GATEWAY_SOURCE,
         "type": RECEIPT_TYPE,
         "subject": event_id or f"record:{record_sha256}",
@@ -170,64 +196,6 @@ def unstamped_receipt(
         "data": data,
     }
     return Unstamped(topic, (event_id or record_sha256).encode(), envelope.leaf(event))
-
-
-def timeout_receipt(
-    *,
-    topic: str,
-    position: Position,
-    now: datetime,
-    key: SigningKey,
-    request_id: str,
-    request_type: str,
-    record_sha256: str,
-) -> OutRecord:
-    """A timeout receipt stamped alone; ``expire`` uses :func:`unstamped_timeout_receipt`."""
-    draft = unstamped_timeout_receipt(
-        topic=topic,
-        position=position,
-        now=now,
-        request_id=request_id,
-        request_type=request_type,
-        record_sha256=record_sha256,
-    )
-    return stamp_outputs([[draft]], key)[0][0]
-
-
-def unstamped_timeout_receipt(
-    *,
-    topic: str,
-    position: Position,
-    now: datetime,
-    request_id: str,
-    request_type: str,
-    record_sha256: str,
-) -> Unstamped:
-    """The receipt telling a requester that no response came before its deadline, unstamped."""
-    event = {
-        "specversion": envelope.SPECVERSION,
-        "id": timeout_id(request_id),
-        "source": envelope.GATEWAY_SOURCE,
-        "type": RECEIPT_TYPE,
-        "subject": request_id,
-        "time": rfc3339(now),
-        "datacontenttype": envelope.CONTENT_TYPE,
-        "data": {
-            "status": "timed_out",
-            "event_id": request_id,
-            "event_type": request_type,
-            "recipients": [],
-            "ingress": {
-                "topic": position.topic,
-                "partition": position.partition,
-                "offset": position.offset,
-            },
-            "record_sha256": record_sha256,
-            "reason": ReasonCode.REQUEST_TIMEOUT.value,
-            "detail": "no response before the deadline",
-        },
-    }
-    return Unstamped(topic, request_id.encode(), envelope.leaf(event))
 
 
 def dead_letter(

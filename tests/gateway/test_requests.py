@@ -216,15 +216,16 @@ def test_timeout_receipts_due_together_share_one_stamp(pipeline: Pipeline, pki: 
     assert [r[envelope.STAMP_PROOF].split(".")[:2] for r in receipts] == [["0", "2"], ["1", "2"]]
     for receipt in receipts:
         envelope.verify_stamp(receipt, pki.trust, NOW)
-    assert outputs.timeout_receipt(
+    alone = outputs.unstamped_timeout_receipt(
         topic="xgw.receipts.land",
         position=Position("xgw.ingress.land", PARTITION, 0),
         now=NOW + timedelta(seconds=7),
-        key=pki.gateway,
         request_id=receipts[0]["subject"],
         request_type=receipts[0]["data"]["event_type"],
         record_sha256=receipts[0]["data"]["record_sha256"],
-    ).value == envelope.encode(envelope.stamp(receipts[0], pki.gateway))
+    )
+    ((stamped,),) = outputs.stamp_outputs([[alone]], pki.gateway)
+    assert stamped.value == envelope.encode(envelope.stamp(receipts[0], pki.gateway))
 
 
 @pytest.mark.parametrize(
