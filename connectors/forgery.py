@@ -150,6 +150,9 @@ class Forger:
             ReasonCode.BAD_DEADLINE: lambda m, n: self._question(
                 m, n, {envelope.DEADLINE: outputs.rfc3339(n - timedelta(seconds=1))}
             ),
+            ReasonCode.UNAUTHORISED_REQUESTER: lambda m, n: self._question(
+                m, n, {envelope.DEADLINE: outputs.rfc3339(n + timedelta(seconds=10))}, "health"
+            ),
             ReasonCode.WRONG_RESPONDER: lambda m, n: self._answer("health", m, n),
             ReasonCode.UNKNOWN_REQUEST: lambda m, n: self._answer("police", m, n),
         }
@@ -170,13 +173,15 @@ class Forger:
             }
         return makers
 
-    def _question(self, model: EventModel, now: datetime, extra: dict[str, Any]) -> Forged:
-        """Land asks police about the person of ``model`` (with ``extra`` attributes)."""
+    def _question(
+        self, model: EventModel, now: datetime, extra: dict[str, Any], agency: str = "land"
+    ) -> Forged:
+        """``agency`` asks police about the person of ``model`` (with ``extra`` attributes)."""
         question = IdentityVerificationRequested.model_validate(
             model.model_dump(include={"personal_id", "full_name", "date_of_birth"})
         )
-        event = self.signed("land", question, now=now, attributes=extra)
-        return self._record("land", event)
+        event = self.signed(agency, question, now=now, attributes=extra)
+        return self._record(agency, event)
 
     def _answer(self, agency: str, model: EventModel, now: datetime) -> Forged:
         """``agency`` answers a request the gateway never delivered."""

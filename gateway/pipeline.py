@@ -279,7 +279,7 @@ class Pipeline:
         grant = rule.requester(env.agency)
         if grant is None:
             raise Rejection(
-                ReasonCode.UNAUTHORISED_PUBLISHER, f"{env.agency!r} may not ask {env.type!r}"
+                ReasonCode.UNAUTHORISED_REQUESTER, f"{env.agency!r} may not ask {env.type!r}"
             )
         deadline = _deadline(env)
         if deadline <= now:
@@ -353,7 +353,7 @@ class Pipeline:
         grant = rule.requester(pending.requester)
         if grant is None:  # the policy changed since the request was delivered
             raise Rejection(
-                ReasonCode.UNAUTHORISED_PUBLISHER,
+                ReasonCode.UNAUTHORISED_REQUESTER,
                 f"{pending.requester!r} may no longer ask {model.request_type!r}",
             )
         self._pending.put(record.partition, correlation, pending.answered(env.id))

@@ -45,6 +45,7 @@ class ReasonCode(StrEnum):
     REQUEST_EXPIRED = "request_expired"
     SUBJECT_MISMATCH = "subject_mismatch"
     REQUEST_TIMEOUT = "request_timeout"
+    UNAUTHORISED_REQUESTER = "unauthorised_requester"
 
     @property
     def description(self) -> str:
@@ -117,5 +118,9 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.REQUEST_TIMEOUT: (
         "No response came before the request's deadline (a receipt to the requester, not a "
         "rejection of a record)."
+    ),
+    ReasonCode.UNAUTHORISED_REQUESTER: (
+        "The policy does not let this agency ask this request type (or no longer does, for a "
+        "response to a request asked before a policy change)."
     ),
 }

@@ -350,7 +350,7 @@ async def test_request_by_an_agency_without_a_purpose_is_refused(
     finally:
         loop.cancel()
         await health.close()
-    assert refused.value.reason is ReasonCode.UNAUTHORISED_PUBLISHER
+    assert refused.value.reason is ReasonCode.UNAUTHORISED_REQUESTER
 
 
 async def test_respond_checks_the_answer_fits_the_request(

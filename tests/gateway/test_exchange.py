@@ -128,6 +128,7 @@ MATRIX = [
     ReasonCode.UNAUTHORISED_PUBLISHER,
     ReasonCode.SCHEMA_VIOLATION,
     ReasonCode.BAD_DEADLINE,
+    ReasonCode.UNAUTHORISED_REQUESTER,
     ReasonCode.WRONG_RESPONDER,
     ReasonCode.UNKNOWN_REQUEST,
 ]

@@ -326,7 +326,7 @@ async def test_a_request_by_an_agency_not_entitled_to_ask_is_refused(world: Worl
     )
     with pytest.raises(RequestRefused) as refused:
         await world.agencies.health.client.request(question, timeout=5)
-    assert refused.value.reason is ReasonCode.UNAUTHORISED_PUBLISHER
+    assert refused.value.reason is ReasonCode.UNAUTHORISED_REQUESTER
     await asyncio.sleep(QUIET_S)
     for agency in AGENCIES:
         assert subject not in {e.subject for e in world.exchange.deliveries[agency]}

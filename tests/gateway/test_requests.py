@@ -256,4 +256,4 @@ def test_request_deadlines_are_checked(
 def test_only_named_requesters_may_ask(pipeline: Pipeline, pki: Pki) -> None:
     """Health has no purpose for identity verification: its question is refused."""
     decision = pipeline.decide(_ask(pki, "health"), NOW)
-    assert decision.reason is ReasonCode.UNAUTHORISED_PUBLISHER
+    assert decision.reason is ReasonCode.UNAUTHORISED_REQUESTER
