@@ -32,7 +32,11 @@ log = get_logger("xgw.worker")
 Clock = Callable[[], datetime]
 
 
-def pipeline_config(settings: Settings, trust: X509TrustStore) -> PipelineConfig:
+def pipeline_config(
+    settings: Settings,
+    trust: X509TrustStore,
+    key_partition: Callable[[bytes], int] | None = None,
+) -> PipelineConfig:
     """Everything the decision depends on, loaded from settings: keys, policy, limits."""
     return PipelineConfig(
         topics=settings.topics,
@@ -44,6 +48,7 @@ def pipeline_config(settings: Settings, trust: X509TrustStore) -> PipelineConfig
         limits=Limits(settings.max_json_depth, settings.max_string_chars),
         max_event_age=timedelta(seconds=settings.max_event_age_seconds),
         max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        key_partition=key_partition,
     )
 
 

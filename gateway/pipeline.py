@@ -14,7 +14,7 @@ one); none of them decides anything themselves.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -31,7 +31,7 @@ from gateway.replay import Position, Seen, SeenIds
 from gateway.requests import ANSWERED, OPEN, TIMED_OUT, MemoryPending, Pending, PendingRequests
 from gateway.topics import TopicNames
 from gateway.trust import TrustStore
-from schemas.base import RequestModel, ResponseModel, describe_errors
+from schemas.base import EventModel, RequestModel, ResponseModel, describe_errors
 from schemas.registry import SchemaRegistry
 
 
@@ -88,6 +88,15 @@ class PipelineConfig:
     limits: Limits = DEFAULT_LIMITS
     max_event_age: timedelta = timedelta(hours=24)
     max_clock_skew: timedelta = timedelta(minutes=5)
+    # The ingress partition a record key belongs on (Kafka's default partitioner), or None to
+    # skip the check (tools and tests that place records by hand).
+    key_partition: Callable[[bytes], int] | None = None
+
+    def partition_of(self, key: bytes | None) -> int | None:
+        """Where a record with ``key`` must be, when the check is on."""
+        if self.key_partition is None or key is None:
+            return None
+        return self.key_partition(key)
 
 
 @dataclass(slots=True)
@@ -110,6 +119,14 @@ def _sha256(data: bytes) -> str:
 
 # A decision whose outputs are not stamped yet; ``Decision.outputs`` is empty until they are.
 _Drafted = tuple["Decision", tuple[Draft, ...]]
+
+
+def _check_exchange_attributes(env: Envelope, model: type[EventModel]) -> None:
+    """``xgwdeadline`` belongs on requests only, ``correlationid`` on responses only."""
+    if DEADLINE in env.attributes and not issubclass(model, RequestModel):
+        raise Rejection(ReasonCode.MALFORMED_ENVELOPE, f"{DEADLINE} is only for requests")
+    if CORRELATION_ID in env.attributes and not issubclass(model, ResponseModel):
+        raise Rejection(ReasonCode.MALFORMED_ENVELOPE, f"{CORRELATION_ID} is only for responses")
 
 
 def _deadline(env: Envelope) -> datetime:
@@ -182,16 +199,13 @@ class Pipeline:
             )
         env = envelope.read_envelope(record.value, limits=config.limits)
         facts.event_id, facts.event_type, facts.event_time = env.id, env.type, env.time
-        if env.agency != facts.agency:
-            raise Rejection(
-                ReasonCode.SOURCE_TOPIC_MISMATCH,
-                f"source names {env.agency!r}, topic belongs to {facts.agency!r}",
-            )
-        if record.key != env.subject.encode():
-            # Keying by subject keeps one person's events in order on one partition, and
-            # sends a replayed event to the partition (and worker) that remembers its id.
-            raise Rejection(ReasonCode.RECORD_KEY_MISMATCH, "record key is not the subject")
-        self._check_time(env, now)
+        self._check_placement(record, env, facts)
+        # The same record read again after a crash was fresh when first decided: deciding it
+        # again must not turn an accepted event into a stale one.
+        seen = self._replay.check((env.agency, env.id), record.position, now)
+        redelivery = seen is Seen.REDELIVERY
+        if not redelivery:
+            self._check_time(env, now)
         signer, disclosures = envelope.verify_origin(env, config.trust, now, config.limits)
         facts.signer_kid, facts.subject = signer.kid, env.subject
         model = config.registry.model_for(env.type)
@@ -201,13 +215,13 @@ class Pipeline:
             model.model_validate({name: d.value for name, d in disclosures.items()})
         except ValidationError as exc:
             raise Rejection(ReasonCode.SCHEMA_VIOLATION, describe_errors(exc)) from exc
-        seen = self._replay.check((env.agency, env.id), record.position, now)
         if seen is Seen.DUPLICATE:
             raise Rejection(ReasonCode.DUPLICATE_ID, f"event id already accepted from {env.agency}")
+        _check_exchange_attributes(env, model)
         if issubclass(model, RequestModel):
-            kind, grants = "request", self._request_grants(record, env, now, facts)
+            kind, grants = "request", self._request_grants(record, env, now, facts, redelivery)
         elif issubclass(model, ResponseModel):
-            kind, grants = "response", self._response_grants(record, env, model, now, seen)
+            kind, grants = "response", self._response_grants(record, env, model, now)
         else:
             kind, grants = "event", self._event_grants(env)
 
@@ -259,6 +273,26 @@ class Pipeline:
             self._audit(record, now, facts, None, "", env),
         )
 
+    def _check_placement(self, record: IngressRecord, env: Envelope, facts: _Facts) -> None:
+        """The record is on its source's topic, keyed by its subject, on the key's partition."""
+        if env.agency != facts.agency:
+            raise Rejection(
+                ReasonCode.SOURCE_TOPIC_MISMATCH,
+                f"source names {env.agency!r}, topic belongs to {facts.agency!r}",
+            )
+        if record.key != env.subject.encode():
+            # Keying by subject keeps one person's events in order on one partition, and
+            # sends a replayed event to the partition (and worker) that remembers its id.
+            raise Rejection(ReasonCode.RECORD_KEY_MISMATCH, "record key is not the subject")
+        expected = self._config.partition_of(record.key)
+        if expected is not None and expected != record.partition:
+            # The replay window and pending requests live on the key's partition: a record
+            # placed elsewhere would escape them (agencies must use Kafka's murmur2 default).
+            raise Rejection(
+                ReasonCode.RECORD_KEY_MISMATCH,
+                f"record is on partition {record.partition}, its key belongs on {expected}",
+            )
+
     def _event_grants(self, env: Envelope) -> tuple[Grant, ...]:
         route = self._config.policy.route_for(env.type)
         if route is None or not route.recipients:
@@ -270,7 +304,7 @@ class Pipeline:
         return route.recipients
 
     def _request_grants(
-        self, record: IngressRecord, env: Envelope, now: datetime, facts: _Facts
+        self, record: IngressRecord, env: Envelope, now: datetime, facts: _Facts, redelivery: bool
     ) -> tuple[Grant, ...]:
         """A request goes to its one answerer, for the requester's purpose, and is remembered."""
         rule = self._config.policy.request_rule(env.type)
@@ -282,7 +316,7 @@ class Pipeline:
                 ReasonCode.UNAUTHORISED_REQUESTER, f"{env.agency!r} may not ask {env.type!r}"
             )
         deadline = _deadline(env)
-        if deadline <= now:
+        if deadline <= now and not redelivery:
             raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has already passed")
         if deadline - env.time > timedelta(seconds=rule.max_timeout_seconds):
             raise Rejection(
@@ -320,7 +354,6 @@ class Pipeline:
         env: Envelope,
         model: type[ResponseModel],
         now: datetime,
-        seen: Seen,
     ) -> tuple[Grant, ...]:
         """A response goes only to the agency that asked, and closes the pending request."""
         rule = self._config.policy.request_rule(model.request_type)
@@ -343,7 +376,9 @@ class Pipeline:
             raise Rejection(ReasonCode.UNKNOWN_REQUEST, "no pending request has this correlationid")
         if pending.subject != env.subject:
             raise Rejection(ReasonCode.SUBJECT_MISMATCH, "the request was about another subject")
-        redelivered = seen is Seen.REDELIVERY and pending.answered_by == env.id
+        # Answered by this very response: a redelivery after a crash (its replay entry may not
+        # have reached the changelog; a true duplicate was refused above).
+        redelivered = pending.answered_by == env.id
         if pending.status == TIMED_OUT or (
             pending.status == OPEN and pending.deadline < now.timestamp()
         ):

@@ -60,7 +60,11 @@ class GatewayWorker:
         self.settings = settings
         self.metrics = metrics
         self.trust = X509TrustStore.from_directory(settings.pki_dir)
-        config = pipeline_config(settings, self.trust)
+        self._partitioner = _KeyHashCache()
+        partitions = list(range(settings.topic_partitions))
+        config = pipeline_config(
+            settings, self.trust, lambda key: self._partitioner(key, partitions, partitions)
+        )
         self.state = PartitionedState(settings.topics.state)
         window = timedelta(seconds=settings.replay_window_seconds)
         self.seen = StateSeenIds(self.state, settings.topics, window)
@@ -89,7 +93,7 @@ class GatewayWorker:
             linger_ms=int(s.producer_linger_seconds * 1000),
             max_batch_size=s.producer_max_batch_bytes,
             max_request_size=max(1_048_576, 2 * s.max_record_bytes),
-            partitioner=_KeyHashCache(),
+            partitioner=self._partitioner,
         )
         self._consumer = AIOKafkaConsumer(
             **self._consumer_options(),

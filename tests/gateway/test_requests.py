@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -12,11 +13,11 @@ from connectors.forgery import Forger
 from gateway import envelope, outputs
 from gateway.pipeline import Decision, IngressRecord, Pipeline
 from gateway.reasons import ReasonCode
-from gateway.replay import Position
+from gateway.replay import Position, ReplayWindow
 from gateway.requests import ANSWERED, TIMED_OUT, MemoryPending
 from schemas.base import EventModel
 from schemas.police import IdentityVerificationRequested, IdentityVerified
-from tests.conftest import NOW, Pki
+from tests.conftest import NOW, Pki, make_resident
 
 PARTITION = 3
 QUESTION = IdentityVerificationRequested(
@@ -257,3 +258,53 @@ def test_only_named_requesters_may_ask(pipeline: Pipeline, pki: Pki) -> None:
     """Health has no purpose for identity verification: its question is refused."""
     decision = pipeline.decide(_ask(pki, "health"), NOW)
     assert decision.reason is ReasonCode.UNAUTHORISED_REQUESTER
+
+
+def test_answer_is_delivered_again_even_if_its_replay_entry_was_lost(
+    pipeline: Pipeline, pki: Pki, pending: MemoryPending
+) -> None:
+    """A crash between the pending-request write and the replay write loses no answer."""
+    asked = _ask(pki)
+    pipeline.decide(asked, NOW)
+    answer = _record(pki, "police", ANSWER, 0, correlationid=_request_id(asked))
+    assert pipeline.decide(answer, NOW).accepted
+    # A worker that recovered the answered request but not the answer's replay entry.
+    restarted = Pipeline(pipeline._config, ReplayWindow(timedelta(days=1), 1000), pending)
+    again = restarted.decide(answer, NOW)
+    assert again.accepted, again.detail
+    assert _delivered(again).keys() == {"land"}
+
+
+def test_a_request_read_again_after_its_deadline_keeps_its_decision(
+    pipeline: Pipeline, pki: Pki
+) -> None:
+    """Deciding the same request record again after a long outage does not refuse it."""
+    asked = _ask(pki, seconds=5)
+    assert pipeline.decide(asked, NOW).accepted
+    again = pipeline.decide(asked, NOW + timedelta(minutes=10))
+    assert again.accepted, again.detail
+    assert again.redelivery
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [("correlationid", "c7a1e4f6-0000-4000-8000-000000000001"), ("xgwdeadline", "x")],
+)
+def test_exchange_attributes_only_on_their_kind(
+    pipeline: Pipeline, pki: Pki, attribute: str, value: str
+) -> None:
+    """A plain event may carry neither a correlation id nor a deadline."""
+    event = make_resident()
+    record = _record(pki, "police", event, 0, **{attribute: value})
+    decision = pipeline.decide(record, NOW)
+    assert decision.reason is ReasonCode.MALFORMED_ENVELOPE
+    assert attribute in decision.detail
+
+
+def test_a_record_off_its_keys_partition_is_refused(pki: Pki, pipeline: Pipeline) -> None:
+    """With the partition check on, a record placed on another partition than its key's fails."""
+    config = replace(pipeline._config, key_partition=lambda _key: 1)
+    checked = Pipeline(config, ReplayWindow(timedelta(days=1), 1000))
+    decision = checked.decide(_ask(pki), NOW)  # written to partition 3
+    assert decision.reason is ReasonCode.RECORD_KEY_MISMATCH
+    assert "belongs on 1" in decision.detail
