@@ -163,7 +163,8 @@ class AgencyClient:
         self._clock = clock
         self._dedupe_size = dedupe_size
         self.refused: dict[ReasonCode, int] = {}
-        self._waiting: dict[str, asyncio.Future[ReceivedEvent]] = {}
+        # request id -> (the caller's future, the response type that may settle it)
+        self._waiting: dict[str, tuple[asyncio.Future[ReceivedEvent], str]] = {}
         self._replies: asyncio.Task[None] | None = None
         self._replies_ready = asyncio.Event()
 
@@ -183,7 +184,7 @@ class AgencyClient:
         await self._listen_for_replies()
         request_id = str(uuid.uuid4())
         answer: asyncio.Future[ReceivedEvent] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = answer
+        self._waiting[request_id] = (answer, question.response_type)
         try:
             deadline = self._clock() + timedelta(seconds=timeout)
             await self._publish(
@@ -235,12 +236,13 @@ class AgencyClient:
                 self._refuse(message, exc)
                 continue
             if isinstance(item, ReceivedEvent):
-                waiting = self._waiting.get(item.correlation_id or "")
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(item)
+                future, expected = self._waiting.get(item.correlation_id or "", (None, ""))
+                # Only the response type of the question settles it, whatever else names it.
+                if future is not None and not future.done() and item.type == expected:
+                    future.set_result(item)
                 continue
             receipt = item
-            waiting = self._waiting.get(receipt.event_id or "")
+            waiting, _ = self._waiting.get(receipt.event_id or "", (None, ""))
             if waiting is None or waiting.done() or receipt.accepted:
                 continue
             if receipt.status == "timed_out":

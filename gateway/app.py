@@ -106,6 +106,8 @@ class BatchProcessor:
             try:
                 await asyncio.gather(*[await send(o) for o in outputs])
             except KafkaError as exc:
+                if not exc.retriable:
+                    raise  # writing again would fail again: stop rather than spin
                 # Nothing is acknowledged upstream until every output is written, so writing
                 # the whole batch again is safe; duplicates are removed by the agency client.
                 self.metrics.output_retries.inc()

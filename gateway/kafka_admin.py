@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -32,9 +33,28 @@ async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[s
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics(new)
+        ingress = [topics.ingress(a) for a in agencies]
+        described = await admin.describe_topics([*ingress, topics.state])
     except KafkaError as exc:
         raise BrokerError(f"cannot create topics on {settings.bootstrap_servers}: {exc}") from exc
     else:
+        _check_partitions(described, settings.topic_partitions)
         return missing
     finally:
         await admin.close()
+
+
+def _check_partitions(described: list[dict[str, Any]], expected: int) -> None:
+    """Every ingress topic and the state changelog have ``XGW_TOPIC_PARTITIONS`` partitions.
+
+    The worker's state is partitioned like the ingress topics, and the group gives the same
+    partition number of every ingress topic to one worker; topics of other sizes would let two
+    workers write the same state partition.
+    """
+    for topic in described:
+        count = len(topic.get("partitions") or ())
+        if count != expected:
+            raise BrokerError(
+                f"topic {topic.get('topic')} has {count} partitions, XGW_TOPIC_PARTITIONS is "
+                f"{expected}: every ingress topic and the state topic must have the same count"
+            )

@@ -93,9 +93,13 @@ def decision_id(position: Position, record_sha256: str) -> str:
     return str(uuid.uuid5(_RECEIPT_NAMESPACE, where))
 
 
-def timeout_id(request_id: str) -> str:
-    """The id of the gateway's decision that ``request_id`` timed out (and of its receipt)."""
-    return str(uuid.uuid5(_RECEIPT_NAMESPACE, f"timeout/{request_id}"))
+def timeout_id(position: Position, record_sha256: str) -> str:
+    """The id of the decision that the request read at ``position`` timed out (and its receipt).
+
+    Built like :func:`decision_id` from the request's own record, so two agencies' requests
+    with the same event id never share a timeout receipt or audit entry.
+    """
+    return f"timeout-{decision_id(position, record_sha256)}"
 
 
 def rfc3339(moment: datetime) -> str:
@@ -143,7 +147,7 @@ def unstamped_timeout_receipt(
     """The receipt telling a requester that no response came before its deadline, unstamped."""
     return _receipt(
         topic,
-        timeout_id(request_id),
+        timeout_id(position, record_sha256),
         "timed_out",
         position=position,
         now=now,
@@ -220,7 +224,9 @@ def dead_letter(
         ("xgw-decided-at", rfc3339(now).encode()),
         *((("xgw-event-id", event_id.encode()),) if event_id else ()),
     )
-    return OutRecord(topic, key, value, headers + ours)
+    # A publisher's own xgw-* headers are dropped: only the gateway's may say why it refused.
+    theirs = tuple((k, v) for k, v in headers if not k.lower().startswith("xgw-"))
+    return OutRecord(topic, key, value, theirs + ours)
 
 
 def audit(topic: str, record: Mapping[str, Any]) -> OutRecord:

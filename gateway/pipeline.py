@@ -437,7 +437,7 @@ class Pipeline:
                         outputs.audit(
                             self._config.topics.audit,
                             {
-                                "decision_id": outputs.timeout_id(request_id),
+                                "decision_id": outputs.timeout_id(position, pending.record_sha256),
                                 "decided_at": outputs.rfc3339(now),
                                 "event_time": None,
                                 "outcome": TIMED_OUT,

@@ -121,10 +121,15 @@ class StatePending:
     def _refresh(self) -> None:
         if self._generation == self._state.generation:
             return
-        self._open = {
-            (partition, key[len(REQUEST_PREFIX) :]): float(value[3])
+        entries = (
+            (partition, key[len(REQUEST_PREFIX) :], Pending.from_json(value))
             for partition in self._state.partitions
             for key, value in self._state.items(partition)
-            if key.startswith(REQUEST_PREFIX) and value[6] == OPEN
+            if key.startswith(REQUEST_PREFIX)
+        )
+        self._open = {
+            (partition, request_id): pending.deadline
+            for partition, request_id, pending in entries
+            if pending.status == OPEN
         }
         self._generation = self._state.generation

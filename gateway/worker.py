@@ -33,6 +33,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from gateway.app import BatchProcessor, pipeline_config, utcnow
+from gateway.errors import BrokerError
 from gateway.kafka_admin import ensure_topics
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import GatewayMetrics, serve_metrics
@@ -49,6 +50,7 @@ log = get_logger("xgw.worker")
 _SWEEP_INTERVAL_S = 60.0
 _LAG_INTERVAL_S = 5.0
 _EXPIRY_INTERVAL_S = 0.25  # how late after its deadline a timeout receipt may be sent
+_RECOVERY_LIMIT_S = 120.0  # reading a partition's changelog up to the fence
 _IDLE_POLL_MS = 200  # getmany returns as soon as records are fetched; this bounds an idle wait
 
 
@@ -82,9 +84,19 @@ class GatewayWorker:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._committing: asyncio.Task[None] | None = None
+        # True between a completed assignment (state recovered) and the next revocation; batches
+        # and timers touch the state only then.
+        self._holding = False
+        self._stop = asyncio.Event()
+        self._failure: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set, then finish the batch at hand and leave the group."""
+        """Process until ``stop`` is set, then finish the batch at hand and leave the group.
+
+        Raises :class:`BrokerError` when the worker cannot go on safely (its state could not
+        be recovered, or the broker refused outputs for good): a supervisor restarts it.
+        """
+        self._stop = stop
         s = self.settings
         self._producer = AIOKafkaProducer(
             **s.kafka_options(),
@@ -120,6 +132,8 @@ class GatewayWorker:
             ]
             try:
                 await self._consume(stop)
+            except KafkaError as exc:
+                raise BrokerError(f"the broker refused the batch's outputs: {exc!r}") from exc
             finally:
                 for timer in timers:
                     timer.cancel()
@@ -129,6 +143,8 @@ class GatewayWorker:
                 await self._committed()
             await self._consumer.stop()
             await self._producer.stop()
+        if self._failure is not None:
+            raise BrokerError(self._failure)
 
     def _consumer_options(self) -> dict[str, Any]:
         wait = self.settings.fetch_max_wait_ms
@@ -156,7 +172,11 @@ class GatewayWorker:
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - set by run()
-        owned = {tp: batch for tp, batch in batches.items() if self.state.owns(tp.partition)}
+        owned = {
+            tp: batch
+            for tp, batch in batches.items()
+            if self._holding and self.state.owns(tp.partition)
+        }
         for tp, batch in batches.items():
             if tp not in owned and tp in consumer.assignment():
                 # Fetched before this partition's state was recovered: read it again later.
@@ -213,7 +233,20 @@ class GatewayWorker:
         partitions = frozenset(tp.partition for tp in assigned if tp.topic in self.ingress_topics)
         async with self._lock:
             missing = self.state.keep_only(partitions)
-            read = await recover(self.state, missing, self._producer, self._consumer_options())
+            try:
+                read = await asyncio.wait_for(
+                    recover(self.state, missing, self._producer, self._consumer_options()),
+                    _RECOVERY_LIMIT_S,
+                )
+            except (KafkaError, TimeoutError) as exc:
+                # aiokafka only logs what a rebalance listener raises; the partitions would stay
+                # assigned and never move. Stop instead, so a supervisor restarts the worker.
+                self.state.keep_only(frozenset())
+                self._failure = f"cannot recover the state of partitions {sorted(missing)}: {exc!r}"
+                log.exception("state recovery failed; stopping")
+                self._stop.set()
+                return
+            self._holding = True
         self.metrics.assigned_partitions.set(len(assigned))
         log.info(
             "partitions assigned and recovered",
@@ -227,6 +260,7 @@ class GatewayWorker:
         """Wait for the batch at hand to be written and committed."""
         async with self._lock:
             await self._committed()
+            self._holding = False
             self.metrics.assigned_partitions.set(0)
 
     async def _reload_trust(self) -> None:
@@ -241,6 +275,8 @@ class GatewayWorker:
 
     async def _expire_requests(self) -> None:
         async with self._lock:
+            if not self._holding:
+                return  # the partitions may be someone else's by now
             decisions = self.processor.pipeline.expire(utcnow())
             if decisions:
                 await self.processor.write([o for d in decisions for o in d.outputs], self._send)
@@ -251,6 +287,8 @@ class GatewayWorker:
 
     async def _sweep(self) -> None:
         async with self._lock:
+            if not self._holding:
+                return
             now = utcnow()
             removed = self.seen.sweep(now) + self.pending.sweep(now)
             if removed:

@@ -339,3 +339,15 @@ def test_decision_id_is_stable_for_a_record_and_new_for_a_rewritten_one() -> Non
     assert decision_id(first, "ab") == decision_id(Position(INGRESS, 0, 7, 1_790_000_000_000), "ab")
     assert decision_id(first, "ab") != decision_id(Position(INGRESS, 0, 7, 1_790_000_000_001), "ab")
     assert decision_id(first, "ab") != decision_id(first, "cd")
+
+
+def test_dead_letter_drops_the_publishers_own_xgw_headers(pipeline: Pipeline) -> None:
+    """A publisher cannot plant a reason in the dead-letter headers; its other headers stay."""
+    forged = IngressRecord(
+        INGRESS, 0, 0, b"k", b"not json", (("xgw-reason", b"no_problem"), ("trace", b"t-1"))
+    )
+    decision = pipeline.decide(forged, NOW)
+    (dead,) = [o for o in decision.outputs if o.topic == "xgw.deadletter"]
+    reasons = [v for k, v in dead.headers if k == "xgw-reason"]
+    assert reasons == [b"malformed_envelope"]
+    assert ("trace", b"t-1") in dead.headers

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from gateway.broker import EmbeddedBroker
+from gateway.errors import BrokerError
+from gateway.kafka_admin import ensure_topics
 from gateway.replay import Position, Seen
 from gateway.replay_state import StateSeenIds
 from gateway.state import FENCE_KEY, PartitionedState, recover
 from gateway.topics import TopicNames
 from gateway.worker import _KeyHashCache
-from tests.conftest import NOW
+from tests.conftest import NOW, Pki
+from tests.harness import exchange_settings
 
 TOPICS = TopicNames("st")
 
@@ -117,3 +122,21 @@ def test_cached_partitioner_agrees_with_aiokafkas() -> None:
         assert cached(key, partitions, partitions) == DefaultPartitioner()(
             key, partitions, partitions
         )
+
+
+@pytest.mark.integration
+async def test_topics_of_another_size_stop_the_worker_at_start(
+    broker: EmbeddedBroker, pki: Pki
+) -> None:
+    """An ingress topic whose partition count differs from the state's is refused at start."""
+    settings = exchange_settings(
+        broker.bootstrap_servers, pki.directory, f"pc{uuid.uuid4().hex[:6]}"
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(settings.topics.ingress("land"), 2, 1)])
+    finally:
+        await admin.close()
+    with pytest.raises(BrokerError, match=r"has 2 partitions, XGW_TOPIC_PARTITIONS is 4"):
+        await ensure_topics(settings, ("police", "health", "education", "land"))
