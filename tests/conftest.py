@@ -81,6 +81,11 @@ def policy() -> Policy:
 @pytest.fixture
 def pipeline(pki: Pki, policy: Policy) -> Pipeline:
     """A fresh pipeline (empty replay window) over the default topic names."""
+    return make_pipeline(pki, policy)
+
+
+def make_pipeline(pki: Pki, policy: Policy) -> Pipeline:
+    """A pipeline over the default topic names with its own empty replay window."""
     config = PipelineConfig(
         topics=TopicNames(),
         trust=pki.trust,

@@ -11,15 +11,13 @@ from connectors.forgery import Forger
 from gateway import envelope, merkle
 from gateway.envelope import subject_digest
 from gateway.outputs import RECEIPT_TYPE, decision_id
-from gateway.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
+from gateway.pipeline import Decision, IngressRecord, Pipeline
 from gateway.policy import Policy
 from gateway.reasons import ReasonCode
-from gateway.replay import Position, ReplayWindow
-from gateway.topics import TopicNames
+from gateway.replay import Position
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentRegistered
-from schemas.registry import REGISTRY
-from tests.conftest import NOW, Pki, make_resident
+from tests.conftest import NOW, Pki, make_pipeline, make_resident
 
 INGRESS = "xgw.ingress.police"
 
@@ -229,19 +227,6 @@ def test_rejection_does_not_enter_the_replay_window(
     assert pipeline.decide(record(envelope.encode(good), offset=2), NOW).accepted
 
 
-def _fresh(pki: Pki, policy: Policy) -> Pipeline:
-    """Another pipeline like the fixture's, with its own empty replay window."""
-    config = PipelineConfig(
-        topics=TopicNames(),
-        trust=pki.trust,
-        registry=REGISTRY,
-        policy=policy,
-        gateway_key=pki.gateway,
-        max_record_bytes=64 * 1024,
-    )
-    return Pipeline(config, ReplayWindow(timedelta(days=1), 10_000))
-
-
 def _unstamped(value: bytes | None) -> object:
     """An output's event without its stamp attributes (raw bytes if it is not an event)."""
     assert value is not None
@@ -268,8 +253,8 @@ def _batch(pki: Pki) -> list[IngressRecord]:
 def test_decide_is_a_batch_of_one(pki: Pki, policy: Policy, resident: ResidentRegistered) -> None:
     """decide(record) gives exactly decide_batch([record])[0], stamps included."""
     raw = envelope.encode(Forger(pki.keys).signed("police", resident, now=NOW))
-    single = _fresh(pki, policy).decide(record(raw), NOW)
-    (batched,) = _fresh(pki, policy).decide_batch([record(raw)], NOW)
+    single = make_pipeline(pki, policy).decide(record(raw), NOW)
+    (batched,) = make_pipeline(pki, policy).decide_batch([record(raw)], NOW)
     if pki.gateway.alg == "EdDSA":  # ES256 signatures are randomised
         assert single == batched
     assert [_unstamped(o.value) for o in single.outputs] == [
@@ -280,8 +265,8 @@ def test_decide_is_a_batch_of_one(pki: Pki, policy: Policy, resident: ResidentRe
 def test_a_batch_is_stamped_with_one_signature(pki: Pki, policy: Policy) -> None:
     """A batch's deliveries and receipts share one JWS, each verifies, and nothing else changes."""
     records = _batch(pki)
-    batched = _fresh(pki, policy).decide_batch(records, NOW)
-    one_pipeline = _fresh(pki, policy)
+    batched = make_pipeline(pki, policy).decide_batch(records, NOW)
+    one_pipeline = make_pipeline(pki, policy)
     singles = [one_pipeline.decide(r, NOW) for r in records]
     assert [d.reason for d in batched] == [
         *(None, None, None),
@@ -317,8 +302,8 @@ def test_a_batch_is_stamped_with_one_signature(pki: Pki, policy: Policy) -> None
 def test_audit_digest_is_the_leaf_hash_of_each_delivery(pki: Pki, policy: Policy) -> None:
     """The audit names each delivery by its leaf hash, which does not depend on the batch."""
     records = _batch(pki)
-    batched = _fresh(pki, policy).decide_batch(records, NOW)
-    single = _fresh(pki, policy).decide(records[1], NOW)
+    batched = make_pipeline(pki, policy).decide_batch(records, NOW)
+    single = make_pipeline(pki, policy).decide(records[1], NOW)
     for decision in (batched[1], single):
         (audit,) = outputs_on(decision, "xgw.audit")
         digests = {r["agency"]: r["sha256"] for r in json.loads(audit)["recipients"]}
