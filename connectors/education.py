@@ -15,7 +15,6 @@ from datetime import date
 from typing import Any, Literal
 
 from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
-from connectors.errors import RequestRefused, RequestTimedOut
 from connectors.people import (
     ENTRY_GRADES,
     Person,
@@ -26,6 +25,7 @@ from connectors.people import (
     resident_aged,
     school_year,
 )
+from connectors.verification import verified
 from schemas.common import Address
 from schemas.health import BirthCertificateIssued
 from schemas.police import (
@@ -35,7 +35,6 @@ from schemas.police import (
 )
 
 log = logging.getLogger("xgw.mock.education")
-REQUEST_TIMEOUT = 10.0  # seconds an admission officer waits for the police's answer
 MAX_PEOPLE = 50_000  # the mock's memory bound; the oldest entries are forgotten first
 SCHOOL_AGE = 18  # children are noted for planning until they come of age
 DIPLOMA_AGES = (15, 18)  # end of lower secondary (grade 9) to end of upper secondary (grade 12)
@@ -139,15 +138,11 @@ class EducationConnector:
         question = ResidenceVerificationRequested(
             personal_id=child.personal_id, claimed_address=place
         )
-        try:
-            answer = await self.client.request(question, timeout=REQUEST_TIMEOUT)
-        except RequestTimedOut:
-            return self._outcome("no_answer")
-        except RequestRefused as exc:
-            log.warning("residence verification refused reason=%s", exc.reason.value)
-            return self._outcome("refused")
-        if getattr(answer.data, "match", False) is not True:
+        stopped = await verified(self.client, question, "residence", log)
+        if stopped == "not_verified":
             return self._outcome("residence_not_verified")
+        if stopped is not None:
+            return self._outcome(stopped)
         published = await self.client.publish(application)
         self.pupils[child.personal_id] = application.school_year
         return self._outcome("enrolled", published)

@@ -15,7 +15,6 @@ from datetime import date
 from typing import Any, Literal
 
 from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
-from connectors.errors import RequestRefused, RequestTimedOut
 from connectors.people import (
     Person,
     TransferKind,
@@ -24,11 +23,11 @@ from connectors.people import (
     land_transfer,
     resident_aged,
 )
+from connectors.verification import verified
 from schemas.land import LandUseRightCertificateIssued
 from schemas.police import IdentityVerificationRequested, ResidentDeceased, ResidentRegistered
 
 log = logging.getLogger("xgw.mock.land")
-REQUEST_TIMEOUT = 10.0  # seconds a registrar waits for the police's answer
 MAX_PEOPLE = 50_000  # the mock's memory bound; the oldest entries are forgotten first
 
 ParcelKey = tuple[str, int, int]  # commune code, map sheet, parcel number
@@ -117,15 +116,11 @@ class LandConnector:
             full_name=transferee.full_name,
             date_of_birth=transferee.date_of_birth,
         )
-        try:
-            answer = await self.client.request(question, timeout=REQUEST_TIMEOUT)
-        except RequestTimedOut:
-            return self._outcome("no_answer")
-        except RequestRefused as exc:
-            log.warning("identity verification refused reason=%s", exc.reason.value)
-            return self._outcome("refused")
-        if getattr(answer.data, "match", False) is not True:
+        stopped = await verified(self.client, question, "identity", log)
+        if stopped == "not_verified":
             return self._outcome("identity_not_verified")
+        if stopped is not None:
+            return self._outcome(stopped)
         registered = land_transfer(self._rng, holding, transferee, today, kind)
         published = await self.client.publish(registered)
         self.holdings[key] = LandUseRightCertificateIssued(
