@@ -15,7 +15,8 @@ from gateway.broker import EmbeddedBroker
 from gateway.errors import BrokerError
 from gateway.kafka_admin import ensure_topics
 from gateway.replay import Position, Seen
-from gateway.replay_state import StateSeenIds
+from gateway.replay_state import StatePending, StateSeenIds
+from gateway.requests import Pending
 from gateway.state import FENCE_KEY, PartitionedState, recover
 from gateway.topics import TopicNames
 from gateway.worker import _KeyHashCache
@@ -140,3 +141,41 @@ async def test_topics_of_another_size_stop_the_worker_at_start(
         await admin.close()
     with pytest.raises(BrokerError, match=r"has 2 partitions, XGW_TOPIC_PARTITIONS is 4"):
         await ensure_topics(settings, ("police", "health", "education", "land"))
+
+
+def test_sweep_removes_only_what_expired_and_survives_a_rebalance() -> None:
+    """Swept ids are exactly the expired ones, also for state recovered from a changelog."""
+    state = PartitionedState("changelog")
+    state.adopt(0, {})
+    seen = StateSeenIds(state, TOPICS, timedelta(minutes=10))
+    at = Position(TOPICS.ingress("police"), 0, 1)
+    seen.remember(("police", "early"), at, NOW)
+    seen.remember(("police", "late"), Position(at.topic, 0, 2), NOW + timedelta(minutes=5))
+    assert seen.sweep(NOW + timedelta(minutes=9)) == 0
+    assert seen.sweep(NOW + timedelta(minutes=12)) == 1
+    assert seen.check(("police", "late"), Position(at.topic, 0, 2), NOW) is Seen.REDELIVERY
+    # A new assignment: the same entries, recovered into a fresh partition map.
+    recovered = dict(state.items(0))
+    state.keep_only(frozenset())
+    state.adopt(0, recovered)
+    assert seen.sweep(NOW + timedelta(minutes=17)) == 1
+    assert len(state) == 0
+
+
+def test_pending_requests_are_forgotten_after_the_window_once_closed() -> None:
+    """Closed requests go after the window; open ones stay until answered or timed out."""
+    state = PartitionedState("changelog")
+    state.adopt(2, {})
+    pending = StatePending(state, timedelta(hours=1))
+    deadline = NOW.timestamp() + 30
+    pending.put(2, "open", Pending("land", "t", "s", deadline, 1, "ab"))
+    pending.put(2, "done", Pending("land", "t", "s", deadline, 2, "cd").answered("r1"))
+    later = NOW + timedelta(hours=2)
+    assert [rid for _, rid, _ in pending.due(later)] == ["open"]
+    assert pending.sweep(later) == 1
+    assert pending.get(2, "done") is None
+    assert pending.open_count() == 1
+    recovered = dict(state.items(2))
+    state.keep_only(frozenset())
+    state.adopt(2, recovered)
+    assert pending.open_count() == 1
