@@ -8,24 +8,15 @@ from pathlib import Path
 
 import click
 
+from gateway.cli_options import bootstrap_option, pki_dir_option
 from gateway.settings import load_settings
 
 _EXIT_ERROR = 1
 
 
 @click.command()
-@click.option(
-    "--bootstrap-servers",
-    envvar="XGW_BOOTSTRAP_SERVERS",
-    default=None,
-    help="Kafka bootstrap servers (env XGW_BOOTSTRAP_SERVERS); empty: embedded broker.",
-)
-@click.option(
-    "--pki-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Key directory (env XGW_PKI_DIR, default var/pki); created when missing.",
-)
+@bootstrap_option
+@pki_dir_option
 @click.option(
     "-n",
     "--records",

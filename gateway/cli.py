@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gateway.cli_options import bootstrap_option, pki_dir_option
 from gateway.errors import XgwError
 from gateway.settings import Settings, load_settings
 
@@ -43,20 +44,6 @@ def _settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
 
-_bootstrap = click.option(
-    "--bootstrap-servers",
-    envvar="XGW_BOOTSTRAP_SERVERS",
-    default=None,
-    help="Kafka bootstrap servers (env XGW_BOOTSTRAP_SERVERS); empty: embedded broker.",
-)
-_pki_dir = click.option(
-    "--pki-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Key directory (env XGW_PKI_DIR, default var/pki).",
-)
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hcmc-xgw", prog_name="xgw")
 def cli() -> None:
@@ -69,8 +56,8 @@ def cli() -> None:
 
 
 @cli.command()
-@_bootstrap
-@_pki_dir
+@bootstrap_option
+@pki_dir_option
 @click.option(
     "--duration",
     type=click.FloatRange(1, 3600),
@@ -141,8 +128,8 @@ def broker(host: str, port: int) -> None:
 
 
 @cli.command()
-@_bootstrap
-@_pki_dir
+@bootstrap_option
+@pki_dir_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -180,7 +167,7 @@ def _certificate_line(verb: str, info: CertInfo) -> str:
 
 
 @pki.command("init")
-@_pki_dir
+@pki_dir_option
 @click.option("--force", is_flag=True, help="Replace an existing CA (its files move to retired/).")
 @click.option(
     "--days",
@@ -205,7 +192,7 @@ def pki_init(pki_dir: Path | None, force: bool, days: int) -> None:
 
 
 @pki.command("enroll")
-@_pki_dir
+@pki_dir_option
 @click.argument("agency")
 @click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default="EdDSA", show_default=True)
 @click.option(
@@ -225,7 +212,7 @@ def pki_enroll(pki_dir: Path | None, agency: str, alg: str, days: int) -> None:
 
 
 @pki.command("revoke")
-@_pki_dir
+@pki_dir_option
 @click.argument("serial")
 def pki_revoke(pki_dir: Path | None, serial: str) -> None:
     """Revoke the certificate with SERIAL (hex, as listed) and re-issue the signed CRL."""
@@ -243,7 +230,7 @@ def pki_revoke(pki_dir: Path | None, serial: str) -> None:
 
 
 @pki.command("list")
-@_pki_dir
+@pki_dir_option
 def pki_list(pki_dir: Path | None) -> None:
     """List the root CA and every issued certificate with its status now."""
     from gateway.pki import list_certificates, root_info  # noqa: PLC0415
@@ -259,8 +246,8 @@ def pki_list(pki_dir: Path | None) -> None:
 
 @cli.command()
 @click.argument("agency")
-@_bootstrap
-@_pki_dir
+@bootstrap_option
+@pki_dir_option
 @click.option(
     "--rate",
     type=click.FloatRange(0, 10_000),
@@ -309,8 +296,8 @@ _store = click.option(
 
 
 @audit.command("writer")
-@_bootstrap
-@_pki_dir
+@bootstrap_option
+@pki_dir_option
 @_store
 def audit_writer(
     bootstrap_servers: str | None, pki_dir: Path | None, store_url: str | None
@@ -327,7 +314,7 @@ def audit_writer(
 
 
 @audit.command("verify")
-@_pki_dir
+@pki_dir_option
 @_store
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> None:
@@ -397,7 +384,7 @@ def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> Non
 
 @audit.command("evidence")
 @click.argument("event_id")
-@_pki_dir
+@pki_dir_option
 @_store
 @click.option(
     "-o",
@@ -428,7 +415,7 @@ def audit_evidence(
 
 @audit.command("check-evidence")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_pki_dir
+@pki_dir_option
 def audit_check_evidence(file: Path, pki_dir: Path | None) -> None:
     """Verify an evidence file offline against the exchange root certificate."""
     from gateway.audit_chain import verify_evidence  # noqa: PLC0415
@@ -559,7 +546,7 @@ def _dead_letter_query(
 
 
 @deadletter.command("list")
-@_bootstrap
+@bootstrap_option
 @_dl_topic
 @_dl_reason
 @_dl_agency
@@ -590,7 +577,7 @@ def deadletter_list(
 
 
 @deadletter.command("replay")
-@_bootstrap
+@bootstrap_option
 @_dl_topic
 @_dl_reason
 @_dl_agency
