@@ -20,10 +20,11 @@ still verifies after the gateway withholds disclosures and adds its own attribut
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -41,7 +42,7 @@ from gateway.canonical import (
 from gateway.disclosure import Disclosure
 from gateway.errors import Rejection
 from gateway.jws import DetachedJws, JwsError, UnsupportedAlgorithm, parse_detached, sign_detached
-from gateway.keys import SigningKey
+from gateway.keys import SigningKey, VerificationKey
 from gateway.merkle import decode_proof, leaf_hash, merkle_tree, root_from_path
 from gateway.reasons import ReasonCode
 from gateway.topics import AGENCY_ID
@@ -247,10 +248,8 @@ def seal(attributes: Mapping[str, Any], data: Mapping[str, Any], key: SigningKey
     return event
 
 
-def verify_origin(
-    envelope: Envelope, trust: TrustStore, at: datetime, limits: Limits = DEFAULT_LIMITS
-) -> tuple[TrustedKey, dict[str, Disclosure]]:
-    """Check the origin signature and the disclosures; return the signer and disclosed fields."""
+def resolve_origin(envelope: Envelope, trust: TrustStore, at: datetime) -> TrustedKey:
+    """The trusted key of the origin signature's certificate, which must belong to the source."""
     header = envelope.signature.header
     carried = envelope.attributes.get(SIGNER_CERTIFICATE)
     if isinstance(carried, str) and "x5c" not in header:
@@ -263,7 +262,26 @@ def verify_origin(
             ReasonCode.SIGNER_AGENCY_MISMATCH,
             f"signed with a key of {trusted.owner!r}, source is {envelope.agency!r}",
         )
-    if not envelope.signature.verify(envelope.signed_bytes, trusted.key):
+    return trusted
+
+
+def verify_origin(
+    envelope: Envelope,
+    trust: TrustStore,
+    at: datetime,
+    limits: Limits = DEFAULT_LIMITS,
+    verdict: Callable[[VerificationKey], bool | None] | None = None,
+) -> tuple[TrustedKey, dict[str, Disclosure]]:
+    """Check the origin signature and the disclosures; return the signer and disclosed fields.
+
+    ``verdict`` may give the signature check's result for a key, computed ahead (see
+    :mod:`gateway.prefetch`); when it gives ``None`` the signature is verified here.
+    """
+    trusted = resolve_origin(envelope, trust, at)
+    valid = verdict(trusted.key) if verdict is not None else None
+    if valid is None:
+        valid = envelope.signature.verify(envelope.signed_bytes, trusted.key)
+    if not valid:
         raise Rejection(ReasonCode.BAD_SIGNATURE, "origin signature does not verify")
     return trusted, open_disclosures(envelope, limits)
 
@@ -320,8 +338,13 @@ def project(
     event[PURPOSE] = purpose
     event[LEGAL_BASIS] = legal_basis
     if signer_certificate is not None:
-        event[SIGNER_CERTIFICATE] = base64.b64encode(signer_certificate).decode("ascii")
+        event[SIGNER_CERTIFICATE] = _certificate_text(signer_certificate)
     return event
+
+
+@functools.lru_cache(maxsize=256)  # a few signing certificates, each delivered many times
+def _certificate_text(der: bytes) -> str:
+    return base64.b64encode(der).decode("ascii")
 
 
 # --- The gateway stamp: one signature over an RFC 9162 (section 2.1) hash tree of events ---
@@ -329,25 +352,25 @@ def project(
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """An event to stamp, without its stamp attributes, and its RFC 9162 leaf hash.
+    """An event to stamp, without its stamp attributes, its RFC 8785 bytes and leaf hash.
 
     Build it with :func:`leaf`; the event must not change afterwards (the hash covers it).
     """
 
     event: Mapping[str, Any]
+    canonical: bytes
     hash: bytes
 
 
 def leaf(event: Mapping[str, Any]) -> Leaf:
     """The leaf of ``event``: SHA-256(0x00 || RFC 8785 bytes of it without stamp attributes)."""
     unstamped = {k: v for k, v in event.items() if k not in STAMP_ATTRIBUTES}
-    return Leaf(unstamped, leaf_hash(canonical_bytes(unstamped)))
+    canonical = canonical_bytes(unstamped)
+    return Leaf(unstamped, canonical, leaf_hash(canonical))
 
 
-def stamp_leaves(leaves: list[Leaf], key: SigningKey) -> list[dict[str, Any]]:
-    """Stamp ``leaves`` with one signature over their tree; return the stamped events in order."""
-    if not leaves:
-        return []
+def _stamp_texts(leaves: list[Leaf], key: SigningKey) -> tuple[str, list[str]]:
+    """The one stamp token over ``leaves``' tree and each leaf's proof text, in order."""
     root, paths = merkle_tree([item.hash for item in leaves])
     size = len(leaves)
     token = sign_detached(root, key, {"typ": STAMP_TYP, "xgw": {"tree": STAMP_TREE, "size": size}})
@@ -359,13 +382,42 @@ def stamp_leaves(leaves: list[Leaf], key: SigningKey) -> list[dict[str, Any]]:
             if node not in names:
                 names[node] = b64url.encode(node)
     head = f".{size}"
+    proofs = [
+        ".".join((f"{index}{head}", *map(names.__getitem__, path)))
+        for index, path in enumerate(paths)
+    ]
+    return token, proofs
+
+
+def stamp_leaves(leaves: list[Leaf], key: SigningKey) -> list[dict[str, Any]]:
+    """Stamp ``leaves`` with one signature over their tree; return the stamped events in order."""
+    if not leaves:
+        return []
+    token, proofs = _stamp_texts(leaves, key)
     return [
-        {
-            **item.event,
-            STAMP: token,
-            STAMP_PROOF: ".".join((f"{index}{head}", *map(names.__getitem__, path))),
-        }
-        for index, (item, path) in enumerate(zip(leaves, paths, strict=True))
+        {**item.event, STAMP: token, STAMP_PROOF: proof}
+        for item, proof in zip(leaves, proofs, strict=True)
+    ]
+
+
+def stamp_leaves_encoded(leaves: list[Leaf], key: SigningKey) -> list[bytes]:
+    """Like :func:`stamp_leaves`, but return each stamped event as UTF-8 JSON bytes.
+
+    The stamp attributes are spliced into the leaf's canonical bytes (sorted keys, then the
+    two stamp attributes last) instead of encoding each event a second time. Token and proof
+    are base64url, digits and dots, which JSON strings hold without escaping.
+    """
+    if not leaves:
+        return []
+    token, proofs = _stamp_texts(leaves, key)
+    tail = f'"{STAMP}":"{token}","{STAMP_PROOF}":"'.encode("ascii")
+    return [
+        b"".join(
+            (item.canonical[:-1], b"," if len(item.canonical) > 2 else b"", tail)  # noqa: PLR2004 - "{}"
+        )
+        + proof.encode("ascii")
+        + b'"}'
+        for item, proof in zip(leaves, proofs, strict=True)
     ]
 
 

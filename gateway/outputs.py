@@ -10,12 +10,15 @@ then stamps all of a batch's with one signature (``envelope.stamp_leaves``) and 
 
 from __future__ import annotations
 
-import json
+import functools
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from gateway import envelope
 from gateway.keys import SigningKey
@@ -25,6 +28,7 @@ from gateway.replay import Position
 RECEIPT_TYPE = "vn.hcm.xgw.receipt.v1"
 CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 _RECEIPT_NAMESPACE = uuid.UUID("1b0f6c52-3f55-5a3e-9d44-6c2b3e0a7a01")
+_RECEIPT_NAMESPACE_BYTES = _RECEIPT_NAMESPACE.bytes
 
 Headers = tuple[tuple[str, bytes], ...]
 CE_HEADERS: Headers = (("content-type", CLOUDEVENTS_CONTENT_TYPE),)
@@ -67,12 +71,10 @@ def stamp_outputs(
     ``drafts`` holds the outputs of each decision; the result has the same shape, in order.
     """
     pending = [d for outs in drafts for d in outs if isinstance(d, Unstamped)]
-    stamped = iter(envelope.stamp_leaves([d.leaf for d in pending], key))
+    stamped = iter(envelope.stamp_leaves_encoded([d.leaf for d in pending], key))
     return [
         tuple(
-            OutRecord(d.topic, d.key, envelope.encode(next(stamped)), d.headers)
-            if isinstance(d, Unstamped)
-            else d
+            OutRecord(d.topic, d.key, next(stamped), d.headers) if isinstance(d, Unstamped) else d
             for d in outs
         )
         for outs in drafts
@@ -90,7 +92,16 @@ def decision_id(position: Position, record_sha256: str) -> str:
     where = f"{position.topic}/{position.partition}/{position.offset}/{record_sha256}"
     if position.timestamp_ms:
         where += f"/{position.timestamp_ms}"
-    return str(uuid.uuid5(_RECEIPT_NAMESPACE, where))
+    return uuid5_text(_RECEIPT_NAMESPACE_BYTES, where)
+
+
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))`` without building UUID objects (hot path)."""
+    digest = bytearray(hashlib.sha1(namespace + name.encode("utf-8")).digest()[:16])  # noqa: S324 - RFC 4122 name-based UUID, not a security hash
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def timeout_id(position: Position, record_sha256: str) -> str:
@@ -102,6 +113,7 @@ def timeout_id(position: Position, record_sha256: str) -> str:
     return f"timeout-{decision_id(position, record_sha256)}"
 
 
+@functools.lru_cache(maxsize=16)  # a batch is decided at one ``now``: one string per batch
 def rfc3339(moment: datetime) -> str:
     """A UTC timestamp with microseconds and a ``Z`` suffix."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -231,6 +243,6 @@ def dead_letter(
 
 def audit(topic: str, record: Mapping[str, Any]) -> OutRecord:
     """One audit record: ids, digests and outcome, never payload values."""
-    body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)  # compact, UTF-8 kept as is
     event_id = record.get("event_id")
-    return OutRecord(topic, event_id.encode() if isinstance(event_id, str) else None, body.encode())
+    return OutRecord(topic, event_id.encode() if isinstance(event_id, str) else None, body)

@@ -168,8 +168,7 @@ class X509TrustStore:
 
     def resolve(self, header: Mapping[str, Any], at: datetime) -> TrustedKey:
         """Return the owner and key of the certificate the header names, valid at ``at``."""
-        leaf, intermediates = self._certificate_for(header)
-        thumbprint = certificate_thumbprint(leaf)
+        leaf, intermediates, thumbprint = self._certificate_for(header)
         validated = self._validated.get(thumbprint)
         if validated is not None:
             self._validated.move_to_end(thumbprint)
@@ -193,17 +192,19 @@ class X509TrustStore:
 
     def _certificate_for(
         self, header: Mapping[str, Any]
-    ) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    ) -> tuple[x509.Certificate, list[x509.Certificate], str]:
+        """The leaf certificate the header names, the intermediates it sends, and the thumbprint."""
         thumbprint = header.get("x5t#S256")
         chain = header.get("x5c")
         if chain is not None:
             certificates = _decode_chain(chain)
             leaf = certificates[0]
-            if thumbprint is not None and thumbprint != certificate_thumbprint(leaf):
+            computed = certificate_thumbprint(leaf)
+            if thumbprint is not None and thumbprint != computed:
                 raise _reject(
                     ReasonCode.UNKNOWN_SIGNER, "x5t#S256 does not name the x5c certificate"
                 )
-            return leaf, certificates[1:]
+            return leaf, certificates[1:], computed
         if not isinstance(thumbprint, str):
             raise _reject(
                 ReasonCode.UNKNOWN_SIGNER, "the signature names no certificate (x5t#S256)"
@@ -211,7 +212,7 @@ class X509TrustStore:
         known = self._known.get(thumbprint)
         if known is None:
             raise _reject(ReasonCode.UNKNOWN_SIGNER, "x5t#S256 names no known certificate")
-        return known, []
+        return known, [], thumbprint  # the key it was filed under is its thumbprint
 
     def _validate(
         self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime

@@ -26,7 +26,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from types import MappingProxyType
 
 import vietnam_provinces
@@ -114,6 +114,7 @@ _TONE_ON_SECOND = dict(
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=8192)  # unit names are few; every address is checked on the hot path
 def name_key(name: str) -> str:
     """The form in which two spellings of one unit's name compare equal."""
     key = _SPACES.sub(" ", unicodedata.normalize("NFC", name)).strip()

@@ -243,3 +243,26 @@ def test_client_accepts_batch_stamped_deliveries_and_receipts(pipeline: Pipeline
         health.verify_delivery(envelope.encode(moved))
     assert excinfo.value.reason is ReasonCode.BAD_SIGNATURE
     assert json.loads(values[-1])["type"] == RECEIPT_TYPE
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_encoded_stamps_are_the_stamped_events(size: int, pki: Pki) -> None:
+    """The bytes spliced from canonical text parse to exactly the events stamp_leaves gives."""
+    events: list[Event] = [
+        {**event, "subject": "Nguyễn Thị Ánh, Phường Bến Nghé, Thủ Đức", "data": {"n": [1, None]}}
+        for event in _events(size)
+    ]
+    leaves = [envelope.leaf(event) for event in events]
+    encoded = envelope.stamp_leaves_encoded(leaves, pki.gateway)
+    stamped = envelope.stamp_leaves(leaves, pki.gateway)
+    for raw, event in zip(encoded, stamped, strict=True):
+        parsed = json.loads(raw.decode("utf-8"))
+        assert parsed == event
+        assert "Nguyễn Thị Ánh" in raw.decode("utf-8")  # UTF-8 as is, not \u escapes
+        envelope.verify_stamp(parsed, pki.trust, NOW)
+
+
+def test_an_empty_event_is_spliced_without_a_leading_comma(pki: Pki) -> None:
+    """The degenerate ``{}`` still gives valid JSON."""
+    (raw,) = envelope.stamp_leaves_encoded([envelope.leaf({})], pki.gateway)
+    assert set(json.loads(raw)) == {envelope.STAMP, envelope.STAMP_PROOF}
