@@ -24,7 +24,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -42,7 +42,7 @@ from gateway.canonical import (
 from gateway.disclosure import Disclosure
 from gateway.errors import Rejection
 from gateway.jws import DetachedJws, JwsError, UnsupportedAlgorithm, parse_detached, sign_detached
-from gateway.keys import SigningKey, VerificationKey
+from gateway.keys import SigningKey
 from gateway.merkle import decode_proof, leaf_hash, merkle_tree, root_from_path
 from gateway.reasons import ReasonCode
 from gateway.topics import AGENCY_ID
@@ -270,18 +270,10 @@ def verify_origin(
     trust: TrustStore,
     at: datetime,
     limits: Limits = DEFAULT_LIMITS,
-    verdict: Callable[[VerificationKey], bool | None] | None = None,
 ) -> tuple[TrustedKey, dict[str, Disclosure]]:
-    """Check the origin signature and the disclosures; return the signer and disclosed fields.
-
-    ``verdict`` may give the signature check's result for a key, computed ahead (see
-    :mod:`gateway.prefetch`); when it gives ``None`` the signature is verified here.
-    """
+    """Check the origin signature and the disclosures; return the signer and disclosed fields."""
     trusted = resolve_origin(envelope, trust, at)
-    valid = verdict(trusted.key) if verdict is not None else None
-    if valid is None:
-        valid = envelope.signature.verify(envelope.signed_bytes, trusted.key)
-    if not valid:
+    if not envelope.signature.verify(envelope.signed_bytes, trusted.key):
         raise Rejection(ReasonCode.BAD_SIGNATURE, "origin signature does not verify")
     return trusted, open_disclosures(envelope, limits)
 

@@ -26,7 +26,6 @@ from gateway.errors import Rejection
 from gateway.keys import SigningKey
 from gateway.outputs import Draft, Headers, OutRecord, Unstamped
 from gateway.policy import Grant, Policy
-from gateway.prefetch import Early, SignaturePrefetch
 from gateway.reasons import ReasonCode
 from gateway.replay import Position, Seen, SeenIds
 from gateway.requests import ANSWERED, OPEN, TIMED_OUT, MemoryPending, Pending, PendingRequests
@@ -92,8 +91,6 @@ class PipelineConfig:
     # The ingress partition a record key belongs on (Kafka's default partitioner), or None to
     # skip the check (tools and tests that place records by hand).
     key_partition: Callable[[bytes], int] | None = None
-    # Threads verifying a batch's origin signatures ahead of the decisions (0: verify inline).
-    verify_threads: int = 0
 
     def partition_of(self, key: bytes | None) -> int | None:
         """Where a record with ``key`` must be, when the check is on."""
@@ -154,7 +151,6 @@ class Pipeline:
         self._config = config
         self._replay = replay
         self._pending: PendingRequests = pending if pending is not None else MemoryPending()
-        self._prefetch = SignaturePrefetch(config.verify_threads) if config.verify_threads else None
 
     @property
     def agencies(self) -> tuple[str, ...]:
@@ -171,25 +167,7 @@ class Pipeline:
         Each decision is the one :meth:`decide` would give (state changes record by record);
         only the stamps differ: one signature over the hash tree of the batch's outputs.
         """
-        early: Sequence[Early | None] = (
-            self._prefetch.start(
-                [record.value for record in records],
-                trust=self._config.trust,
-                at=now,
-                limits=self._config.limits,
-                max_bytes=self._config.max_record_bytes,
-            )
-            if self._prefetch is not None and len(records) > 1
-            else [None] * len(records)
-        )
-        return self._stamp(
-            [self._draft(record, now, ahead) for record, ahead in zip(records, early, strict=True)]
-        )
-
-    def close(self) -> None:
-        """Stop the signature threads, if any."""
-        if self._prefetch is not None:
-            self._prefetch.close()
+        return self._stamp([self._draft(record, now) for record in records])
 
     def _stamp(self, drafted: list[_Drafted]) -> list[Decision]:
         stamped = outputs.stamp_outputs([outs for _, outs in drafted], self._config.gateway_key)
@@ -198,19 +176,17 @@ class Pipeline:
             for (decision, _), outs in zip(drafted, stamped, strict=True)
         ]
 
-    def _draft(self, record: IngressRecord, now: datetime, early: Early | None = None) -> _Drafted:
+    def _draft(self, record: IngressRecord, now: datetime) -> _Drafted:
         facts = _Facts(
             agency=self._config.topics.agency_of_ingress(record.topic),
             record_sha256=_sha256(record.value),
         )
         try:
-            return self._accept(record, now, facts, early)
+            return self._accept(record, now, facts)
         except Rejection as rejection:
             return self._reject(record, now, facts, rejection)
 
-    def _accept(
-        self, record: IngressRecord, now: datetime, facts: _Facts, early: Early | None
-    ) -> _Drafted:
+    def _accept(self, record: IngressRecord, now: datetime, facts: _Facts) -> _Drafted:
         config = self._config
         if facts.agency is None or facts.agency not in config.policy.agencies:
             raise Rejection(
@@ -221,11 +197,7 @@ class Pipeline:
                 ReasonCode.RECORD_TOO_LARGE,
                 f"{len(record.value)} bytes, limit {config.max_record_bytes}",
             )
-        env = (
-            early.envelope
-            if early is not None
-            else envelope.read_envelope(record.value, limits=config.limits)
-        )
+        env = envelope.read_envelope(record.value, limits=config.limits)
         facts.event_id, facts.event_type, facts.event_time = env.id, env.type, env.time
         self._check_placement(record, env, facts)
         # The same record read again after a crash was fresh when first decided: deciding it
@@ -234,9 +206,7 @@ class Pipeline:
         redelivery = seen is Seen.REDELIVERY
         if not redelivery:
             self._check_time(env, now)
-        signer, disclosures = envelope.verify_origin(
-            env, config.trust, now, config.limits, early.verdict if early is not None else None
-        )
+        signer, disclosures = envelope.verify_origin(env, config.trust, now, config.limits)
         facts.signer_kid, facts.subject = signer.kid, env.subject
         model = config.registry.model_for(env.type)
         if model is None:
