@@ -8,6 +8,7 @@ boundary with ``raise ... from exc`` and never leak.
     ├── ConfigError            settings, policy or key files are missing or invalid
     ├── BrokerError            the broker cannot be started, reached or used
     ├── KeyMaterialError       a key file cannot be read, written or parsed
+    ├── StateError             the worker's state store (its SQLite scratch file) failed
     └── Rejection              a record fails a check; carries a ReasonCode
 """
 
@@ -30,6 +31,10 @@ class BrokerError(XgwError):
 
 class KeyMaterialError(XgwError):
     """A key file cannot be read, written or parsed."""
+
+
+class StateError(XgwError):
+    """The worker's state store failed (a full disk, a deleted scratch file)."""
 
 
 class Rejection(XgwError):

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     rebalance_timeout_seconds: float = Field(default=6.0, gt=0)
     producer_linger_seconds: float = Field(default=0.0, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1024)
+    state_dir: Path | None = Field(
+        default=None,
+        description="where the worker's state scratch file goes; none = the system's temp dir",
+    )
 
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

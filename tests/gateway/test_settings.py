@@ -186,3 +186,10 @@ def test_replay_window_must_cover_the_accepted_event_age() -> None:
     """A replay window shorter than event age plus skew is refused, naming the rule."""
     with pytest.raises(ConfigError, match="replay_window_seconds must be at least"):
         load_settings(replay_window_seconds=3600, max_event_age_seconds=7200)
+
+
+def test_state_dir_is_read_and_unset_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """XGW_STATE_DIR names where a worker's state file goes; unset, the store uses the temp dir."""
+    assert load_settings().state_dir is None
+    monkeypatch.setenv("XGW_STATE_DIR", "/var/lib/xgw/state")
+    assert load_settings().state_dir == Path("/var/lib/xgw/state")
