@@ -7,7 +7,9 @@ them, and the benchmark and tools build pipelines with :func:`memory_pipeline`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,8 +64,9 @@ def memory_pipeline(settings: Settings) -> Pipeline:
     )
 
 
-# Writes one record; the returned future resolves when the broker acknowledges it.
-Sender = Callable[[OutRecord], Awaitable["asyncio.Future[Any]"]]
+# Queues records to write, in order; each returned future resolves when the broker
+# acknowledges what it covers (one future may cover many records).
+Sender = Callable[[list[OutRecord]], Awaitable[list["asyncio.Future[Any]"]]]
 
 
 @dataclass
@@ -84,16 +87,24 @@ class BatchProcessor:
         decisions = self.pipeline.decide_batch(records, now)
         await self.write([o for d in decisions for o in d.outputs], send)
         acked_at = time.time()
+        rejected: Counter[str] = Counter()
+        each = log.isEnabledFor(logging.DEBUG)
         for decision in decisions:
             self.metrics.observe(decision, acked_at)
             if not decision.accepted:
-                log.info(
-                    "rejected",
-                    agency=decision.agency,
-                    event_id=decision.event_id,
-                    reason=decision.reason,
-                    detail=decision.detail,
-                )
+                rejected[decision.reason.value if decision.reason else "unknown"] += 1
+                if each:
+                    log.debug(
+                        "rejected",
+                        agency=decision.agency,
+                        event_id=decision.event_id,
+                        reason=decision.reason,
+                        detail=decision.detail,
+                    )
+        if rejected:
+            # One line per batch: a flood of bad records must not become a flood of log lines
+            # (each record's reason and detail are in its dead letter and receipt).
+            log.info("rejected", records=len(records), by_reason=dict(rejected))
         self.metrics.batch_size.observe(len(records))
         self.metrics.processing.observe(time.perf_counter() - started)
         return decisions
@@ -104,7 +115,7 @@ class BatchProcessor:
         delay = self.retry_delay
         while True:
             try:
-                await asyncio.gather(*[await send(o) for o in outputs])
+                await asyncio.gather(*await send(outputs))
             except KafkaError as exc:
                 if not exc.retriable:
                     raise  # writing again would fail again: stop rather than spin
