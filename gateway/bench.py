@@ -73,6 +73,7 @@ TUNING = (
     "fetch_max_wait_ms",
     "producer_linger_seconds",
     "producer_max_batch_bytes",
+    "state_cache_bytes",
 )
 _SETTLE_S = 1.0  # after every worker has partitions, let the group's last rebalance finish
 _STALL_S = 45.0  # no new output for this long fails the run

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
@@ -127,6 +128,15 @@ class GatewayMetrics:
             "xgw_known_certificates", "Certificates the trust store can look up.", registry=r
         )
         Info("xgw_build", "Gateway build information.", registry=r).info({"version": __version__})
+        # Labelled children by metric and label values (bounded sets, see above): ``labels()``
+        # takes a lock and builds a key on every call, several times per record.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[metric, labels] = metric.labels(*labels)
+        return child
 
     def type_label(self, event_type: str | None) -> str:
         """The ``type`` label: a registered type, or ``unknown``."""
@@ -137,32 +147,34 @@ class GatewayMetrics:
         agency = decision.agency or UNKNOWN
         type_label = self.type_label(decision.event_type)
         if decision.kind == "timeout":
-            self.requests.labels(agency, type_label, "timed_out").inc()
+            self._child(self.requests, agency, type_label, "timed_out").inc()
             return
         if decision.accepted and decision.kind == "request":
-            self.requests.labels(agency, type_label, "asked").inc()
+            self._child(self.requests, agency, type_label, "asked").inc()
         elif decision.accepted and decision.kind == "response":
             for requester in decision.recipients:
-                self.requests.labels(requester, type_label, "answered").inc()
-        self.received.labels(agency).inc()
+                self._child(self.requests, requester, type_label, "answered").inc()
+        self._child(self.received, agency).inc()
         if decision.redelivery:
-            self.redeliveries.labels(agency).inc()
+            self._child(self.redeliveries, agency).inc()
         if decision.reason in _SIGNATURE_REASONS:
-            self.signature_verifications.labels(decision.reason.value).inc()
+            self._child(self.signature_verifications, decision.reason.value).inc()
         elif decision.signature_checked:
-            self.signature_verifications.labels("ok").inc()
+            self._child(self.signature_verifications, "ok").inc()
         if decision.accepted:
             for recipient in decision.recipients:
-                self.delivered.labels(agency, recipient, type_label).inc()
+                self._child(self.delivered, agency, recipient, type_label).inc()
             if decision.event_time is not None:
-                self.end_to_end.labels(agency).observe(
+                self._child(self.end_to_end, agency).observe(
                     max(0.0, acked_at - decision.event_time.timestamp())
                 )
         else:
             assert decision.reason is not None  # noqa: S101 - a rejection always has a reason
-            self.rejected.labels(agency, type_label, decision.reason.value).inc()
+            self._child(self.rejected, agency, type_label, decision.reason.value).inc()
         if decision.agency is not None:
-            self.receipts.labels(agency, "accepted" if decision.accepted else "rejected").inc()
+            self._child(
+                self.receipts, agency, "accepted" if decision.accepted else "rejected"
+            ).inc()
 
 
 @dataclass(frozen=True, slots=True)

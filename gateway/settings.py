@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         default=None,
         description="where the worker's state scratch file goes; none = the system's temp dir",
     )
+    state_cache_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64 * 1024, description="SQLite page cache of the state store"
+    )
 
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -67,7 +67,9 @@ class GatewayWorker:
         config = pipeline_config(
             settings, self.trust, lambda key: self._partitioner(key, partitions, partitions)
         )
-        self.state = PartitionedState(settings.topics.state, settings.state_dir)
+        self.state = PartitionedState(
+            settings.topics.state, settings.state_dir, settings.state_cache_bytes
+        )
         window = timedelta(seconds=settings.replay_window_seconds)
         self.seen = StateSeenIds(self.state, settings.topics, window)
         self.pending = StatePending(self.state, window)
