@@ -5,7 +5,8 @@ Their id is derived from the ingress position, so a redelivered record yields th
 and the agency client drops the repeat.
 
 Deliveries and receipts are first built as :class:`Unstamped` records; :func:`stamp_outputs`
-then stamps all of a batch's with one signature (``envelope.stamp_leaves``) and encodes them.
+then stamps all of a batch's with one signature (``envelope.stamp_leaves_encoded``, which
+splices the stamp into each leaf's canonical bytes).
 """
 
 from __future__ import annotations

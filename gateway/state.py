@@ -104,7 +104,6 @@ class PartitionedState:
         self._restoring: set[int] = set()  # written by restore(), not adopted yet
         self._rules: list[tuple[str, TimerRule]] = []
         self._outbox: list[OutRecord] = []
-        self.generation = 0  # changes whenever partitions are adopted or dropped
 
     def __len__(self) -> int:
         with self._guard:
@@ -221,7 +220,6 @@ class PartitionedState:
             self._db.executemany("DELETE FROM held WHERE partition = ?", [(p,) for p in gone])
         self._held -= gone
         self._restoring.clear()
-        self.generation += len(gone)
         return partitions - self._held
 
     def restore(self, partition: int, changes: Mapping[str, bytes | None]) -> None:
@@ -234,9 +232,16 @@ class PartitionedState:
         for key, raw in changes.items():
             if raw is None:
                 deletes.append((partition, key))
-            else:
+                continue
+            try:
                 text = raw.decode()
                 upserts.append(self._row(partition, key, json.loads(text), text))
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                # Not a value this version wrote (a corrupt record, an incompatible upgrade):
+                # guessing would let a replay through, so the partition cannot be recovered.
+                raise StateError(
+                    f"changelog entry {key!r} of partition {partition} is unreadable: {exc}"
+                ) from exc
         upserts.sort()  # by key: neighbours share B-tree pages (keys are unique here)
         with self._guard:
             self._db.executemany(_DELETE, deletes)
@@ -253,7 +258,6 @@ class PartitionedState:
             self._db.execute("INSERT OR IGNORE INTO held VALUES (?)", (partition,))
         self._restoring.discard(partition)
         self._held.add(partition)
-        self.generation += 1
 
     def _row(
         self, partition: int, key: str, value: Any, text: str | None = None

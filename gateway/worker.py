@@ -32,7 +32,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from gateway.app import BatchProcessor, pipeline_config, utcnow
-from gateway.errors import BrokerError, StateError
+from gateway.errors import BrokerError, StateError, XgwError
 from gateway.kafka_admin import ensure_topics
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import GatewayMetrics, serve_metrics
@@ -90,13 +90,14 @@ class GatewayWorker:
         # and timers touch the state only then.
         self._holding = False
         self._stop = asyncio.Event()
-        self._failure: str | None = None
+        self._failure: XgwError | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set, then finish the batch at hand and leave the group.
 
-        Raises :class:`BrokerError` when the worker cannot go on safely (its state could not
-        be recovered, or the broker refused outputs for good): a supervisor restarts it.
+        Raises :class:`BrokerError` when the broker refused outputs for good or state could not
+        be read back from it, and :class:`StateError` when the state store failed (a full
+        disk): the worker cannot go on safely, and a supervisor restarts it.
         """
         self._stop = stop
         s = self.settings
@@ -127,10 +128,10 @@ class GatewayWorker:
             self._consumer.subscribe(self.ingress_topics, listener=_Rebalance(self))
             await self._consumer.start()
             timers = [
-                asyncio.create_task(_every(s.crl_refresh_seconds, self._reload_trust)),
-                asyncio.create_task(_every(_SWEEP_INTERVAL_S, self._sweep)),
-                asyncio.create_task(_every(_EXPIRY_INTERVAL_S, self._expire_requests)),
-                asyncio.create_task(_every(_LAG_INTERVAL_S, self._measure_lag)),
+                asyncio.create_task(_every(s.crl_refresh_seconds, self._reload_trust, self._fail)),
+                asyncio.create_task(_every(_SWEEP_INTERVAL_S, self._sweep, self._fail)),
+                asyncio.create_task(_every(_EXPIRY_INTERVAL_S, self._expire_requests, self._fail)),
+                asyncio.create_task(_every(_LAG_INTERVAL_S, self._measure_lag, self._fail)),
             ]
             try:
                 await self._consume(stop)
@@ -147,7 +148,13 @@ class GatewayWorker:
             await self._producer.stop()
             self.state.close()
         if self._failure is not None:
-            raise BrokerError(self._failure)
+            raise self._failure
+
+    def _fail(self, error: XgwError) -> None:
+        """Stop the worker because of ``error`` (the first one is raised by :meth:`run`)."""
+        if self._failure is None:
+            self._failure = error
+        self._stop.set()
 
     def _consumer_options(self) -> dict[str, Any]:
         wait = self.settings.fetch_max_wait_ms
@@ -248,7 +255,9 @@ class GatewayWorker:
                 if batch.append(timestamp=None, **entry) is None:  # full: send it, start another
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
-                    batch.append(timestamp=None, **entry)  # an empty batch takes any record
+                    if batch.append(timestamp=None, **entry) is None:  # an empty one takes any
+                        size = len(record.value or b"")
+                        raise BrokerError(f"an output of {size} bytes fits no record batch")
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
 
@@ -257,8 +266,9 @@ class GatewayWorker:
         assert self._producer is not None  # noqa: S101 - set by run()
         partitions = frozenset(tp.partition for tp in assigned if tp.topic in self.ingress_topics)
         async with self._lock:
-            missing = self.state.keep_only(partitions)
+            missing = partitions
             try:
+                missing = self.state.keep_only(partitions)
                 read = await asyncio.wait_for(
                     recover(self.state, missing, self._producer, self._consumer_options()),
                     _RECOVERY_LIMIT_S,
@@ -268,9 +278,10 @@ class GatewayWorker:
                 # assigned and never move. Stop instead, so a supervisor restarts the worker.
                 with contextlib.suppress(StateError):  # a failed store is closed already
                     self.state.keep_only(frozenset())
-                self._failure = f"cannot recover the state of partitions {sorted(missing)}: {exc!r}"
                 log.exception("state recovery failed; stopping")
-                self._stop.set()
+                reason = f"cannot recover the state of partitions {sorted(missing)}: {exc}"
+                failed = StateError if isinstance(exc, StateError) else BrokerError
+                self._fail(failed(reason))
                 return
             self._holding = True
         self.metrics.assigned_partitions.set(len(assigned))
@@ -279,7 +290,6 @@ class GatewayWorker:
             partitions=sorted(partitions),
             recovered=sorted(missing),
             changelog_records=read,
-            state_entries=len(self.state),
         )
 
     async def on_revoked(self) -> None:
@@ -370,12 +380,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is
         await self._worker.on_assigned(assigned)
 
 
-async def _every(seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+async def _every(
+    seconds: float, action: Callable[[], Awaitable[None]], fatal: Callable[[XgwError], None]
+) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
             await action()
-        except Exception:  # a failing timer must not stop the worker
+        except StateError as exc:  # the store closed itself: nothing can be decided any more
+            log.exception("state store failed; stopping", task=action.__name__)
+            fatal(exc)
+            return
+        except Exception:  # any other failing timer must not stop the worker
             log.exception("periodic task failed", task=action.__name__)
 
 

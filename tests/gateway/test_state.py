@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import tempfile
@@ -25,7 +26,7 @@ from gateway.replay_state import StatePending, StateSeenIds
 from gateway.requests import Pending
 from gateway.state import FENCE_KEY, PartitionedState, recover
 from gateway.topics import TopicNames
-from gateway.worker import _KeyHashCache
+from gateway.worker import _every, _KeyHashCache
 from tests.conftest import NOW, Pki
 from tests.harness import exchange_settings
 from tests.strategies import json_values, vietnamese_text
@@ -453,3 +454,29 @@ async def test_recovered_entries_keep_their_timers(broker: EmbeddedBroker, topic
             assert seen_again.sweep(NOW + timedelta(minutes=10)) == 10
     finally:
         await producer.stop()
+
+
+@pytest.mark.parametrize("value", [b"\xff not utf-8", b"{not json", b'["too", "short"]'])
+def test_an_unreadable_changelog_entry_stops_recovery(value: bytes) -> None:
+    """A value this version did not write is a StateError, never a guess (or a silent stall)."""
+    with PartitionedState("changelog") as state:
+        StatePending(state, timedelta(minutes=10))
+        with pytest.raises(StateError, match="q/Nguyễn-1"):
+            state.restore(0, {"q/Nguyễn-1": value})
+
+
+async def test_a_failed_store_stops_the_worker_from_a_timer() -> None:
+    """A StateError in a periodic task is fatal (reported once), other errors are only logged."""
+    failures: list[Exception] = []
+    calls = 0
+
+    async def failing() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a passing problem")
+        raise StateError("disk full")
+
+    await asyncio.wait_for(_every(0.001, failing, failures.append), timeout=5)
+    assert calls == 2
+    assert [str(f) for f in failures] == ["disk full"]
