@@ -295,3 +295,25 @@ def test_origin_signature_cannot_serve_as_stamp(pki: Pki) -> None:
     with pytest.raises(Rejection) as excinfo:
         envelope.verify_stamp(event, pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("a" * 100, False),  # exactly the limit
+        ("a" * 101, True),
+        ("ư" * 100, False),  # 200 bytes of UTF-8, 100 characters: within the limit
+        ("ư" * 101, True),
+        ("\\" * 101, True),  # escaped in JSON: 202 bytes, 101 characters
+    ],
+)
+def test_disclosed_text_is_limited_in_characters(pki: Pki, text: str, refused: bool) -> None:
+    """The limit counts characters of decoded text, however long its JSON or base64url is."""
+    limits = envelope.Limits(max_string_chars=100)
+    env = roundtrip(sealed(pki, {"address": {"street": text, "commune_name": "Phường Bến Nghé"}}))
+    if not refused:
+        assert envelope.open_disclosures(env, limits)["address"].value["street"] == text
+        return
+    with pytest.raises(Rejection) as excinfo:
+        envelope.open_disclosures(env, limits)
+    assert reason_of(excinfo) is ReasonCode.STRING_TOO_LONG
