@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.errors import ConfigError
 from gateway.policy import DEFAULT_POLICY_FILE
+from gateway.state import DEFAULT_CACHE_BYTES
 from gateway.topics import TopicNames
 
 
@@ -81,7 +82,9 @@ class Settings(BaseSettings):
         description="where the worker's state scratch file goes; none = the system's temp dir",
     )
     state_cache_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=64 * 1024, description="SQLite page cache of the state store"
+        default=DEFAULT_CACHE_BYTES,
+        ge=64 * 1024,
+        description="SQLite page cache of the state store",
     )
 
     # Logging.

@@ -41,7 +41,7 @@ from gateway.outputs import OutRecord
 
 FENCE_KEY = b"~fence"
 _PREFIX, _SUFFIX = "xgw-state-", ".sqlite3"  # the scratch files' names
-DEFAULT_CACHE_BYTES = 8 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 4 * 1024 * 1024  # XGW_STATE_CACHE_BYTES's default
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _INT64 = range(-(1 << 63), 1 << 63)  # what SQLite stores as an integer (``in`` is O(1))
 
