@@ -37,14 +37,15 @@ from connectors.errors import (
     RequestTimedOut,
 )
 from connectors.transport import Message, Transport
-from gateway import envelope, outputs
-from gateway.canonical import loads_strict
-from gateway.envelope import subject_digest
+from gateway.core import envelope
+from gateway.core import records as outputs
+from gateway.core.envelope import subject_digest
 from gateway.errors import Rejection
-from gateway.keys import SigningKey
+from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
-from gateway.topics import TopicNames
-from gateway.trust import TrustStore
+from gateway.trust.store import TrustStore
+from gateway.wire.canonical import loads_strict
+from gateway.wire.keys import SigningKey
 from schemas.base import EventModel, RequestModel, ResponseModel, describe_errors
 from schemas.registry import REGISTRY, SchemaRegistry
 

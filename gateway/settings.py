@@ -6,6 +6,7 @@ override them. :meth:`Settings.masked` is the only form that may be logged.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,9 +14,11 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.errors import ConfigError
-from gateway.policy import DEFAULT_POLICY_FILE
-from gateway.state import DEFAULT_CACHE_BYTES
-from gateway.topics import TopicNames
+from gateway.names import TopicNames
+
+# The defaults other modules need live here, so that settings stay a leaf (import-linter).
+DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
+DEFAULT_CACHE_BYTES = 4 * 1024 * 1024  # the state store's SQLite page cache
 
 
 class Settings(BaseSettings):
@@ -120,9 +123,9 @@ class Settings(BaseSettings):
                 self.sasl_password.get_secret_value() if self.sasl_password else None
             )
         if self.security_protocol in {"SSL", "SASL_SSL"}:
-            from aiokafka.helpers import create_ssl_context  # noqa: PLC0415 - only for TLS
-
-            options["ssl_context"] = create_ssl_context(
+            # The standard library's context (what aiokafka's helper builds): the system's CAs
+            # unless a CA file is given, certificates and host names checked.
+            options["ssl_context"] = ssl.create_default_context(
                 cafile=str(self.ssl_cafile) if self.ssl_cafile else None
             )
         return options

@@ -33,7 +33,7 @@ _COMPONENT_REF = "#/components/schemas/"
 
 
 class TopicNamer(Protocol):
-    """The topic names of one exchange (``gateway.topics.TopicNames`` fits)."""
+    """The topic names of one exchange (``gateway.names.TopicNames`` fits)."""
 
     def ingress(self, agency: str) -> str: ...  # noqa: D102 - see TopicNames
 

@@ -16,16 +16,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from hypothesis import HealthCheck, settings
 from psycopg import sql
 
-from connectors.forgery import CertificateAuthority, certificate_authority
-from gateway.broker import EmbeddedBroker
-from gateway.keys import SigningKey
-from gateway.pipeline import Pipeline, PipelineConfig
-from gateway.pki import ensure_exchange, load_signing_key
-from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
-from gateway.replay import ReplayWindow
-from gateway.topics import TopicNames
-from gateway.trust import GATEWAY_OWNER
-from gateway.x509trust import X509TrustStore
+from gateway.core.pipeline import Pipeline, PipelineConfig
+from gateway.core.policy import Policy, load_policy
+from gateway.core.replay import ReplayWindow
+from gateway.lab.broker import EmbeddedBroker
+from gateway.lab.forgery import CertificateAuthority, certificate_authority
+from gateway.names import TopicNames
+from gateway.settings import DEFAULT_POLICY_FILE
+from gateway.trust.ca import ensure_exchange, load_signing_key
+from gateway.trust.store import GATEWAY_OWNER
+from gateway.trust.x509 import X509TrustStore
+from gateway.wire.keys import SigningKey
 from schemas.common import Address
 from schemas.police import ResidentRegistered
 from schemas.registry import REGISTRY

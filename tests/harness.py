@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 import pytest
 
 from connectors.client import AgencyClient, Receipt, ReceivedEvent
-from connectors.forgery import Forger
 from connectors.transport import KafkaTransport, Message
-from gateway.keys import SigningKey
+from gateway.lab.forgery import Forger
+from gateway.lab.processes import WorkerProcess, scrape
 from gateway.settings import Settings
-from gateway.worker_process import WorkerProcess, scrape
+from gateway.wire.keys import SigningKey
 from tests.conftest import AGENCIES, Pki
 
 WAIT_S = 20.0

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from connectors import people
 from connectors.client import PublishedEvent, ReceivedEvent
-from connectors.education import EducationConnector
 from connectors.errors import RequestRefused, RequestTimedOut
-from connectors.health import HealthConnector
-from connectors.land import LandConnector, parcel_key
-from connectors.people import Person
-from connectors.police import PoliceConnector
-from gateway.envelope import subject_digest
-from gateway.policy import Policy
+from connectors.mock import people
+from connectors.mock.education import EducationConnector
+from connectors.mock.health import HealthConnector
+from connectors.mock.land import LandConnector, parcel_key
+from connectors.mock.people import Person
+from connectors.mock.police import PoliceConnector
+from gateway.core.envelope import subject_digest
+from gateway.core.policy import Policy
 from gateway.reasons import ReasonCode
 from schemas.base import EventModel, RequestModel, ResponseModel
 from schemas.common import Address

@@ -12,16 +12,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from connectors import people
 from connectors.client import AgencyClient
 from connectors.errors import InvalidEventError, RequestRefused, RequestTimedOut
+from connectors.mock import people
 from connectors.transport import MemoryTransport
-from gateway import disclosure as sd
-from gateway import envelope
-from gateway.envelope import subject_digest
-from gateway.keys import SigningKey
-from gateway.pipeline import IngressRecord, Pipeline
+from gateway.core import envelope
+from gateway.core.envelope import subject_digest
+from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.reasons import ReasonCode
+from gateway.wire import disclosure as sd
+from gateway.wire.keys import SigningKey
 from schemas.police import IdentityVerificationRequested, IdentityVerified, ResidentRegistered
 from tests.conftest import NOW, Pki, make_resident
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connectors.client import PublishedEvent, ReceivedEvent
-from connectors.lifeevents import (
+from connectors.mock.lifeevents import (
     STORIES,
     LifeEvents,
     MockAgencies,
@@ -23,7 +23,7 @@ from connectors.lifeevents import (
     connector_for,
     react_forever,
 )
-from gateway.policy import Policy
+from gateway.core.policy import Policy
 from schemas.base import EventModel, RequestModel, ResponseModel
 from schemas.health import DeathCertificateIssued, HealthInsuranceCardIssued
 from schemas.registry import REGISTRY

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from connectors import people
-from connectors.people import Person
+from connectors.mock import people
+from connectors.mock.people import Person
 from schemas.base import EventModel
 from schemas.common import BHYT_GROUP_CODES
 from schemas.registry import REGISTRY

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.errors import TransportError
 from connectors.transport import KafkaTransport, Message
-from gateway.broker import EmbeddedBroker, free_port
+from gateway.lab.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

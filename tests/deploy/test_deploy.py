@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from gateway.cli import cli
-from gateway.metrics import GatewayMetrics
-from gateway.policy import DEFAULT_POLICY_FILE, load_policy
-from gateway.settings import Settings
-from gateway.topics import TopicNames
+from gateway.core.policy import load_policy
+from gateway.names import TopicNames
+from gateway.runtime.metrics import GatewayMetrics
+from gateway.settings import DEFAULT_POLICY_FILE, Settings
 from schemas.registry import REGISTRY
 
 ROOT = Path(__file__).parents[2]
@@ -40,9 +40,9 @@ GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "xgw.y
 K8S = DEPLOY / "k8s"
 XGW_IMAGE = "hcmc-xgw:local"
 METRICS_PORT = 9464
-# The workers' state changelog (gateway/state.py), compacted.
+# The workers' state changelog (gateway/runtime/state.py), compacted.
 REPLAY_CHANGELOG = TopicNames("xgw").state
-# Being added to gateway/metrics.py next to these files; alerts and dashboard use them already.
+# Being added to gateway/runtime/metrics.py; alerts and dashboard use them already.
 PENDING_METRICS = frozenset(
     {
         "xgw_certificate_expiry_seconds",

@@ -17,15 +17,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from connectors.forgery import Forger
-from gateway import envelope
-from gateway.audit_chain import verify_evidence
-from gateway.audit_ops import archive, export_evidence, subject_report, verify_store
-from gateway.audit_store import AuditStore, open_store
-from gateway.audit_writer import AuditWriter, load_subject_secret
-from gateway.pipeline import IngressRecord, Pipeline
-from gateway.pki import load_signing_key
-from gateway.trust import GATEWAY_OWNER
+from gateway.audit.chain import verify_evidence
+from gateway.audit.ops import archive, export_evidence, subject_report, verify_store
+from gateway.audit.store import AuditStore, open_store
+from gateway.audit.writer import AuditWriter, load_subject_secret
+from gateway.core import envelope
+from gateway.core.pipeline import IngressRecord, Pipeline
+from gateway.lab.forgery import Forger
+from gateway.trust.ca import load_signing_key
+from gateway.trust.store import GATEWAY_OWNER
 from tests.conftest import NOW, POSTGRES_URL, Pki, make_resident
 
 SECRET = b"k" * 32
@@ -153,7 +153,7 @@ def test_a_consistently_rewritten_chain_is_caught_by_the_checkpoint(
     trail: Trail, pipeline: Pipeline, pki: Pki
 ) -> None:
     """Rewriting a body and recomputing every later hash still contradicts a signed checkpoint."""
-    from gateway.audit_chain import link  # noqa: PLC0415
+    from gateway.audit.chain import link  # noqa: PLC0415
 
     trail.writer.write(decisions(pipeline, pki, PEOPLE))
     rows = list(trail.store.entries())

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from gateway.audit_store import open_store
-from gateway.broker import EmbeddedBroker
+from gateway.audit.store import open_store
+from gateway.lab.broker import EmbeddedBroker
+from gateway.lab.processes import WorkerProcess
 from gateway.settings import settings_env
-from gateway.worker_process import WorkerProcess
 from tests.conftest import POSTGRES_URL, Pki, make_resident
 from tests.harness import Exchange, exchange_settings, running_exchange
 

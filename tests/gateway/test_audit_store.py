@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway.audit_model import GENESIS_HASH, Anchor, Checkpoint, StoredEntry
-from gateway.audit_store import (
+from gateway.audit.model import GENESIS_HASH, Anchor, Checkpoint, StoredEntry
+from gateway.audit.store import (
     AuditStore,
     ChainConflict,
     PostgresStore,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import b64url
+from gateway.wire import b64url
 
 # RFC 4648 section 10 test vectors, without their padding.
 RFC4648_VECTORS = [

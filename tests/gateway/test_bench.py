@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from connectors.forgery import Forger
-from gateway.bench_cli import bench
-from gateway.bench_load import DUPLICATE, mix_of, plan, proc_sample, seal_records
-from gateway.bench_report import (
+from gateway.cli.bench import bench
+from gateway.lab.forgery import Forger
+from gateway.lab.load import DUPLICATE, mix_of, plan, proc_sample, seal_records
+from gateway.lab.report import (
     BenchResult,
     GatewayRun,
     Latency,

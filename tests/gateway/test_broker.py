@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from gateway.broker import EmbeddedBroker, probe_metadata
 from gateway.errors import BrokerError
+from gateway.lab.broker import EmbeddedBroker, probe_metadata
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_stop_ends_the_process_and_is_idempotent() -> None:
 def test_broker_dies_with_a_killed_parent() -> None:
     """A SIGKILLed parent leaves no orphan broker behind (PR_SET_PDEATHSIG)."""
     script = (
-        "from gateway.broker import EmbeddedBroker; import time, sys\n"
+        "from gateway.lab.broker import EmbeddedBroker; import time, sys\n"
         "b = EmbeddedBroker(); b.start(); print(b.pid, flush=True); time.sleep(60)\n"
     )
     parent = subprocess.Popen(  # noqa: S603 - our interpreter, fixed script

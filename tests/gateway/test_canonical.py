@@ -13,7 +13,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.canonical import CanonicalisationError, canonical_bytes
+from gateway.wire.canonical import CanonicalisationError, canonical_bytes
 from tests.strategies import json_values
 
 # RFC 8785 appendix B: IEEE 754 bit patterns and their canonical JSON numbers.

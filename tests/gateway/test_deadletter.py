@@ -14,9 +14,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 
-from gateway.broker import EmbeddedBroker
 from gateway.cli import cli
-from gateway.deadletter import (
+from gateway.core.records import OutRecord, dead_letter
+from gateway.core.replay import Position
+from gateway.errors import XgwError
+from gateway.lab.broker import EmbeddedBroker
+from gateway.names import TopicNames
+from gateway.ops.deadletter import (
     DeadLetter,
     Filter,
     Found,
@@ -27,12 +31,8 @@ from gateway.deadletter import (
     read_dead_letters,
     replayable,
 )
-from gateway.errors import XgwError
-from gateway.outputs import OutRecord, dead_letter
 from gateway.reasons import ReasonCode
-from gateway.replay import Position
 from gateway.settings import Settings
-from gateway.topics import TopicNames
 
 DECIDED = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
 PAYLOAD = b'{"data":{"personal_id":"079190012345","full_name":"Nguyen Thi Minh Khai"}}'

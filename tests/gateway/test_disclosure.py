@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from gateway import b64url
-from gateway import disclosure as sd
+from gateway.wire import b64url
+from gateway.wire import disclosure as sd
 from tests.strategies import event_data
 
 # RFC 9901 example disclosure of given_name (its JSON uses ", " separators).

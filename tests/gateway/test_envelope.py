@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from gateway import b64url, envelope
-from gateway import disclosure as sd
+from gateway.core import envelope
 from gateway.errors import Rejection
-from gateway.keys import SigningKey
 from gateway.reasons import ReasonCode
+from gateway.wire import b64url
+from gateway.wire import disclosure as sd
+from gateway.wire.keys import SigningKey
 from tests.conftest import NOW, Pki
 from tests.strategies import event_data
 

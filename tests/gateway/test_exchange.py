@@ -20,15 +20,17 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from connectors.people import vaccination
+from connectors.mock.people import vaccination
 from connectors.transport import KafkaTransport
-from gateway import b64url, envelope, pki
-from gateway import disclosure as sd
-from gateway.broker import EmbeddedBroker
-from gateway.canonical import canonical_bytes
-from gateway.jws import sign_detached
-from gateway.keys import SigningKey
+from gateway.core import envelope
+from gateway.lab.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
+from gateway.trust import ca as pki
+from gateway.wire import b64url
+from gateway.wire import disclosure as sd
+from gateway.wire.canonical import canonical_bytes
+from gateway.wire.jws import sign_detached
+from gateway.wire.keys import SigningKey
 from schemas.police import ResidentRegistered
 from tests.conftest import Pki, make_pki, make_resident
 from tests.harness import Exchange, exchange_settings, running_exchange

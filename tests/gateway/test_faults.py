@@ -15,8 +15,8 @@ import pytest_asyncio
 from connectors.client import AgencyClient, PublishedEvent
 from connectors.errors import TransportError
 from connectors.transport import KafkaTransport
-from gateway.broker import EmbeddedBroker
-from gateway.worker_process import WorkerProcess
+from gateway.lab.broker import EmbeddedBroker
+from gateway.lab.processes import WorkerProcess
 from tests.conftest import Pki, make_resident
 from tests.harness import Exchange, exchange_settings, running_exchange
 

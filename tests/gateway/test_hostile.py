@@ -8,9 +8,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.forgery import Forger
-from gateway import envelope
-from gateway.pipeline import IngressRecord, Pipeline
+from gateway.core import envelope
+from gateway.core.pipeline import IngressRecord, Pipeline
+from gateway.lab.forgery import Forger
 from tests.conftest import NOW, Pki, make_resident
 
 headers = st.lists(st.tuples(st.text(max_size=20), st.binary(max_size=40)), max_size=4)

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from gateway import b64url
-from gateway.canonical import canonical_bytes
-from gateway.jws import JwsError, parse_detached, sign_detached
-from gateway.keys import SigningKey
+from gateway.wire import b64url
+from gateway.wire.canonical import canonical_bytes
+from gateway.wire.jws import JwsError, parse_detached, sign_detached
+from gateway.wire.keys import SigningKey
 
 ALGS = ["EdDSA", "ES256"]
 PAYLOAD = b'{"id":"e-1","subject":"s"}'

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import b64url
-from gateway.canonical import canonical_bytes
 from gateway.errors import KeyMaterialError, XgwError
-from gateway.keys import (
+from gateway.wire import b64url
+from gateway.wire.canonical import canonical_bytes
+from gateway.wire.keys import (
     SigningKey,
     VerificationKey,
     jwk_thumbprint,
@@ -402,7 +402,7 @@ def test_protected_header_cache_is_bounded() -> None:
 
 def test_certificate_named_key_header_names_the_certificate(tmp_path: Path) -> None:
     """After with_certificate the cached header carries the new kid and x5t#S256, not the old."""
-    from gateway.pki import ensure_exchange, load_signing_key  # noqa: PLC0415 - PKI set-up only
+    from gateway.trust.ca import ensure_exchange, load_signing_key  # noqa: PLC0415 - PKI set-up only
 
     ensure_exchange(tmp_path, ["police"])
     key = load_signing_key(tmp_path, "police")

@@ -22,12 +22,12 @@ import pytest_asyncio
 
 from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
 from connectors.errors import RequestRefused, RequestTimedOut
-from connectors.lifeevents import LifeEvents, MockAgencies, Played, Story, react_forever
-from connectors.people import local_day, resident_aged
-from connectors.police import PoliceConnector
-from gateway.broker import EmbeddedBroker
-from gateway.envelope import subject_digest
-from gateway.policy import Grant, Policy
+from connectors.mock.lifeevents import LifeEvents, MockAgencies, Played, Story, react_forever
+from connectors.mock.people import local_day, resident_aged
+from connectors.mock.police import PoliceConnector
+from gateway.core.envelope import subject_digest
+from gateway.core.policy import Grant, Policy
+from gateway.lab.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
 from schemas.base import RequestModel, ResponseModel
 from schemas.education import StudentEnrolled

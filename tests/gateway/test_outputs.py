@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.outputs import uuid5_text
+from gateway.core.records import uuid5_text
 
 
 @given(st.uuids(), st.text())

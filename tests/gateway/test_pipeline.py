@@ -7,14 +7,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from connectors.forgery import Forger
-from gateway import envelope, merkle
-from gateway.envelope import subject_digest
-from gateway.outputs import RECEIPT_TYPE, decision_id
-from gateway.pipeline import Decision, IngressRecord, Pipeline
-from gateway.policy import Policy
+from gateway.core import envelope
+from gateway.core.envelope import subject_digest
+from gateway.core.pipeline import Decision, IngressRecord, Pipeline
+from gateway.core.policy import Policy
+from gateway.core.records import RECEIPT_TYPE, decision_id
+from gateway.core.replay import Position
+from gateway.lab.forgery import Forger
 from gateway.reasons import ReasonCode
-from gateway.replay import Position
+from gateway.wire import merkle
 from schemas.health import VaccinationRecorded
 from schemas.police import ResidentRegistered
 from tests.conftest import NOW, Pki, make_pipeline, make_resident

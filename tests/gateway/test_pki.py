@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from gateway import pki
-from gateway.envelope import GATEWAY_SOURCE, agency_source
+from gateway.core.envelope import GATEWAY_SOURCE, agency_source
 from gateway.errors import ConfigError, KeyMaterialError
-from gateway.keys import VerificationKey
+from gateway.trust import ca as pki
+from gateway.wire.keys import VerificationKey
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 ALGS = ["EdDSA", "ES256"]

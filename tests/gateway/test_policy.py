@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.core.policy import Policy, load_policy
 from gateway.errors import ConfigError
-from gateway.policy import DEFAULT_POLICY_FILE, Policy, load_policy
-from gateway.policy_doc import markdown_tables
+from gateway.ops.docs import markdown_tables
+from gateway.settings import DEFAULT_POLICY_FILE
 from schemas.registry import REGISTRY
 
 REGISTERED = "vn.hcm.police.resident_registered.v1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gateway.replay import Position, ReplayWindow, Seen
+from gateway.core.replay import Position, ReplayWindow, Seen
 from tests.conftest import NOW
 
 WINDOW = timedelta(hours=1)

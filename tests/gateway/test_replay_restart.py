@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from gateway.broker import EmbeddedBroker
+from gateway.lab.broker import EmbeddedBroker
+from gateway.lab.processes import WorkerProcess
 from gateway.reasons import ReasonCode
-from gateway.worker_process import WorkerProcess
 from tests.conftest import Pki, make_resident
 from tests.harness import Exchange, exchange_settings, running_exchange
 

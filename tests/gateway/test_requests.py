@@ -9,12 +9,13 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from connectors.forgery import Forger
-from gateway import envelope, outputs
-from gateway.pipeline import Decision, IngressRecord, Pipeline
+from gateway.core import envelope
+from gateway.core import records as outputs
+from gateway.core.pending import ANSWERED, TIMED_OUT, MemoryPending
+from gateway.core.pipeline import Decision, IngressRecord, Pipeline
+from gateway.core.replay import Position, ReplayWindow
+from gateway.lab.forgery import Forger
 from gateway.reasons import ReasonCode
-from gateway.replay import Position, ReplayWindow
-from gateway.requests import ANSWERED, TIMED_OUT, MemoryPending
 from schemas.base import EventModel
 from schemas.police import IdentityVerificationRequested, IdentityVerified
 from tests.conftest import NOW, Pki, make_resident

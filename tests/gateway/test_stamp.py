@@ -13,14 +13,15 @@ from hypothesis import strategies as st
 
 from connectors.client import AgencyClient
 from connectors.errors import RefusedDelivery
-from connectors.forgery import Forger
 from connectors.transport import MemoryTransport
-from gateway import b64url, envelope, merkle
+from gateway.core import envelope
+from gateway.core.pipeline import IngressRecord, Pipeline
+from gateway.core.records import RECEIPT_TYPE
 from gateway.errors import Rejection
-from gateway.jws import sign_detached
-from gateway.outputs import RECEIPT_TYPE
-from gateway.pipeline import IngressRecord, Pipeline
+from gateway.lab.forgery import Forger
 from gateway.reasons import ReasonCode
+from gateway.wire import b64url, merkle
+from gateway.wire.jws import sign_detached
 from tests.conftest import NOW, Pki, make_resident
 
 Event = dict[str, Any]

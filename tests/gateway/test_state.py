@@ -18,15 +18,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 
-from gateway.broker import EmbeddedBroker
+from gateway.core.pending import Pending
+from gateway.core.replay import Position, Seen
 from gateway.errors import BrokerError, StateError
-from gateway.kafka_admin import ensure_topics
-from gateway.replay import Position, Seen
-from gateway.replay_state import StatePending, StateSeenIds
-from gateway.requests import Pending
-from gateway.state import FENCE_KEY, PartitionedState, recover
-from gateway.topics import TopicNames
-from gateway.worker import _every, _KeyHashCache
+from gateway.lab.broker import EmbeddedBroker
+from gateway.names import TopicNames
+from gateway.runtime.state import FENCE_KEY, PartitionedState, recover
+from gateway.runtime.tables import StatePending, StateSeenIds
+from gateway.runtime.topic_admin import ensure_topics
+from gateway.runtime.worker import _every, _KeyHashCache
 from tests.conftest import NOW, Pki
 from tests.harness import exchange_settings
 from tests.strategies import json_values, vietnamese_text

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from gateway.cli import cli
-from gateway.top import (
+from gateway.ops.top import (
     Endpoint,
     Reading,
     build_view,

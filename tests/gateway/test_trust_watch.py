@@ -12,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway import pki as ca_files
 from gateway.errors import Rejection
-from gateway.keys import certificate_thumbprint
 from gateway.reasons import ReasonCode
-from gateway.trust_watch import TrustWatcher
-from gateway.x509trust import X509TrustStore
+from gateway.trust import ca as ca_files
+from gateway.trust.watch import TrustWatcher
+from gateway.trust.x509 import X509TrustStore
+from gateway.wire.keys import certificate_thumbprint
 from tests.conftest import NOW, Pki, make_pki
 
 

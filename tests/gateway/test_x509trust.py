@@ -12,15 +12,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from connectors.forgery import WRONG_USAGE, CertificateAuthority
-from gateway.envelope import agency_source
+from gateway.core.envelope import agency_source
 from gateway.errors import ConfigError, Rejection
-from gateway.jws import parse_detached, sign_detached
-from gateway.keys import Algorithm, SigningKey, certificate_thumbprint
-from gateway.pki import build_certificate, build_crl, build_root
+from gateway.lab.forgery import WRONG_USAGE, CertificateAuthority
 from gateway.reasons import ReasonCode
-from gateway.trust import GATEWAY_OWNER
-from gateway.x509trust import X509TrustStore, owner_of
+from gateway.trust.ca import build_certificate, build_crl, build_root
+from gateway.trust.store import GATEWAY_OWNER
+from gateway.trust.x509 import X509TrustStore, owner_of
+from gateway.wire.jws import parse_detached, sign_detached
+from gateway.wire.keys import Algorithm, SigningKey, certificate_thumbprint
 from tests.conftest import NOW, Pki
 
 HOUR = timedelta(hours=1)

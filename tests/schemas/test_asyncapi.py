@@ -10,11 +10,13 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from gateway import envelope, outputs
 from gateway.cli import cli
-from gateway.policy import DEFAULT_POLICY_FILE, load_policy
+from gateway.core import envelope
+from gateway.core import records as outputs
+from gateway.core.policy import load_policy
+from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
-from gateway.topics import TopicNames
+from gateway.settings import DEFAULT_POLICY_FILE
 from schemas import asyncapi
 from schemas.police import ResidentRegistered
 from schemas.registry import REGISTRY

@@ -1,0 +1,106 @@
+"""``xgw agency <agency>``: one mock agency system running against an exchange, until stopped.
+
+Any of the four agencies (police, health, education, land): it publishes a steady stream of
+its realistic events, reacts to each verified delivery as its mock connector does (police
+register newborns and answer verification requests, health closes the card of the deceased,
+...), and logs each delivery and each receipt (ids, types, purposes, reasons: never a field
+value). docker-compose runs one per agency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+from datetime import UTC, datetime
+
+from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
+from connectors.errors import ConnectorError
+from connectors.mock.lifeevents import CONNECTORS, MockAgency, connector_for, react_forever
+from connectors.mock.people import local_day
+from connectors.transport import KafkaTransport
+from gateway.logs import configure_logging, get_logger
+from gateway.settings import Settings
+from gateway.trust.ca import load_signing_key
+from gateway.trust.x509 import X509TrustStore
+
+log = get_logger("xgw.agency")
+
+
+async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio.Event) -> None:
+    """Subscribe to ``agency``'s deliveries and receipts; publish at ``rate`` per second."""
+    client = AgencyClient(
+        agency=agency,
+        signing_key=load_signing_key(settings.pki_dir, agency),
+        trust=X509TrustStore.from_directory(settings.pki_dir),
+        transport=KafkaTransport(settings.kafka_options()),
+        topics=settings.topics,
+    )
+
+    # An agency of the policy that the mock world does not model only logs its deliveries.
+    rng = random.Random()  # noqa: S311 - fake data, not secrets
+    connector = connector_for(agency, client, rng) if agency in CONNECTORS else None
+
+    def logged(event: ReceivedEvent, reactions: list[PublishedEvent]) -> None:
+        log.info(
+            "delivery",
+            event_id=event.id,
+            type=event.type,
+            purpose=event.purpose,
+            source=event.source_agency,
+            fields=len(event.fields),
+            reactions=len(reactions),
+        )
+
+    async def deliveries() -> None:
+        if connector is not None:
+            await react_forever(connector, on_delivery=logged)
+            return
+        async for event in client.subscribe():
+            logged(event, [])
+
+    async def receipts() -> None:
+        async for receipt in client.receipts():
+            log.info(
+                "receipt", event_id=receipt.event_id, status=receipt.status, reason=receipt.reason
+            )
+
+    async def publish(connector: MockAgency) -> None:
+        while not stop.is_set():
+            try:
+                await connector.publish_next(local_day(datetime.now(UTC)))
+            except ConnectorError as exc:
+                # An unanswered request or a refused event must not stop the stream.
+                log.warning("publish failed", agency=agency, error=type(exc).__name__)
+            await asyncio.sleep(1.0 / rate)
+
+    tasks = [asyncio.create_task(deliveries()), asyncio.create_task(receipts())]
+    publishing = connector is not None and rate > 0
+    if connector is not None and publishing:
+        tasks.append(asyncio.create_task(publish(connector)))
+    log.info("agency connector running", agency=agency, publishing=publishing)
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+
+
+def main(settings: Settings, agency: str, rate: float, duration: float | None) -> None:
+    """Run one mock agency until SIGINT/SIGTERM or ``duration`` seconds."""
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await run_agency(settings, agency, rate, stop)
+
+    asyncio.run(go())

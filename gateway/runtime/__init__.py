@@ -1,0 +1,1 @@
+"""The gateway's processes on Kafka: the worker loop, its producer, state and metrics."""

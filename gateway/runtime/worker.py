@@ -1,0 +1,415 @@
+"""A gateway worker: one consumer group member that decides ingress records in batches.
+
+    getmany (up to XGW_BATCH_MAX records) -> Pipeline.decide_batch (one stamp signature for
+    the batch) -> write every output and the state changelog -> wait for the broker's
+    acknowledgements -> commit the offsets (while the next batch is decided)
+
+Offsets are committed only after everything the batch produced is acknowledged, so a crash at
+any point means the batch is decided again (the agency client drops the repeats by event id,
+and decisions, receipts and audit entries keep their ids). The batch runs under a lock that a
+rebalance takes before it revokes partitions, so a revoked partition's batch always finishes
+and commits first.
+
+Why a plain aiokafka loop and not a faust agent: see docs/architecture.md ("The worker
+loop"). In short, a faust worker restarted after SIGKILL could stop reading some partitions
+for good (a race between its stream and its seek to the committed offsets), and faust's
+per-event overhead was larger than the decision itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from gateway.core.pipeline import IngressRecord, Pipeline
+from gateway.core.records import OutRecord
+from gateway.errors import BrokerError, StateError, XgwError
+from gateway.logs import configure_logging, get_logger
+from gateway.runtime.batch import BatchProcessor, pipeline_config, utcnow
+from gateway.runtime.metrics import GatewayMetrics, serve_metrics
+from gateway.runtime.murmur2 import murmur2
+from gateway.runtime.state import PartitionedState, recover
+from gateway.runtime.tables import StatePending, StateSeenIds
+from gateway.runtime.topic_admin import ensure_topics
+from gateway.settings import Settings
+from gateway.trust.watch import TrustWatcher
+from gateway.trust.x509 import X509TrustStore
+from schemas.registry import REGISTRY
+
+log = get_logger("xgw.worker")
+_SWEEP_INTERVAL_S = 60.0
+_LAG_INTERVAL_S = 5.0
+_EXPIRY_INTERVAL_S = 0.25  # how late after its deadline a timeout receipt may be sent
+_RECOVERY_LIMIT_S = 120.0  # reading a partition's changelog up to the fence
+_IDLE_POLL_MS = 200  # getmany returns as soon as records are fetched; this bounds an idle wait
+
+
+class GatewayWorker:
+    """Reads every ingress topic as member of the gateway's consumer group."""
+
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        # Trust, keys and policy first: a broken file stops the worker before it touches Kafka.
+        self.settings = settings
+        self.metrics = metrics
+        self.trust = X509TrustStore.from_directory(settings.pki_dir)
+        self._partitioner = _KeyHashCache()
+        partitions = list(range(settings.topic_partitions))
+        config = pipeline_config(
+            settings, self.trust, lambda key: self._partitioner(key, partitions, partitions)
+        )
+        self.state = PartitionedState(
+            settings.topics.state, settings.state_dir, settings.state_cache_bytes
+        )
+        window = timedelta(seconds=settings.replay_window_seconds)
+        self.seen = StateSeenIds(self.state, settings.topics, window)
+        self.pending = StatePending(self.state, window)
+        self.processor = BatchProcessor(
+            Pipeline(config, self.seen, self.pending),
+            metrics,
+            utcnow,
+            extra_outputs=self.state.take_outbox,
+        )
+        self.ingress_topics = sorted(settings.topics.ingress(a) for a in config.policy.agencies)
+        self._watcher = TrustWatcher(settings.pki_dir, self.trust)
+        self._watcher.poll()  # the folder as of start-up, before the first record
+        self._lock = asyncio.Lock()
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._committing: asyncio.Task[None] | None = None
+        # True between a completed assignment (state recovered) and the next revocation; batches
+        # and timers touch the state only then.
+        self._holding = False
+        self._stop = asyncio.Event()
+        self._failure: XgwError | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set, then finish the batch at hand and leave the group.
+
+        Raises :class:`BrokerError` when the broker refused outputs for good or state could not
+        be read back from it, and :class:`StateError` when the state store failed (a full
+        disk): the worker cannot go on safely, and a supervisor restarts it.
+        """
+        self._stop = stop
+        s = self.settings
+        self._producer = AIOKafkaProducer(
+            **s.kafka_options(),
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has none; consumers deduplicate
+            linger_ms=int(s.producer_linger_seconds * 1000),
+            max_batch_size=s.producer_max_batch_bytes,
+            max_request_size=max(1_048_576, 2 * s.max_record_bytes),
+            partitioner=self._partitioner,
+        )
+        self._consumer = AIOKafkaConsumer(
+            **self._consumer_options(),
+            group_id=s.app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_seconds * 1000),
+            rebalance_timeout_ms=int(s.rebalance_timeout_seconds * 1000),
+            max_poll_records=s.batch_max,
+            # The same partition number of every ingress topic goes to one member, which
+            # holds that partition of the state (see gateway/runtime/state.py).
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        await self._producer.start()
+        try:
+            self._consumer.subscribe(self.ingress_topics, listener=_Rebalance(self))
+            await self._consumer.start()
+            timers = [
+                asyncio.create_task(_every(s.crl_refresh_seconds, self._reload_trust, self._fail)),
+                asyncio.create_task(_every(_SWEEP_INTERVAL_S, self._sweep, self._fail)),
+                asyncio.create_task(_every(_EXPIRY_INTERVAL_S, self._expire_requests, self._fail)),
+                asyncio.create_task(_every(_LAG_INTERVAL_S, self._measure_lag, self._fail)),
+            ]
+            try:
+                await self._consume(stop)
+            except KafkaError as exc:
+                raise BrokerError(f"the broker refused the batch's outputs: {exc!r}") from exc
+            finally:
+                for timer in timers:
+                    timer.cancel()
+                await asyncio.gather(*timers, return_exceptions=True)
+        finally:
+            async with self._lock:
+                await self._committed()
+            await self._consumer.stop()
+            await self._producer.stop()
+            self.state.close()
+        if self._failure is not None:
+            raise self._failure
+
+    def _fail(self, error: XgwError) -> None:
+        """Stop the worker because of ``error`` (the first one is raised by :meth:`run`)."""
+        if self._failure is None:
+            self._failure = error
+        self._stop.set()
+
+    def _consumer_options(self) -> dict[str, Any]:
+        wait = self.settings.fetch_max_wait_ms
+        return {**self.settings.kafka_options(), "fetch_max_wait_ms": wait}
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None  # noqa: S101 - set by run()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                fetch = asyncio.create_task(self._consumer.getmany(timeout_ms=_IDLE_POLL_MS))
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await fetch
+                    break
+                batches = fetch.result()
+                if batches:
+                    async with self._lock:
+                        await self._process(batches)
+        finally:
+            stopping.cancel()
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        owned = {
+            tp: batch
+            for tp, batch in batches.items()
+            if self._holding and self.state.owns(tp.partition)
+        }
+        for tp, batch in batches.items():
+            if tp not in owned and tp in consumer.assignment():
+                # Fetched before this partition's state was recovered: read it again later.
+                consumer.seek(tp, batch[0].offset)
+        records = [
+            IngressRecord(
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value or b"",
+                headers=tuple((k, v or b"") for k, v in r.headers or ()),
+                timestamp_ms=r.timestamp or 0,
+            )
+            for tp, batch in owned.items()
+            for r in batch
+        ]
+        if not records:
+            return
+        await self.processor.process(records, self._send)
+        # The commit overlaps with deciding the next batch; commits still go out in order.
+        await self._committed()
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in owned.items()}
+        self._committing = asyncio.create_task(self._commit(offsets))
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None  # noqa: S101 - set by run()
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group rebalanced: the new owner decides these records again (same ids).
+            log.warning("offsets not committed; records will be decided again", error=repr(exc))
+
+    async def _committed(self) -> None:
+        """Wait for the last batch's commit, if one is in flight."""
+        if self._committing is not None:
+            task, self._committing = self._committing, None
+            await task
+
+    async def _send(self, records: list[OutRecord]) -> list[asyncio.Future[Any]]:
+        """Queue ``records`` as record batches, one or more per topic partition, in order.
+
+        aiokafka's ``send`` costs a coroutine and an accumulator step per record; here a
+        batch's outputs (about five per ingress record) are grouped by partition, with the
+        default partitioner's choice, and appended to record batches directly.
+        """
+        producer = self._producer
+        assert producer is not None  # noqa: S101 - set by run()
+        partitions: dict[str, list[int]] = {}
+        by_partition: dict[tuple[str, int], list[OutRecord]] = {}
+        for record in records:
+            partition = record.partition
+            if partition is None:
+                known = partitions.get(record.topic)
+                if known is None:
+                    known = partitions[record.topic] = sorted(
+                        await producer.partitions_for(record.topic)
+                    )
+                partition = self._partitioner(record.key, known, known)
+            by_partition.setdefault((record.topic, partition), []).append(record)
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), group in by_partition.items():
+            batch = producer.create_batch()
+            for record in group:
+                entry = {"key": record.key, "value": record.value, "headers": list(record.headers)}
+                if batch.append(timestamp=None, **entry) is None:  # full: send it, start another
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(timestamp=None, **entry) is None:  # an empty one takes any
+                        size = len(record.value or b"")
+                        raise BrokerError(f"an output of {size} bytes fits no record batch")
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+    async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Recover the state of newly assigned partitions before their first record."""
+        assert self._producer is not None  # noqa: S101 - set by run()
+        partitions = frozenset(tp.partition for tp in assigned if tp.topic in self.ingress_topics)
+        async with self._lock:
+            missing = partitions
+            try:
+                missing = self.state.keep_only(partitions)
+                read = await asyncio.wait_for(
+                    recover(self.state, missing, self._producer, self._consumer_options()),
+                    _RECOVERY_LIMIT_S,
+                )
+            except (KafkaError, TimeoutError, StateError) as exc:
+                # aiokafka only logs what a rebalance listener raises; the partitions would stay
+                # assigned and never move. Stop instead, so a supervisor restarts the worker.
+                with contextlib.suppress(StateError):  # a failed store is closed already
+                    self.state.keep_only(frozenset())
+                log.exception("state recovery failed; stopping")
+                reason = f"cannot recover the state of partitions {sorted(missing)}: {exc}"
+                failed = StateError if isinstance(exc, StateError) else BrokerError
+                self._fail(failed(reason))
+                return
+            self._holding = True
+        self.metrics.assigned_partitions.set(len(assigned))
+        log.info(
+            "partitions assigned and recovered",
+            partitions=sorted(partitions),
+            recovered=sorted(missing),
+            changelog_records=read,
+        )
+
+    async def on_revoked(self) -> None:
+        """Wait for the batch at hand to be written and committed."""
+        async with self._lock:
+            await self._committed()
+            self._holding = False
+            self.metrics.assigned_partitions.set(0)
+
+    async def _reload_trust(self) -> None:
+        if self._watcher.poll():
+            self.metrics.crl_reloads.inc()
+        self.metrics.revoked_certificates.set(self.trust.revoked_count)
+        self.metrics.known_certificates.set(len(self.trust.certificates()))
+        now = utcnow()
+        expiry = self.trust.nearest_expiry(now)
+        if expiry is not None:
+            self.metrics.certificate_expiry.set((expiry - now).total_seconds())
+
+    async def _expire_requests(self) -> None:
+        async with self._lock:
+            if not self._holding:
+                return  # the partitions may be someone else's by now
+            decisions = self.processor.pipeline.expire(utcnow())
+            if decisions:
+                await self.processor.write([o for d in decisions for o in d.outputs], self._send)
+                acked_at = time.time()
+                for decision in decisions:
+                    self.metrics.observe(decision, acked_at)
+        self.metrics.pending_requests.set(self.pending.open_count())
+
+    async def _sweep(self) -> None:
+        async with self._lock:
+            if not self._holding:
+                return
+            now = utcnow()
+            removed = self.seen.sweep(now) + self.pending.sweep(now)
+            if removed:
+                await self.processor.write([], self._send)
+                log.info("replay window swept", expired=removed)
+
+    async def _measure_lag(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        for tp in consumer.assignment():
+            try:
+                position = await consumer.position(tp)
+            except KafkaError:
+                continue  # revoked by a rebalance since assignment() was read
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - position)
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+
+class _KeyHashCache:
+    """aiokafka's default partitioner, remembering the murmur2 hash of recent keys.
+
+    Every output of a record (its deliveries, dead letter, state) is keyed by the same subject;
+    aiokafka's pure-Python murmur2 was 5 % of a loaded worker's CPU. Receipts and audit records
+    are keyed by event id, so about half of the keys are new: those take the word-at-a-time
+    :func:`gateway.runtime.murmur2.murmur2` (twice as fast as aiokafka's).
+    """
+
+    def __init__(self, size: int = 8192) -> None:
+        self._size = size
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return random.choice(available or all_partitions)  # noqa: S311 - load spreading
+        digest = self._hashes.get(key)
+        if digest is None:
+            if len(self._hashes) >= self._size:
+                self._hashes.clear()
+            digest = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[digest % len(all_partitions)]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
+    def __init__(self, worker: GatewayWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, _revoked: Collection[TopicPartition]) -> None:
+        await self._worker.on_revoked()
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._worker.on_assigned(assigned)
+
+
+async def _every(
+    seconds: float, action: Callable[[], Awaitable[None]], fatal: Callable[[XgwError], None]
+) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await action()
+        except StateError as exc:  # the store closed itself: nothing can be decided any more
+            log.exception("state store failed; stopping", task=action.__name__)
+            fatal(exc)
+            return
+        except Exception:  # any other failing timer must not stop the worker
+            log.exception("periodic task failed", task=action.__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one gateway worker until SIGINT or SIGTERM."""
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = GatewayMetrics(REGISTRY.types())
+    worker = GatewayWorker(settings, metrics)
+
+    async def main() -> None:
+        await ensure_topics(settings, worker.processor.pipeline.agencies)
+        server = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        log.info("worker starting", metrics_url=server.url, settings=settings.masked())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await worker.run(stop)
+        log.info("worker stopped")
+
+    asyncio.run(main())
