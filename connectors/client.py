@@ -24,7 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -37,6 +37,8 @@ from connectors.errors import (
     RequestTimedOut,
 )
 from connectors.transport import Message, Transport
+from gateway import names
+from gateway.clock import Clock, rfc3339, utcnow
 from gateway.core import envelope
 from gateway.core import records as outputs
 from gateway.core.envelope import subject_digest
@@ -50,11 +52,6 @@ from schemas.base import EventModel, RequestModel, ResponseModel, describe_error
 from schemas.registry import REGISTRY, SchemaRegistry
 
 log = logging.getLogger("xgw.client")
-Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +149,7 @@ class AgencyClient:
         transport: Transport,
         topics: TopicNames | None = None,
         registry: SchemaRegistry = REGISTRY,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
         dedupe_size: int = 100_000,
     ) -> None:
         self.agency = agency
@@ -188,9 +185,7 @@ class AgencyClient:
         self._waiting[request_id] = (answer, question.response_type)
         try:
             deadline = self._clock() + timedelta(seconds=timeout)
-            await self._publish(
-                question, request_id, {envelope.DEADLINE: outputs.rfc3339(deadline)}
-            )
+            await self._publish(question, request_id, {envelope.DEADLINE: rfc3339(deadline)})
             # The gateway's own timeout receipt comes a little after the deadline; waiting for
             # it is not needed to know there is no answer.
             return await asyncio.wait_for(answer, timeout + _REPLY_GRACE_S)
@@ -280,10 +275,10 @@ class AgencyClient:
         attributes = {
             "specversion": envelope.SPECVERSION,
             "id": event_id or str(uuid.uuid4()),
-            "source": envelope.agency_source(self.agency),
+            "source": names.agency_source(self.agency),
             "type": model.event_type,
             "subject": subject,
-            "time": outputs.rfc3339(now),
+            "time": rfc3339(now),
             "datacontenttype": envelope.CONTENT_TYPE,
             **extra,
         }

@@ -1,6 +1,7 @@
-"""Names of the exchange's Kafka topics (DESIGN.md "Topics"), under one configurable prefix.
+"""The exchange's names: agency ids, CloudEvents sources, certificate owners, Kafka topics.
 
-The prefix lets several isolated exchanges (tests, staging) share one broker.
+Topics live under one configurable prefix (docs/architecture.md, "Topics"), which lets several
+isolated exchanges (tests, staging) share one broker.
 """
 
 from __future__ import annotations
@@ -9,6 +10,24 @@ import re
 from dataclasses import dataclass
 
 AGENCY_ID = re.compile(r"[a-z][a-z0-9-]{1,31}")
+# Owners of certificates that are not agencies; reserved, never enrolled as an agency.
+GATEWAY_OWNER = "gateway"
+ROOT_OWNER = "root"  # the root CA's owner in listings
+SOURCE_PREFIX = "urn:hcm:agency:"
+GATEWAY_SOURCE = "urn:hcm:xgw:gateway"
+
+
+def agency_source(agency: str) -> str:
+    """The CloudEvents ``source`` of an agency."""
+    return f"{SOURCE_PREFIX}{agency}"
+
+
+def agency_of_source(source: str) -> str | None:
+    """The agency a ``source`` names, or ``None`` when it names none."""
+    if not source.startswith(SOURCE_PREFIX):
+        return None
+    agency = source[len(SOURCE_PREFIX) :]
+    return agency if AGENCY_ID.fullmatch(agency) else None
 
 
 @dataclass(frozen=True, slots=True)

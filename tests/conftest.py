@@ -21,10 +21,9 @@ from gateway.core.policy import Policy, load_policy
 from gateway.core.replay import ReplayWindow
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.forgery import CertificateAuthority, certificate_authority
-from gateway.names import TopicNames
+from gateway.names import GATEWAY_OWNER, TopicNames
 from gateway.settings import DEFAULT_POLICY_FILE
 from gateway.trust.ca import ensure_exchange, load_signing_key
-from gateway.trust.store import GATEWAY_OWNER
 from gateway.trust.x509 import X509TrustStore
 from gateway.wire.keys import SigningKey
 from schemas.common import Address

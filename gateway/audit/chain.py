@@ -28,9 +28,10 @@ from typing import Any
 from cryptography import x509
 
 from gateway.audit.model import GENESIS_HASH, Anchor, Checkpoint, StoredEntry
-from gateway.core.records import rfc3339
+from gateway.clock import rfc3339
 from gateway.errors import Rejection
-from gateway.trust.store import GATEWAY_OWNER, TrustStore
+from gateway.names import GATEWAY_OWNER
+from gateway.trust.store import TrustStore
 from gateway.wire.canonical import canonical_bytes, loads_strict
 from gateway.wire.jws import JwsError, parse_detached, sign_detached
 from gateway.wire.keys import SigningKey

@@ -26,9 +26,9 @@ from gateway.audit.chain import Prepared, chain, prepare, sign_checkpoint
 from gateway.audit.store import AuditStore, open_store
 from gateway.errors import BrokerError, ConfigError
 from gateway.logs import configure_logging, get_logger
+from gateway.names import GATEWAY_OWNER
 from gateway.settings import Settings
 from gateway.trust.ca import load_signing_key
-from gateway.trust.store import GATEWAY_OWNER
 from gateway.wire.canonical import loads_strict
 from gateway.wire.keys import SigningKey
 

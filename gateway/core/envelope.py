@@ -31,9 +31,9 @@ from functools import cached_property
 from typing import Any
 
 from gateway.errors import Rejection
-from gateway.names import AGENCY_ID
+from gateway.names import GATEWAY_OWNER, SOURCE_PREFIX, agency_of_source
 from gateway.reasons import ReasonCode
-from gateway.trust.store import GATEWAY_OWNER, TrustedKey, TrustStore
+from gateway.trust.store import TrustedKey, TrustStore
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
 from gateway.wire.canonical import (
@@ -71,8 +71,6 @@ CORRELATION_ID = "correlationid"
 STAMP_ATTRIBUTES = frozenset({STAMP, STAMP_PROOF})
 GATEWAY_ATTRIBUTES = STAMP_ATTRIBUTES | {RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE}
 UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
-SOURCE_PREFIX = "urn:hcm:agency:"
-GATEWAY_SOURCE = "urn:hcm:xgw:gateway"
 STAMP_TYP = "xgw-stamp+jws"
 # The stamp's protected header names the tree: {"xgw": {"tree": STAMP_TREE, "size": n}}. The
 # size is signed because RFC 9162 roots do not commit to it (CT signs it in the tree head).
@@ -94,19 +92,6 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]{1,20}")
 _MAX_ID_CHARS = 256
-
-
-def agency_source(agency: str) -> str:
-    """The CloudEvents ``source`` of an agency."""
-    return f"{SOURCE_PREFIX}{agency}"
-
-
-def agency_of_source(source: str) -> str | None:
-    """The agency a ``source`` names, or ``None`` when it names none."""
-    if not source.startswith(SOURCE_PREFIX):
-        return None
-    agency = source[len(SOURCE_PREFIX) :]
-    return agency if AGENCY_ID.fullmatch(agency) else None
 
 
 def subject_digest(subject_id: str) -> str:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
+from gateway.clock import rfc3339
 from gateway.core import envelope
 from gateway.core import records as outputs
 from gateway.core.envelope import CORRELATION_ID, DEADLINE, DEFAULT_LIMITS, Envelope, Limits
@@ -439,7 +440,7 @@ class Pipeline:
                             self._config.topics.audit,
                             {
                                 "decision_id": outputs.timeout_id(position, pending.record_sha256),
-                                "decided_at": outputs.rfc3339(now),
+                                "decided_at": rfc3339(now),
                                 "event_time": None,
                                 "outcome": TIMED_OUT,
                                 "reason": ReasonCode.REQUEST_TIMEOUT.value,
@@ -548,8 +549,8 @@ class Pipeline:
             self._config.topics.audit,
             {
                 "decision_id": outputs.decision_id(record.position, facts.record_sha256),
-                "decided_at": outputs.rfc3339(now),
-                "event_time": outputs.rfc3339(facts.event_time) if facts.event_time else None,
+                "decided_at": rfc3339(now),
+                "event_time": rfc3339(facts.event_time) if facts.event_time else None,
                 "outcome": "delivered" if reason is None else "rejected",
                 "reason": reason.value if reason else None,
                 "detail": detail,

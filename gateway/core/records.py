@@ -11,16 +11,17 @@ splices the stamp into each leaf's canonical bytes).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from gateway import names
+from gateway.clock import rfc3339
 from gateway.core import envelope
 from gateway.core.replay import Position
 from gateway.reasons import ReasonCode
@@ -114,12 +115,6 @@ def timeout_id(position: Position, record_sha256: str) -> str:
     return f"timeout-{decision_id(position, record_sha256)}"
 
 
-@functools.lru_cache(maxsize=16)  # a batch is decided at one ``now``: one string per batch
-def rfc3339(moment: datetime) -> str:
-    """A UTC timestamp with microseconds and a ``Z`` suffix."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def unstamped_receipt(
     *,
     topic: str,
@@ -205,7 +200,7 @@ def _receipt(
     event = {
         "specversion": envelope.SPECVERSION,
         "id": receipt_id,
-        "source": envelope.GATEWAY_SOURCE,
+        "source": names.GATEWAY_SOURCE,
         "type": RECEIPT_TYPE,
         "subject": event_id or f"record:{record_sha256}",
         "time": rfc3339(now),

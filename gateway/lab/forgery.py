@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway import names
+from gateway.clock import rfc3339
 from gateway.core import envelope
-from gateway.core import records as outputs
 from gateway.core.envelope import subject_digest
 from gateway.reasons import ReasonCode
 from gateway.trust import ca as pki
@@ -85,10 +86,10 @@ class Forger:
         attributes = {
             "specversion": envelope.SPECVERSION,
             "id": event_id or str(uuid.uuid4()),
-            "source": envelope.agency_source(agency),
+            "source": names.agency_source(agency),
             "type": event_type or model.event_type,
             "subject": subject_digest(model.subject_id()),
-            "time": outputs.rfc3339(now),
+            "time": rfc3339(now),
             "datacontenttype": envelope.CONTENT_TYPE,
             **extra,
         }
@@ -136,7 +137,7 @@ class Forger:
                 m, n, key=self.keys["health"]
             ),
             ReasonCode.BAD_SIGNATURE: lambda m, n: self._changed(
-                m, n, lambda e: e.update(time=outputs.rfc3339(n - timedelta(seconds=1)))
+                m, n, lambda e: e.update(time=rfc3339(n - timedelta(seconds=1)))
             ),
             ReasonCode.MALFORMED_DISCLOSURE: lambda m, n: self._changed(
                 m, n, lambda e: e.update(xgwdisclosures=e["xgwdisclosures"] + "~bm90IGFuIGFycmF5")
@@ -151,10 +152,10 @@ class Forger:
             ),
             ReasonCode.SCHEMA_VIOLATION: self._schema_violation,
             ReasonCode.BAD_DEADLINE: lambda m, n: self._question(
-                m, n, {envelope.DEADLINE: outputs.rfc3339(n - timedelta(seconds=1))}
+                m, n, {envelope.DEADLINE: rfc3339(n - timedelta(seconds=1))}
             ),
             ReasonCode.UNAUTHORISED_REQUESTER: lambda m, n: self._question(
-                m, n, {envelope.DEADLINE: outputs.rfc3339(n + timedelta(seconds=10))}, "health"
+                m, n, {envelope.DEADLINE: rfc3339(n + timedelta(seconds=10))}, "health"
             ),
             ReasonCode.WRONG_RESPONDER: lambda m, n: self._answer("health", m, n),
             ReasonCode.UNKNOWN_REQUEST: lambda m, n: self._answer("police", m, n),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.clock import rfc3339
 from gateway.errors import BrokerError, XgwError
 from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
@@ -60,9 +61,7 @@ class DeadLetter:
 
 
 def _rfc3339(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return None if moment is None else rfc3339(moment)
 
 
 def _text(value: bytes | None) -> str | None:

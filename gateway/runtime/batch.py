@@ -12,26 +12,26 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from gateway.clock import Clock
 from gateway.core.envelope import Limits
 from gateway.core.pipeline import Decision, IngressRecord, Pipeline, PipelineConfig
 from gateway.core.policy import load_policy
 from gateway.core.records import OutRecord
 from gateway.core.replay import ReplayWindow
 from gateway.logs import get_logger
+from gateway.names import GATEWAY_OWNER
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.trust.ca import load_signing_key
-from gateway.trust.store import GATEWAY_OWNER
 from gateway.trust.x509 import X509TrustStore
 from schemas.registry import REGISTRY
 
 log = get_logger("xgw.worker")
-Clock = Callable[[], datetime]
 
 
 def pipeline_config(
@@ -127,8 +127,3 @@ class BatchProcessor:
                 delay = min(delay * 2, 10.0)
             else:
                 return
-
-
-def utcnow() -> datetime:
-    """The wall clock, in UTC."""
-    return datetime.now(UTC)

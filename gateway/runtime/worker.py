@@ -31,11 +31,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from gateway.clock import utcnow
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.core.records import OutRecord
 from gateway.errors import BrokerError, StateError, XgwError
 from gateway.logs import configure_logging, get_logger
-from gateway.runtime.batch import BatchProcessor, pipeline_config, utcnow
+from gateway.runtime.batch import BatchProcessor, pipeline_config
 from gateway.runtime.metrics import GatewayMetrics, serve_metrics
 from gateway.runtime.murmur2 import murmur2
 from gateway.runtime.state import PartitionedState, recover

@@ -41,10 +41,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from gateway.core.envelope import GATEWAY_SOURCE, agency_source
 from gateway.errors import ConfigError, KeyMaterialError
-from gateway.names import AGENCY_ID
-from gateway.trust.store import GATEWAY_OWNER
+from gateway.names import AGENCY_ID, GATEWAY_OWNER, GATEWAY_SOURCE, ROOT_OWNER, agency_source
 from gateway.wire.keys import (
     Algorithm,
     PublicKey,
@@ -55,8 +53,6 @@ from gateway.wire.keys import (
     write_private_pem,
 )
 
-OWNER_GATEWAY = GATEWAY_OWNER
-OWNER_ROOT = "root"  # the root CA's CertInfo.owner; reserved, never an enrolled owner
 ORGANIZATION = "HCMC inter-agency exchange"
 COUNTRY = "VN"
 CRL_VALIDITY = timedelta(days=7)
@@ -170,7 +166,7 @@ def build_root(
 
 def owner_uri(owner: str) -> str:
     """The SAN URI that names ``owner`` (an agency id or ``gateway``)."""
-    return GATEWAY_SOURCE if owner == OWNER_GATEWAY else agency_source(owner)
+    return GATEWAY_SOURCE if owner == GATEWAY_OWNER else agency_source(owner)
 
 
 def build_certificate(
@@ -419,7 +415,7 @@ def root_info(pki_dir: Path) -> CertInfo:
     path = root_path(pki_dir)
     if not path.exists():
         raise ConfigError(f"no root CA under {pki_dir}; run 'xgw pki init'")
-    return _info(_load_certificate(path), path, None, OWNER_ROOT)
+    return _info(_load_certificate(path), path, None, ROOT_OWNER)
 
 
 def init_ca(
@@ -450,17 +446,17 @@ def init_ca(
     _issue_crl(pki_dir, index, root, key, now)
     _write_index(pki_dir, index)
     _write_atomic(root_path(pki_dir), _pem(root))
-    enroll(pki_dir, OWNER_GATEWAY, now=now)
+    enroll(pki_dir, GATEWAY_OWNER, now=now)
     return root_info(pki_dir)
 
 
 def _check_owner(owner: str) -> None:
-    if owner == OWNER_ROOT:
-        raise ConfigError(f"'{OWNER_ROOT}' names the root CA; choose another agency id")
+    if owner == ROOT_OWNER:
+        raise ConfigError(f"'{ROOT_OWNER}' names the root CA; choose another agency id")
     if not AGENCY_ID.fullmatch(owner):
         raise ConfigError(
             f"{owner!r} is not an agency id (lowercase letters, digits, '-'; 2-32 characters)"
-            f" nor '{OWNER_GATEWAY}'"
+            f" nor '{GATEWAY_OWNER}'"
         )
 
 
@@ -565,7 +561,7 @@ def load_signing_key(
     """``owner``'s key named by its newest certificate that is valid at ``at`` (default now)."""
     usable = _usable(list_certificates(pki_dir), owner, _utc(at))
     if not usable:
-        fix = "xgw pki init" if owner == OWNER_GATEWAY else f"xgw pki enroll {owner}"
+        fix = "xgw pki init" if owner == GATEWAY_OWNER else f"xgw pki enroll {owner}"
         raise ConfigError(f"no valid certificate with a key for {owner} in {pki_dir}; run '{fix}'")
     newest = max(usable, key=lambda i: (i.not_before, i.serial))
     return load_private_pem(_key_path(newest.path)).with_certificate(
@@ -588,7 +584,7 @@ def ensure_exchange(
         created.extend(list_certificates(pki_dir))
     existing = list_certificates(pki_dir)
     missing = [
-        o for o in dict.fromkeys((OWNER_GATEWAY, *agencies)) if not _usable(existing, o, now)
+        o for o in dict.fromkeys((GATEWAY_OWNER, *agencies)) if not _usable(existing, o, now)
     ]
     created.extend(enroll(pki_dir, owner, now=now) for owner in missing)
     if _crl_due(pki_dir, now):

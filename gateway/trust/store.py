@@ -15,8 +15,6 @@ from typing import Any, Protocol
 
 from gateway.wire.keys import VerificationKey
 
-GATEWAY_OWNER = "gateway"
-
 
 @dataclass(frozen=True, slots=True)
 class TrustedKey:

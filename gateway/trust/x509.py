@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from gateway.core.envelope import GATEWAY_SOURCE, agency_of_source
 from gateway.errors import ConfigError, KeyMaterialError, Rejection
+from gateway.names import GATEWAY_OWNER, GATEWAY_SOURCE, agency_of_source
 from gateway.reasons import ReasonCode
-from gateway.trust.store import GATEWAY_OWNER, TrustedKey
+from gateway.trust.store import TrustedKey
 from gateway.wire.keys import VerificationKey, certificate_thumbprint
 
 _CACHE_SIZE = 10_000

@@ -24,8 +24,8 @@ from gateway.audit.writer import AuditWriter, load_subject_secret
 from gateway.core import envelope
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.lab.forgery import Forger
+from gateway.names import GATEWAY_OWNER
 from gateway.trust.ca import load_signing_key
-from gateway.trust.store import GATEWAY_OWNER
 from tests.conftest import NOW, POSTGRES_URL, Pki, make_resident
 
 SECRET = b"k" * 32

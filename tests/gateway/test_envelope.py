@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 
+from gateway import names
 from gateway.core import envelope
 from gateway.errors import Rejection
 from gateway.reasons import ReasonCode
@@ -23,7 +24,7 @@ def attributes(agency: str = "police", **changes: Any) -> dict[str, Any]:
     base = {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
-        "source": envelope.agency_source(agency),
+        "source": names.agency_source(agency),
         "type": "vn.hcm.police.resident_registered.v1",
         "subject": "sha256:abc",
         "time": "2026-11-25T09:30:00.000000Z",

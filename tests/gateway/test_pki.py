@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from gateway.core.envelope import GATEWAY_SOURCE, agency_source
 from gateway.errors import ConfigError, KeyMaterialError
+from gateway.names import GATEWAY_OWNER, GATEWAY_SOURCE, ROOT_OWNER, agency_source
 from gateway.trust import ca as pki
 from gateway.wire.keys import VerificationKey
 
@@ -78,7 +78,7 @@ def test_init_issues_an_empty_signed_crl_and_a_gateway_certificate(ca: Path) -> 
     assert len(crl) == 0
     assert crl.is_signature_valid(_root_public(ca))
     (gateway,) = pki.list_certificates(ca)
-    assert gateway.owner == pki.OWNER_GATEWAY
+    assert gateway.owner == GATEWAY_OWNER
     assert gateway.alg == "EdDSA"
     leaf = _cert(gateway.path)
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -91,7 +91,7 @@ def test_init_again_returns_the_existing_root_and_changes_nothing(ca: Path) -> N
     before = {p: p.read_bytes() for p in ca.rglob("*") if p.is_file()}
     again = pki.init_ca(ca, now=NOW + timedelta(days=1))
     assert again.serial == _root(ca).serial_number
-    assert again.owner == pki.OWNER_ROOT
+    assert again.owner == ROOT_OWNER
     assert {p: p.read_bytes() for p in ca.rglob("*") if p.is_file()} == before
 
 
@@ -103,7 +103,7 @@ def test_forced_init_retires_the_old_ca(ca: Path) -> None:
     (retired,) = (ca / "retired").iterdir()
     assert (retired / "ca" / "root.crt.pem").exists()
     assert len(list((retired / "private").iterdir())) == 1
-    assert [i.owner for i in pki.list_certificates(ca)] == [pki.OWNER_GATEWAY]
+    assert [i.owner for i in pki.list_certificates(ca)] == [GATEWAY_OWNER]
 
 
 @pytest.mark.parametrize("alg", ALGS)

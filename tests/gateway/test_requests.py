@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from gateway.clock import rfc3339
 from gateway.core import envelope
 from gateway.core import records as outputs
 from gateway.core.pending import ANSWERED, TIMED_OUT, MemoryPending
@@ -55,7 +56,7 @@ def _record(
 
 
 def _ask(pki: Pki, agency: str = "land", *, seconds: float = 10, offset: int = 0) -> IngressRecord:
-    deadline = outputs.rfc3339(NOW + timedelta(seconds=seconds))
+    deadline = rfc3339(NOW + timedelta(seconds=seconds))
     return _record(pki, agency, QUESTION, offset, event_id=str(uuid.uuid4()), xgwdeadline=deadline)
 
 
@@ -245,8 +246,8 @@ def test_request_deadlines_are_checked(
 ) -> None:
     """A missing, malformed, past or too distant deadline is refused with a clear detail."""
     values = {
-        "past": outputs.rfc3339(NOW - timedelta(seconds=1)),
-        "far": outputs.rfc3339(NOW + timedelta(minutes=5)),
+        "past": rfc3339(NOW - timedelta(seconds=1)),
+        "far": rfc3339(NOW + timedelta(minutes=5)),
     }
     attributes = {} if deadline is None else {"xgwdeadline": values.get(deadline, deadline)}
     decision = pipeline.decide(_record(pki, "land", QUESTION, 0, **attributes), NOW)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from connectors.client import AgencyClient
 from connectors.errors import RefusedDelivery
 from connectors.transport import MemoryTransport
+from gateway import names
 from gateway.core import envelope
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.core.records import RECEIPT_TYPE
@@ -39,7 +40,7 @@ def _mth(leaves: list[bytes]) -> bytes:
 
 def _events(count: int, tag: str = "a") -> list[Event]:
     return [
-        {"specversion": "1.0", "id": f"{tag}-{i}", "source": envelope.GATEWAY_SOURCE, "n": i}
+        {"specversion": "1.0", "id": f"{tag}-{i}", "source": names.GATEWAY_SOURCE, "n": i}
         for i in range(count)
     ]
 

@@ -12,12 +12,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.core.envelope import agency_source
 from gateway.errors import ConfigError, Rejection
 from gateway.lab.forgery import WRONG_USAGE, CertificateAuthority
+from gateway.names import GATEWAY_OWNER, agency_source
 from gateway.reasons import ReasonCode
 from gateway.trust.ca import build_certificate, build_crl, build_root
-from gateway.trust.store import GATEWAY_OWNER
 from gateway.trust.x509 import X509TrustStore, owner_of
 from gateway.wire.jws import parse_detached, sign_detached
 from gateway.wire.keys import Algorithm, SigningKey, certificate_thumbprint

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft7Validator, Draft202012Validator
 
+from gateway import names
 from gateway.cli import cli
-from gateway.core import envelope
 from gateway.core import records as outputs
 from gateway.core.policy import load_policy
 from gateway.names import TopicNames
@@ -128,8 +128,8 @@ def test_data_schema_in_the_document_validates_an_event(document: dict[str, Any]
 def test_constants_match_the_gateway() -> None:
     """The document's fixed names are the gateway's own."""
     assert asyncapi.RECEIPT_TYPE == outputs.RECEIPT_TYPE
-    assert asyncapi.GATEWAY_SOURCE == envelope.GATEWAY_SOURCE
-    assert asyncapi.AGENCY_SOURCE_PREFIX == envelope.SOURCE_PREFIX
+    assert asyncapi.GATEWAY_SOURCE == names.GATEWAY_SOURCE
+    assert asyncapi.AGENCY_SOURCE_PREFIX == names.SOURCE_PREFIX
     assert asyncapi.CLOUDEVENTS_CONTENT_TYPE.encode() == outputs.CLOUDEVENTS_CONTENT_TYPE
 
 
