@@ -36,6 +36,7 @@ lint: venv
 	$(BIN)/ruff check gateway schemas connectors tests
 	$(BIN)/ruff format --check gateway schemas connectors tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -304,7 +304,7 @@ def audit_writer(
     bootstrap_servers: str | None, pki_dir: Path | None, store_url: str | None
 ) -> None:
     """Append the gateway's audit records to the hash chain until SIGTERM."""
-    from gateway.audit.writer import run_audit_writer  # noqa: PLC0415
+    from gateway.runtime.audit_service import run_audit_writer  # noqa: PLC0415
 
     settings = _settings(
         bootstrap_servers=bootstrap_servers, pki_dir=pki_dir, audit_store=store_url
