@@ -59,10 +59,13 @@ class AuditWriter:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _last_checkpoint_seq: int = 0
     _last_checkpoint_at: float = field(default_factory=time.monotonic)
+    _sealed_seq: int = 0
 
     def __post_init__(self) -> None:
         checkpoints = self.store.checkpoints()
         self._last_checkpoint_seq = checkpoints[-1].seq if checkpoints else 0
+        seal = self.store.seal()
+        self._sealed_seq = seal.seq if seal else 0
 
     def write(self, records: Sequence[bytes]) -> int:
         """Append every new decision among ``records``; return how many entries were added."""
@@ -84,22 +87,30 @@ class AuditWriter:
         for row in rows:  # every N entries, even inside one large batch
             if row.seq - self._last_checkpoint_seq >= self.checkpoint_every:
                 self._checkpoint(row.seq, row.hash)
-        self.maybe_checkpoint(force_seal=added > 0)
+        self.maybe_checkpoint()
         return added
 
-    def maybe_checkpoint(self, *, force_seal: bool = False) -> None:
-        """Sign a checkpoint when T seconds have passed since the last; seal a new head."""
+    def maybe_checkpoint(self) -> None:
+        """Checkpoint the head when one is due; seal the head when the seal is behind it.
+
+        A checkpoint is due T seconds after the last, or N entries after it: a writer killed
+        between an append and its checkpoint catches up here once restarted. The seal is
+        compared with the head rather than set after each append, so a writer killed between
+        the append and the seal, whose restart finds every record already stored, still
+        seals what was appended.
+        """
         seq, head = self.store.head()
         if seq == 0:
             return
-        due = (
-            seq > self._last_checkpoint_seq
-            and time.monotonic() - self._last_checkpoint_at >= self.checkpoint_seconds
+        due = seq > self._last_checkpoint_seq and (
+            seq - self._last_checkpoint_seq >= self.checkpoint_every
+            or time.monotonic() - self._last_checkpoint_at >= self.checkpoint_seconds
         )
         if due:
             self._checkpoint(seq, head)
-        if force_seal or due:
+        if due or seq != self._sealed_seq:
             self.store.set_seal(sign_checkpoint(seq, head, self.clock(), self.key))
+            self._sealed_seq = seq
 
     def _checkpoint(self, seq: int, head: str) -> None:
         self.store.add_checkpoint(sign_checkpoint(seq, head, self.clock(), self.key))

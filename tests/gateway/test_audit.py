@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway.audit.chain import verify_evidence
+from gateway.audit.chain import chain, prepare, verify_evidence
 from gateway.audit.ops import archive, export_evidence, subject_report, verify_store
 from gateway.audit.store import AuditStore, open_store
 from gateway.audit.writer import AuditWriter, load_subject_secret
@@ -26,6 +26,7 @@ from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.lab.forgery import Forger
 from gateway.names import GATEWAY_OWNER
 from gateway.trust.ca import load_signing_key
+from gateway.wire.canonical import loads_strict
 from tests.conftest import NOW, POSTGRES_URL, Pki, make_resident
 
 SECRET = b"k" * 32
@@ -100,6 +101,34 @@ def test_writing_the_same_records_again_adds_nothing(
     assert trail.writer.write(records) == 4
     assert trail.writer.write(records + records) == 0
     assert trail.store.count() == 4
+
+
+def test_a_writer_killed_after_an_append_is_caught_up_by_its_restart(
+    trail: Trail, pipeline: Pipeline, pki: Pki
+) -> None:
+    """Killed after appending but before checkpoint and seal: the restart signs both.
+
+    The restarted writer re-reads records that are all stored already (it adds nothing), and
+    still seals the head and checkpoints the entries the killed one left unsigned.
+    """
+    records = decisions(pipeline, pki, PEOPLE[:8])
+    assert trail.writer.write(records[:3]) == 3
+    assert trail.store.seal() is not None
+    unsigned = [prepare(loads_strict(raw), SECRET) for raw in records[3:]]
+    assert trail.store.append(chain(trail.store.head(), unsigned)) == 5  # then SIGKILL
+    stale = verify_store(trail.store, pki.fresh_trust())
+    assert not stale.ok
+    assert stale.broken is not None
+    assert "seal ends at 3" in stale.broken.problem
+    key = load_signing_key(pki.directory, GATEWAY_OWNER, embed=True)
+    restarted = AuditWriter(trail.store, SECRET, key, checkpoint_every=5, checkpoint_seconds=3600)
+    assert restarted.write(records) == 0
+    report = verify_store(trail.store, pki.fresh_trust())
+    assert report.ok, report.broken
+    assert [c.seq for c in trail.store.checkpoints()] == [8]
+    seal = trail.store.seal()
+    assert seal is not None
+    assert seal.seq == 8
 
 
 def test_no_clear_personal_id_is_stored(trail: Trail, pipeline: Pipeline, pki: Pki) -> None:
