@@ -121,12 +121,59 @@ class JsonTooDeep(ValueError):
     """The document nests arrays and objects deeper than allowed."""
 
 
-def loads_strict(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse UTF-8 JSON, refusing other encodings, deep nesting, duplicate keys, NaN, Infinity.
+class NotIJson(ValueError):
+    """A string holds a code point I-JSON (RFC 7493 section 2.1) forbids."""
 
-    Depth is checked before parsing: a deeply nested document would otherwise exhaust the
-    interpreter's recursion limit inside the parser.
+
+# RFC 7493 section 2.1: no surrogates (in UTF-8 text they can only come from \u escapes; the
+# UTF-8 decoder refuses them raw) and no noncharacters (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF).
+_FORBIDDEN = re.compile(
+    "[\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17))
+    + "]"
+)
+
+
+def _json_pointer(path: list[str | int]) -> str:
+    """RFC 6901 text of a path, for error messages (names cut short, never whole values)."""
+    return (
+        "".join("/" + str(step)[:40].replace("~", "~0").replace("/", "~1") for step in path) or "/"
+    )
+
+
+def _forbidden_at(value: Any, path: list[str | int]) -> str | None:
+    """Where the first string (or member name) holding a forbidden code point is."""
+    if isinstance(value, str):
+        return f"the string at {_json_pointer(path)}" if _FORBIDDEN.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _FORBIDDEN.search(key):
+                return f"a member name in {_json_pointer(path)}"
+            if (found := _forbidden_at(item, [*path, key])) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _forbidden_at(item, [*path, index])) is not None:
+                return found
+    return None
+
+
+def loads_strict(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse UTF-8 I-JSON (RFC 7493), as RFC 8785 requires of what it canonicalises.
+
+    Refuses other encodings, deep nesting, duplicate member names, NaN and Infinity, and
+    strings holding surrogates or noncharacters (:class:`NotIJson`, naming the place as a JSON
+    pointer). Depth is checked before parsing: a deeply nested document would otherwise exhaust
+    the interpreter's recursion limit inside the parser.
     """
     if nesting_depth_exceeds(raw, max_depth):
         raise JsonTooDeep(f"JSON nests deeper than {max_depth} levels")
-    return _strict_decode(raw.decode("utf-8"))
+    text = raw.decode("utf-8")
+    value = _strict_decode(text)
+    # Only an escape (\uXXXX) or a raw noncharacter can bring a forbidden code point in; the
+    # walk runs only then, so plain UTF-8 documents cost one substring search.
+    if "\\u" in text or _FORBIDDEN.search(text):
+        found = _forbidden_at(value, [])
+        if found is not None:
+            raise NotIJson(f"{found} holds a surrogate or noncharacter code point (RFC 7493)")
+    return value

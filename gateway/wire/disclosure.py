@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ class Disclosure:
     def digest(self) -> str:
         """The digest that stands for this disclosure in the signed ``_sd`` list."""
         return digest_of(self.encoded)
+
+
+# A SHA-256 digest is 32 bytes: 43 base64url characters without padding, the last of which
+# carries only 4 bits (so it is one of A, E, I, ..., w: the canonical encoding).
+_DIGEST = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 
 
 def digest_of(encoded: str) -> str:
@@ -104,7 +110,13 @@ def reveal(
     signed_digests = signed_data.get("_sd")
     if signed_data.get("_sd_alg") != SD_ALG or not isinstance(signed_digests, list):
         raise DisclosureError("signed data has no _sd list with _sd_alg sha-256")
+    for position, member in enumerate(signed_digests):
+        if not isinstance(member, str) or not _DIGEST.fullmatch(member):
+            raise DisclosureError(f"_sd[{position}] is not the base64url text of a SHA-256 digest")
     allowed = set(signed_digests)
+    if len(allowed) != len(signed_digests):
+        # RFC 9901 section 7.1: a digest may appear only once in what the issuer signed.
+        raise DisclosureError("_sd lists one digest twice")
     by_name: dict[str, Disclosure] = {}
     seen_digests: set[str] = set()
     for text in encoded:

@@ -13,7 +13,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.wire.canonical import CanonicalisationError, canonical_bytes
+from gateway.wire.canonical import CanonicalisationError, NotIJson, canonical_bytes, loads_strict
 from tests.strategies import json_values
 
 # RFC 8785 appendix B: IEEE 754 bit patterns and their canonical JSON numbers.
@@ -249,3 +249,46 @@ def test_events_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_subclasses_and_floats_take_the_reference_path(value: object) -> None:
     """Enums, dict subclasses and floats are canonicalised by rfc8785 itself."""
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+def _allowed(char: str) -> bool:
+    """Not a noncharacter (RFC 7493 2.1; surrogates are left out by category)."""
+    point = ord(char)
+    return not (0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE)
+
+
+_SURROGATE_OR_NONCHARACTER = st.one_of(
+    st.integers(0xD800, 0xDFFF),
+    st.integers(0xFDD0, 0xFDEF),
+    st.integers(0, 16).flatmap(
+        lambda plane: st.sampled_from([plane << 16 | 0xFFFE, plane << 16 | 0xFFFF])
+    ),
+)
+
+
+@given(json_values, st.data())
+def test_a_forbidden_code_point_anywhere_is_refused_with_its_place(
+    value: Any, data: st.DataObject
+) -> None:
+    """RFC 7493 2.1: a surrogate or noncharacter, escaped or raw, in any string or member name."""
+    point = data.draw(_SURROGATE_OR_NONCHARACTER)
+    as_name = data.draw(st.booleans())
+    bad = chr(point)
+    document = {"ok": "Nguyễn, Thủ Đức", "nest": [value, {"x": bad} if not as_name else {bad: 1}]}
+    raw = json.dumps(document, ensure_ascii=data.draw(st.booleans()) or 0xD800 <= point <= 0xDFFF)
+    with pytest.raises(NotIJson, match="/nest/1" if not as_name else "member name in /nest/1"):
+        loads_strict(raw.encode())
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]).filter(_allowed)))
+def test_any_other_text_is_read_escaped_or_not(text: str) -> None:
+    """Astral characters as escaped pairs, Vietnamese raw or escaped: all read back the same."""
+    for ensure_ascii in (True, False):
+        assert loads_strict(json.dumps({"t": text}, ensure_ascii=ensure_ascii).encode()) == {
+            "t": text
+        }
+
+
+def test_an_escaped_backslash_before_u_is_not_an_escape() -> None:
+    """A backslash written as an escape, then the letters u d 8 0 0, is ordinary text."""
+    assert loads_strict(b'{"a": "\\\\ud800"}') == {"a": "\\ud800"}

@@ -227,3 +227,36 @@ def test_make_writes_the_same_text_as_compact_json_dumps(data: dict[str, Any]) -
         disclosure = sd.make(name, value, salt=SALT)
         expected = json.dumps([SALT, name, value], ensure_ascii=False, separators=(",", ":"))
         assert b64url.decode(disclosure.encoded) == expected.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        {"digest": "x"},
+        ["a"],
+        7,
+        1.5,
+        True,
+        None,
+        "",
+        "A" * 42,  # one character short of a SHA-256 digest
+        "A" * 44,
+        "A" * 42 + "B",  # 43 characters, but not the canonical encoding of 32 bytes
+        "+" * 43,  # base64, not base64url
+        "Nguyễn" * 7 + "A",
+    ],
+)
+def test_every_sd_member_must_be_a_sha256_digest(member: object) -> None:
+    """An _sd member of another type or form is malformed, never a crash or a match."""
+    signed, disclosures = sd.conceal({"full_name": "Nguyễn Văn An"})
+    tampered = {**signed, "_sd": [*signed["_sd"], member]}
+    with pytest.raises(sd.DisclosureError, match=r"_sd\[1\]"):
+        sd.reveal(tampered, [d.encoded for d in disclosures])
+
+
+def test_a_digest_listed_twice_is_malformed() -> None:
+    """The signed digests are a set: one listed twice is refused."""
+    signed, disclosures = sd.conceal({"full_name": "Nguyễn Văn An"})
+    twice = {**signed, "_sd": signed["_sd"] * 2}
+    with pytest.raises(sd.DisclosureError, match="twice"):
+        sd.reveal(twice, [d.encoded for d in disclosures])
