@@ -489,7 +489,8 @@ def top(urls: tuple[str, ...], interval: float, once: bool) -> None:
     from rich.console import Console  # noqa: PLC0415
 
     from gateway.lab.processes import scrape  # noqa: PLC0415
-    from gateway.ops.top import render, snapshot, watch  # noqa: PLC0415
+    from gateway.ops.top import snapshot  # noqa: PLC0415
+    from gateway.ops.top_render import render, watch  # noqa: PLC0415
 
     if not urls:
         settings = _settings()

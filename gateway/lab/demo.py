@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from connectors.client import AgencyClient, PublishedEvent, Receipt, ReceivedEvent
@@ -43,6 +42,7 @@ from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.forgery import Forger, certificate_authority
 from gateway.lab.life import STORY_ROUNDS, Life, LifeSummary, build_life, listen, stories_table
 from gateway.lab.processes import WorkerProcess, scrape
+from gateway.lab.progress import progress_bars
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
 from gateway.trust.ca import ensure_exchange, load_signing_key
@@ -349,7 +349,7 @@ async def _publish(
                 last.append(event)
                 del last[:-1]
 
-    with _progress(console) as progress:
+    with progress_bars(console, label_width=10) as progress:
         bar = progress.add_task("publishing", total=total)
         interval = 1.0 / options.rate
         next_at = time.monotonic()
@@ -368,7 +368,7 @@ async def _publish(
 async def _settle(tracker: _Tracker, options: DemoOptions, console: Console) -> None:
     """Wait until every record written has its receipt (bounded)."""
     deadline = time.monotonic() + options.settle_timeout
-    with _progress(console) as progress:
+    with progress_bars(console, label_width=10) as progress:
         bar = progress.add_task("receipts", total=tracker.records)
         while len(tracker.receipts) < tracker.records and time.monotonic() < deadline:
             tracker.changed.clear()
@@ -393,17 +393,6 @@ def _fill(summary: DemoSummary, tracker: _Tracker, clients: list[AgencyClient]) 
     summary.delivered = tracker.deliveries
     summary.latencies_ms = tracker.latencies_ms
     summary.refused_by_clients = sum(sum(c.refused.values()) for c in clients)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description:<10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 def print_summary(summary: DemoSummary) -> None:

@@ -1,4 +1,4 @@
-"""The load of ``xgw bench``: the event mix, Kafka loading and counting, the raw baseline, /proc.
+"""The load of ``xgw bench``: the event mix, Kafka loading, counting what comes back, /proc.
 
 The mix is what the mock agencies send: police registrations (about 65 %) and address changes
 (about 28 %), health vaccinations (about 7 %, refused with ``no_recipients`` because the policy
@@ -6,20 +6,17 @@ routes them nowhere yet), and a few percent of bad records cycling through every
 :mod:`gateway.lab.forgery` plus repeats of valid events (``duplicate_id``). Valid events are
 sealed by the real :class:`~connectors.client.AgencyClient`, through a transport that captures
 the bytes instead of sending them, so the benchmark measures what agencies really produce.
-
-Run as ``python -m gateway.lab.load FORWARD_PREFIX`` it is the raw-transport baseline: an
-aiokafka consume -> produce loop that forwards every ingress record of the exchange named by
-``XGW_*`` (its topic prefix) to the delivery topic of the same agency, with no checks.
+What comes back is read by :class:`Arrivals`, and the gateway's receipts by :class:`ReceiptLedger`.
+The raw-transport baseline is :mod:`gateway.lab.forwarder`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -354,6 +351,50 @@ class Arrivals:
             await self._consumer.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptInfo:
+    """What the benchmark keeps of one receipt."""
+
+    arrived: float
+    outcome: str  # "accepted" or the reason code
+    event_id: str | None
+    recipients: int
+
+
+@dataclass
+class ReceiptLedger:
+    """The receipts read so far, one per ingress record (repeats from redelivery dropped)."""
+
+    arrivals: Arrivals
+    receipts: dict[str, ReceiptInfo] = field(default_factory=dict)
+    _parsed: int = 0  # batches of ``arrivals`` already read
+
+    def update(self) -> int:
+        """Read the batches that arrived since the last call; return the distinct receipts."""
+        batches = self.arrivals.batches
+        while self._parsed < len(batches):
+            arrived, values = batches[self._parsed]
+            for value in values:
+                event = json.loads(value)
+                data = event["data"]
+                self.receipts.setdefault(
+                    event["id"],
+                    ReceiptInfo(
+                        arrived,
+                        "accepted" if data["status"] == "accepted" else str(data.get("reason")),
+                        data.get("event_id"),
+                        len(data.get("recipients", ())),
+                    ),
+                )
+            batches[self._parsed] = (arrived, [])  # parsed: let the bytes go
+            self._parsed += 1
+        return len(self.receipts)
+
+    def complete(self, target: int) -> Callable[[], bool]:
+        """A test for "``target`` distinct receipts", parsing only once enough have arrived."""
+        return lambda: self.arrivals.count >= target and self.update() >= target
+
+
 # --- /proc: memory and CPU of a process --------------------------------------------------------
 
 
@@ -384,115 +425,3 @@ def proc_sample(pid: int | None) -> ProcSample | None:
     after = stat.rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return ProcSample(kib("VmRSS"), kib("VmHWM"), (int(after[11]) + int(after[12])) / ticks)
-
-
-# --- the raw-transport baseline ----------------------------------------------------------------
-
-
-class Forwarder:
-    """The raw baseline as a child process, so it has a core of its own like a worker."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The process id while it runs."""
-        return self._process.pid if self._process else None
-
-    async def start(self, limit_s: float = 60.0) -> None:
-        """Start the loop and wait until it has its partitions."""
-        from gateway.settings import settings_env  # noqa: PLC0415 - only the parent needs it
-
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **settings_env(self.settings)}
-        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - opening a log file is instant
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gateway.lab.load",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                env=env,
-            )
-        assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE above
-        try:
-            line = await asyncio.wait_for(self._process.stdout.readline(), limit_s)
-        except TimeoutError:
-            line = b""
-        if line.strip() != b"ready":
-            raise BrokerError(f"raw-transport loop did not start; see {self.log_path}")
-
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 5 s."""
-        process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
-async def forward(settings: Settings, stop: asyncio.Event) -> None:
-    """Forward ingress records to the same agency's delivery topic until ``stop`` is set."""
-    from gateway.core.policy import load_policy  # noqa: PLC0415
-    from schemas.registry import REGISTRY  # noqa: PLC0415
-
-    topics = settings.topics
-    agencies = load_policy(settings.policy_file, REGISTRY).agencies
-    out = {topics.ingress(a): topics.deliver(a) for a in agencies}
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_options(),
-        group_id=f"{settings.app_id}-raw",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )
-    made = producer(settings)
-    await consumer.start()
-    await made.start()
-    try:
-        consumer.assign(
-            [TopicPartition(t, p) for t in out for p in range(settings.topic_partitions)]
-        )
-        await consumer.seek_to_beginning()
-        print("ready", flush=True)  # the parent waits for this line
-        last_commit = time.monotonic()
-        while not stop.is_set():
-            got = await consumer.getmany(timeout_ms=100, max_records=settings.batch_max)
-            futures = [
-                await made.send(out[tp.topic], r.value, key=r.key, headers=list(r.headers))
-                for tp, records in got.items()
-                for r in records
-            ]
-            await asyncio.gather(*futures)
-            # Like the gateway: offsets are committed only once the outputs are acknowledged.
-            if got and time.monotonic() - last_commit >= 1.0:
-                await consumer.commit()
-                last_commit = time.monotonic()
-    finally:
-        await made.stop()
-        await consumer.stop()
-
-
-def _forward_main() -> None:
-    settings = Settings()
-    if not settings.bootstrap_servers:
-        raise ConfigError("the raw-transport loop needs XGW_BOOTSTRAP_SERVERS")
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await forward(settings, stop)
-
-    asyncio.run(run())
-
-
-if __name__ == "__main__":
-    _forward_main()

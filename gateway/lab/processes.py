@@ -1,22 +1,39 @@
-"""A gateway worker as a child process (``python -m gateway worker``), for the demo and tests."""
+"""Child processes of the lab: one :class:`ChildProcess`, and the gateway worker built on it.
+
+:class:`ChildProcess` is the one place that starts a child with its output in a log file and
+stops it (SIGTERM, then SIGKILL); :class:`WorkerProcess` (``python -m gateway worker`` for the
+demo and tests), :class:`~gateway.lab.broker.EmbeddedBroker` and the bench's
+:class:`~gateway.lab.forwarder.Forwarder` each hold one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import XgwError
-from gateway.lab.broker import free_port
 from gateway.settings import Settings, settings_env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:
@@ -31,6 +48,106 @@ def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:
     return samples
 
 
+class ChildProcess:
+    """One child process whose output goes to a log file (a temporary one without a path).
+
+    The log stays open while the child runs, so :meth:`tail` can quote it in an error.
+    """
+
+    def __init__(self, log_path: Path | None = None) -> None:
+        self.log_path = log_path
+        self._log: IO[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the child was started and has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the child has exited."""
+        return self._process.poll() if self._process else None
+
+    @property
+    def stdout(self) -> IO[bytes] | None:
+        """The child's standard output when started with ``stdout_pipe``."""
+        return self._process.stdout if self._process else None
+
+    def start(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        stdout_pipe: bool = False,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """Launch ``argv``; stderr (and stdout unless ``stdout_pipe``) goes to the log."""
+        if self.log_path is None:
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the child's lifetime
+        else:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "a+b")  # noqa: SIM115 - ditto
+        self._process = subprocess.Popen(  # noqa: S603 - callers pass fixed programs and arguments
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log if stdout_pipe else subprocess.STDOUT,
+            env=dict(env),
+            preexec_fn=preexec_fn,  # noqa: PLW1509 - callers pass only prctl, no locks taken
+        )
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGTERM the child and wait; SIGKILL if it does not stop in time. Safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            self._release(process)
+        self._close_log()
+        return None if process is None else process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the child and wait for it (fault tests)."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+            self._release(process)
+        self._close_log()
+
+    def tail(self, chars: int = 500) -> str:
+        """The end of the log on one line, for an error message; empty once stopped."""
+        if self._log is None:
+            return ""
+        with contextlib.suppress(OSError):
+            self._log.flush()
+            self._log.seek(0, os.SEEK_END)
+            self._log.seek(max(0, self._log.tell() - chars))
+            return self._log.read().decode("utf-8", "replace").strip().replace("\n", " | ")
+        return ""
+
+    @staticmethod
+    def _release(process: subprocess.Popen[bytes]) -> None:
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 class WorkerProcess:
     """Starts, watches and stops one ``xgw`` service process (a worker by default)."""
 
@@ -41,7 +158,7 @@ class WorkerProcess:
         self.settings = settings.model_copy(update={"metrics_port": self.metrics_port})
         self.log_path = log_path
         self.command = command
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess(log_path)
         self.started_at = 0.0
 
     @property
@@ -52,27 +169,21 @@ class WorkerProcess:
     @property
     def pid(self) -> int | None:
         """The process id while it runs."""
-        return self._process.pid if self._process else None
+        return self._child.pid
 
     def start(self) -> None:
         """Launch the worker; its log goes to ``log_path``."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **settings_env(self.settings)}
         self.started_at = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - our interpreter, our own commands
-                [sys.executable, "-m", "gateway", *self.command],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        self._child.start(
+            [sys.executable, "-m", "gateway", *self.command],
+            {**os.environ, **settings_env(self.settings)},
+        )
 
     async def wait_ready(self, limit_s: float = 60.0) -> float:
         """Wait until the worker has ingress partitions assigned; return seconds since start."""
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
+            if not self._child.running:
                 raise XgwError(f"gateway worker exited during start-up; see {self.log_path}")
             try:
                 samples = await asyncio.to_thread(scrape, self.metrics_url, 1.0)
@@ -85,21 +196,8 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker (fault tests)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
+        self._child.kill()
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the worker and wait; SIGKILL if it does not stop in time."""
-        process, self._process = self._process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return process.returncode
+        return self._child.stop(timeout)

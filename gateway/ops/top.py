@@ -2,7 +2,7 @@
 
 Three layers. :func:`read` scrapes every endpoint once (the only I/O). :func:`build_view` turns
 two successive readings into rates, quantiles and rows; it is pure, so tests feed it sample
-dictionaries. :func:`render` lays a :class:`View` out as rich tables.
+dictionaries. :func:`gateway.ops.top_render.render` lays a :class:`View` out as rich tables.
 
 Counters are differenced per endpoint and the differences summed, so a worker that stops or
 restarts between two scrapes never shows up as a huge negative or positive rate.
@@ -13,20 +13,16 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.client import HTTPException
-from typing import TYPE_CHECKING
 
 from gateway.errors import XgwError
 
-if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
-
 Samples = Mapping[str, float]
+Scrape = Callable[[str, float], Samples]
 
-DEFAULT_URL = "http://127.0.0.1:9464/metrics"
 RECEIVED = "xgw_messages_received_total"
 DELIVERED = "xgw_messages_delivered_total"
 REJECTED = "xgw_messages_rejected_total"
@@ -176,7 +172,7 @@ def window_increase(before: Reading, after: Reading) -> dict[str, float]:
 
 def read(
     urls: Sequence[str],
-    scrape: Callable[[str, float], Samples],
+    scrape: Scrape,
     timeout: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Reading:
@@ -376,111 +372,7 @@ def build_view(before: Reading | None, after: Reading) -> View:
     )
 
 
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def format_rate(value: float | None) -> str:
-    """A rate per second for a table cell; ``-`` before there are two scrapes."""
-    if value is None:
-        return "-"
-    return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"  # noqa: PLR2004
-
-
-def format_seconds(value: float | None) -> str:
-    """A latency in ms below one second, in s above; ``-`` without observations."""
-    if value is None:
-        return "-"
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def format_expiry(seconds: float | None) -> str:
-    """How long until a certificate expires, in days and hours (or how long ago it did)."""
-    if seconds is None:
-        return "n/a"
-    hours = int(abs(seconds) // 3600)
-    days, hours = divmod(hours, 24)
-    span = f"{days}d {hours}h" if days else f"{hours}h {int(abs(seconds) % 3600 // 60)}m"
-    return f"in {span}" if seconds >= 0 else f"EXPIRED {span} ago"
-
-
-def _table(
-    title: str, columns: Iterable[str], rows: Iterable[Sequence[str]], text_columns: int = 1
-) -> RenderableType:
-    from rich.table import Table  # noqa: PLC0415 - rich is only needed to draw
-
-    table = Table(title=title, title_justify="left", expand=False)
-    for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index < text_columns else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def render(view: View) -> RenderableType:
-    """Lay the view out as a header line and tables."""
-    from rich.console import Group  # noqa: PLC0415
-    from rich.text import Text  # noqa: PLC0415
-
-    window = (
-        f"rates over {view.window_s:.1f}s" if view.window_s else "rates: waiting for 2nd scrape"
-    )
-    header = Text(
-        f"xgw top: {view.up}/{len(view.workers)} workers up, {window}, "
-        f"build {', '.join(view.versions) or 'n/a'}"
-    )
-    workers = _table(
-        "Workers",
-        ("endpoint", "status", "partitions", "version"),
-        (
-            (
-                w.url,
-                "up" if w.up else f"down ({w.error})" if w.error else "down",
-                "-" if w.partitions is None else str(w.partitions),
-                w.version or "-",
-            )
-            for w in view.workers
-        ),
-        text_columns=2,
-    )
-    agencies = _table(
-        f"Agencies (end-to-end latency {view.latency_scope})",
-        ("agency", "received/s", "delivered/s", "rejected/s", "e2e p50", "e2e p99"),
-        (
-            (
-                a.agency,
-                format_rate(a.received_per_s),
-                format_rate(a.delivered_per_s),
-                format_rate(a.rejected_per_s),
-                format_seconds(a.latency_p50),
-                format_seconds(a.latency_p99),
-            )
-            for a in view.agencies
-        ),
-    )
-    reasons = _table(
-        "Rejections by reason",
-        ("reason", "total", "per s"),
-        ((r.reason, f"{r.total:,.0f}", format_rate(r.per_s)) for r in view.reasons),
-    )
-    parts: list[RenderableType] = [header, workers, agencies, reasons]
-    if view.lag is None:
-        parts.append(Text("consumer lag: n/a"))
-    else:
-        parts.append(
-            _table(
-                "Consumer lag",
-                ("topic", "partition", "records"),
-                ((lag.topic, str(lag.partition), f"{lag.records:,.0f}") for lag in view.lag),
-            )
-        )
-    parts.append(Text(f"batch processing p99: {format_seconds(view.batch_p99)}"))
-    parts.append(Text(f"nearest certificate expiry: {format_expiry(view.certificate_expiry_s)}"))
-    return Group(*parts)
-
-
-# --- the command's two modes -------------------------------------------------------------------
-
-Scrape = Callable[[str, float], Samples]
+# --- the one-shot view ------------------------------------------------------------------------
 
 
 def _down_summary(reading: Reading) -> str:
@@ -489,7 +381,7 @@ def _down_summary(reading: Reading) -> str:
 
 def snapshot(urls: Sequence[str], interval: float, scrape: Scrape) -> View:
     """Scrape twice, ``interval`` apart, and return the view; raise if no endpoint answers."""
-    timeout = _timeout(interval)
+    timeout = scrape_timeout(interval)
     first = read(urls, scrape, timeout)
     if not first.any_up:
         raise XgwError(f"no gateway worker answered: {_down_summary(first)}")
@@ -497,22 +389,7 @@ def snapshot(urls: Sequence[str], interval: float, scrape: Scrape) -> View:
     return build_view(first, read(urls, scrape, timeout))
 
 
-def watch(urls: Sequence[str], interval: float, scrape: Scrape, console: Console) -> None:
-    """Redraw the view every ``interval`` seconds until Ctrl-C."""
-    from rich.live import Live  # noqa: PLC0415
-
-    timeout = _timeout(interval)
-    after = read(urls, scrape, timeout)
-    with Live(render(build_view(None, after)), console=console, auto_refresh=False) as live:
-        try:
-            while True:
-                time.sleep(interval)
-                before, after = after, read(urls, scrape, timeout)
-                live.update(render(build_view(before, after)), refresh=True)
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is the normal way out of a live view
-
-
-def _timeout(interval: float) -> float:
+def scrape_timeout(interval: float) -> float:
+    """The scrape timeout for a refresh ``interval``."""
     # A silent endpoint must not stretch the refresh much beyond the interval.
     return min(2.0, max(0.2, interval))

@@ -11,7 +11,8 @@ import pytest
 
 from connectors.errors import TransportError
 from connectors.transport import KafkaTransport, Message
-from gateway.lab.broker import EmbeddedBroker, free_port
+from gateway.lab.broker import EmbeddedBroker
+from gateway.lab.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,16 +18,14 @@ from gateway.ops.top import (
     Endpoint,
     Reading,
     build_view,
-    format_expiry,
     histogram_buckets,
     histogram_quantile,
     increase,
     parse_key,
     read,
-    render,
     sum_by,
-    watch,
 )
+from gateway.ops.top_render import format_expiry, render, watch
 
 INF = math.inf
 METRICS_TEXT = """\

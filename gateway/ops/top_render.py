@@ -1,0 +1,130 @@
+"""How ``xgw top`` draws: a :class:`~gateway.ops.top.View` as rich tables, once or redrawn live.
+
+rich is imported only here, and only when something is drawn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from gateway.ops.top import Scrape, View, build_view, read, scrape_timeout
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+
+def format_rate(value: float | None) -> str:
+    """A rate per second for a table cell; ``-`` before there are two scrapes."""
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"  # noqa: PLR2004
+
+
+def format_seconds(value: float | None) -> str:
+    """A latency in ms below one second, in s above; ``-`` without observations."""
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def format_expiry(seconds: float | None) -> str:
+    """How long until a certificate expires, in days and hours (or how long ago it did)."""
+    if seconds is None:
+        return "n/a"
+    hours = int(abs(seconds) // 3600)
+    days, hours = divmod(hours, 24)
+    span = f"{days}d {hours}h" if days else f"{hours}h {int(abs(seconds) % 3600 // 60)}m"
+    return f"in {span}" if seconds >= 0 else f"EXPIRED {span} ago"
+
+
+def _table(
+    title: str, columns: Iterable[str], rows: Iterable[Sequence[str]], text_columns: int = 1
+) -> RenderableType:
+    from rich.table import Table  # noqa: PLC0415 - rich is only needed to draw
+
+    table = Table(title=title, title_justify="left", expand=False)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index < text_columns else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render(view: View) -> RenderableType:
+    """Lay the view out as a header line and tables."""
+    from rich.console import Group  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    window = (
+        f"rates over {view.window_s:.1f}s" if view.window_s else "rates: waiting for 2nd scrape"
+    )
+    header = Text(
+        f"xgw top: {view.up}/{len(view.workers)} workers up, {window}, "
+        f"build {', '.join(view.versions) or 'n/a'}"
+    )
+    workers = _table(
+        "Workers",
+        ("endpoint", "status", "partitions", "version"),
+        (
+            (
+                w.url,
+                "up" if w.up else f"down ({w.error})" if w.error else "down",
+                "-" if w.partitions is None else str(w.partitions),
+                w.version or "-",
+            )
+            for w in view.workers
+        ),
+        text_columns=2,
+    )
+    agencies = _table(
+        f"Agencies (end-to-end latency {view.latency_scope})",
+        ("agency", "received/s", "delivered/s", "rejected/s", "e2e p50", "e2e p99"),
+        (
+            (
+                a.agency,
+                format_rate(a.received_per_s),
+                format_rate(a.delivered_per_s),
+                format_rate(a.rejected_per_s),
+                format_seconds(a.latency_p50),
+                format_seconds(a.latency_p99),
+            )
+            for a in view.agencies
+        ),
+    )
+    reasons = _table(
+        "Rejections by reason",
+        ("reason", "total", "per s"),
+        ((r.reason, f"{r.total:,.0f}", format_rate(r.per_s)) for r in view.reasons),
+    )
+    parts: list[RenderableType] = [header, workers, agencies, reasons]
+    if view.lag is None:
+        parts.append(Text("consumer lag: n/a"))
+    else:
+        parts.append(
+            _table(
+                "Consumer lag",
+                ("topic", "partition", "records"),
+                ((lag.topic, str(lag.partition), f"{lag.records:,.0f}") for lag in view.lag),
+            )
+        )
+    parts.append(Text(f"batch processing p99: {format_seconds(view.batch_p99)}"))
+    parts.append(Text(f"nearest certificate expiry: {format_expiry(view.certificate_expiry_s)}"))
+    return Group(*parts)
+
+
+def watch(urls: Sequence[str], interval: float, scrape: Scrape, console: Console) -> None:
+    """Redraw the view every ``interval`` seconds until Ctrl-C."""
+    from rich.live import Live  # noqa: PLC0415
+
+    timeout = scrape_timeout(interval)
+    after = read(urls, scrape, timeout)
+    with Live(render(build_view(None, after)), console=console, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                before, after = after, read(urls, scrape, timeout)
+                live.update(render(build_view(before, after)), refresh=True)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is the normal way out of a live view
