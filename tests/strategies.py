@@ -23,13 +23,24 @@ def vietnamese_word(draw: st.DrawFn) -> str:
 
 vietnamese_text = st.lists(vietnamese_word(), min_size=1, max_size=6).map(" ".join)
 
+
+def is_ijson_char(char: str) -> bool:
+    """Whether I-JSON (RFC 7493 2.1) allows the character: no surrogate, no noncharacter."""
+    point = ord(char)
+    return not (0xD800 <= point <= 0xDFFF or 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE)
+
+
+# Any text the gateway accepts: JSON it reads must be I-JSON, which RFC 8785 requires.
+ijson_chars = st.characters(exclude_categories=["Cs"]).filter(is_ijson_char)
+ijson_text = st.text(ijson_chars)
+
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
     # Beyond 2**53 a float canonicalises to an integer literal that JCS may not read back.
     st.floats(allow_nan=False, allow_infinity=False, min_value=-(2**53) + 1, max_value=2**53 - 1),
-    st.text(),
+    ijson_text,
     vietnamese_text,
 )
 
@@ -37,7 +48,7 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     json_scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(st.text(max_size=10), children, max_size=4),
+        st.dictionaries(st.text(ijson_chars, max_size=10), children, max_size=4),
     ),
     max_leaves=12,
 )
