@@ -39,7 +39,7 @@ from connectors.errors import (
 from connectors.transport import Message, Transport
 from gateway import names
 from gateway.clock import Clock, rfc3339, utcnow
-from gateway.core import envelope
+from gateway.core import envelope, profile, stamp
 from gateway.core import records as outputs
 from gateway.core.envelope import subject_digest
 from gateway.errors import Rejection
@@ -185,7 +185,7 @@ class AgencyClient:
         self._waiting[request_id] = (answer, question.response_type)
         try:
             deadline = self._clock() + timedelta(seconds=timeout)
-            await self._publish(question, request_id, {envelope.DEADLINE: rfc3339(deadline)})
+            await self._publish(question, request_id, {profile.DEADLINE: rfc3339(deadline)})
             # The gateway's own timeout receipt comes a little after the deadline; waiting for
             # it is not needed to know there is no answer.
             return await asyncio.wait_for(answer, timeout + _REPLY_GRACE_S)
@@ -203,7 +203,7 @@ class AgencyClient:
             raise InvalidEventError(f"{answer.event_type} does not answer {request.type}")
         if subject_digest(answer.subject_id()) != request.subject:
             raise InvalidEventError("the answer is about another person than the request")
-        return await self._publish(answer, None, {envelope.CORRELATION_ID: request.id})
+        return await self._publish(answer, None, {profile.CORRELATION_ID: request.id})
 
     async def _listen_for_replies(self) -> None:
         if self._replies is None:
@@ -256,7 +256,7 @@ class AgencyClient:
         if not isinstance(event, dict):
             return False
         if delivery:
-            named = event.get(envelope.CORRELATION_ID)
+            named = event.get(profile.CORRELATION_ID)
         else:
             data = event.get("data")
             named = data.get("event_id") if isinstance(data, dict) else None
@@ -273,13 +273,13 @@ class AgencyClient:
         now = self._clock()
         subject = subject_digest(model.subject_id())
         attributes = {
-            "specversion": envelope.SPECVERSION,
+            "specversion": profile.SPECVERSION,
             "id": event_id or str(uuid.uuid4()),
             "source": names.agency_source(self.agency),
             "type": model.event_type,
             "subject": subject,
             "time": rfc3339(now),
-            "datacontenttype": envelope.CONTENT_TYPE,
+            "datacontenttype": profile.CONTENT_TYPE,
             **extra,
         }
         sealed = envelope.seal(attributes, model.model_dump(mode="json"), self._key)
@@ -345,11 +345,11 @@ class AgencyClient:
         now = self._clock()
         try:
             env = envelope.read_envelope(raw, delivered=True)
-            envelope.verify_stamp(env.attributes, self._trust, now)
+            stamp.verify_stamp(env.attributes, self._trust, now)
             _, disclosures = envelope.verify_origin(env, self._trust, now)
         except Rejection as exc:
             raise RefusedDelivery(exc.reason, exc.detail) from exc
-        if env.attributes.get(envelope.RECIPIENT) != self.agency:
+        if env.attributes.get(profile.RECIPIENT) != self.agency:
             raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "delivery names another recipient")
         if self._registry.model_for(env.type) is None:
             raise RefusedDelivery(ReasonCode.UNKNOWN_TYPE, f"type {env.type!r} is not registered")
@@ -367,12 +367,12 @@ class AgencyClient:
             source_agency=env.agency,
             subject=env.subject,
             time=env.time,
-            purpose=str(env.attributes[envelope.PURPOSE]),
-            legal_basis=str(env.attributes[envelope.LEGAL_BASIS]),
+            purpose=str(env.attributes[profile.PURPOSE]),
+            legal_basis=str(env.attributes[profile.LEGAL_BASIS]),
             data=data,
             fields=fields,
-            correlation_id=_text(env.attributes.get(envelope.CORRELATION_ID)),
-            deadline=_moment(env.attributes.get(envelope.DEADLINE)),
+            correlation_id=_text(env.attributes.get(profile.CORRELATION_ID)),
+            deadline=_moment(env.attributes.get(profile.DEADLINE)),
         )
 
     def verify_receipt(self, raw: bytes) -> Receipt:
@@ -381,7 +381,7 @@ class AgencyClient:
             event: Any = loads_strict(raw)
             if not isinstance(event, dict) or event.get("type") != outputs.RECEIPT_TYPE:
                 raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "not a receipt")
-            envelope.verify_stamp(event, self._trust, self._clock())
+            stamp.verify_stamp(event, self._trust, self._clock())
         except Rejection as exc:
             raise RefusedDelivery(exc.reason, exc.detail) from exc
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:

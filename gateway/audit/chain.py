@@ -29,6 +29,7 @@ from cryptography import x509
 
 from gateway.audit.model import GENESIS_HASH, Anchor, Checkpoint, StoredEntry
 from gateway.clock import rfc3339
+from gateway.core.records import AuditRecord
 from gateway.errors import Rejection
 from gateway.names import GATEWAY_OWNER
 from gateway.trust.store import TrustStore
@@ -38,6 +39,8 @@ from gateway.wire.keys import SigningKey
 
 CHECKPOINT_TYP = "xgw-audit-checkpoint+jws"
 EVIDENCE_VERSION = 1
+# A stored body is the audit record with its "subject" replaced by this keyed hash of it.
+SUBJECT_KEY = "subject_key"
 
 
 def subject_key(secret: bytes, subject: str) -> str:
@@ -61,18 +64,23 @@ class Prepared:
     body: str
 
 
-def prepare(record: Mapping[str, Any], secret: bytes) -> Prepared:
-    """Replace the subject by its keyed hash and canonicalise the record."""
-    stored = dict(record)
-    subject = stored.pop("subject", None)
+def prepare(record: AuditRecord, secret: bytes) -> Prepared:
+    """Replace the subject by its keyed hash and canonicalise the record.
+
+    ``record`` is parsed from the audit topic: its values are checked, not trusted.
+    """
+    if not isinstance(record, dict):
+        raise TypeError("an audit record is a JSON object")
+    subject = record.get("subject")
     key = subject_key(secret, subject) if isinstance(subject, str) else None
-    stored["subject_key"] = key
-    event_id = stored.get("event_id")
+    stored: dict[str, Any] = {k: v for k, v in record.items() if k != "subject"}
+    stored[SUBJECT_KEY] = key
+    event_id = record.get("event_id")
     return Prepared(
-        decision_id=str(stored["decision_id"]),
+        decision_id=str(record["decision_id"]),
         event_id=event_id if isinstance(event_id, str) else None,
         subject_key=key,
-        decided_at=str(stored["decided_at"]),
+        decided_at=str(record["decided_at"]),
         body=canonical_bytes(stored).decode("utf-8"),
     )
 
@@ -263,7 +271,7 @@ def verify_evidence(document: Mapping[str, Any], trust: TrustStore) -> list[str]
     try:
         segment = [StoredEntry(**row) for row in document["chain"]]
         checkpoint = Checkpoint(**document["checkpoint"])
-        decisions = list(document["decisions"])
+        decisions: list[AuditRecord] = list(document["decisions"])  # as stored (subject_key)
     except (KeyError, TypeError) as exc:
         return [f"not an evidence document: {exc}"]
     if not segment:

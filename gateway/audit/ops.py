@@ -12,6 +12,7 @@ from gateway.audit.chain import Report, build_evidence, subject_key, verify
 from gateway.audit.model import Checkpoint, StoredEntry
 from gateway.audit.store import AuditStore
 from gateway.core.envelope import subject_digest
+from gateway.core.records import AuditRecord, Outcome
 from gateway.errors import ConfigError
 from gateway.trust.x509 import X509TrustStore
 
@@ -22,7 +23,7 @@ def verify_store(store: AuditStore, trust: X509TrustStore) -> Report:
 
 
 @dataclass(frozen=True, slots=True)
-class Disclosure:
+class SharedRecord:
     """One delivery of data about a person, as the person may see it."""
 
     decided_at: str
@@ -34,16 +35,16 @@ class Disclosure:
     event_id: str
 
 
-def subject_report(store: AuditStore, secret: bytes, personal_id: str) -> list[Disclosure]:
+def subject_report(store: AuditStore, secret: bytes, personal_id: str) -> list[SharedRecord]:
     """Which agencies received which data about ``personal_id``, when, why, on what basis."""
     key = subject_key(secret, subject_digest(personal_id))
-    rows: list[Disclosure] = []
+    rows: list[SharedRecord] = []
     for entry in store.by_subject(key):
-        body = json.loads(entry.body)
-        if body.get("outcome") != "delivered":
+        body: AuditRecord = json.loads(entry.body)  # as stored: subject_key in place of subject
+        if body.get("outcome") != Outcome.DELIVERED:
             continue
         rows.extend(
-            Disclosure(
+            SharedRecord(
                 decided_at=body["decided_at"],
                 event_type=body.get("event_type") or "",
                 source=body.get("agency") or "",

@@ -179,10 +179,11 @@ def _certificate_line(verb: str, info: CertInfo) -> str:
 def pki_init(pki_dir: Path | None, force: bool, days: int) -> None:
     """Create the exchange root CA, its CRL and the gateway's signing certificate."""
     from gateway.names import GATEWAY_OWNER  # noqa: PLC0415
-    from gateway.trust.ca import init_ca, list_certificates, root_path  # noqa: PLC0415
+    from gateway.trust.ca import init_ca, list_certificates  # noqa: PLC0415
+    from gateway.trust.layout import PkiLayout  # noqa: PLC0415
 
     settings = _settings(pki_dir=pki_dir)
-    existed = root_path(settings.pki_dir).exists() and not force
+    existed = PkiLayout(settings.pki_dir).root_certificate.exists() and not force
     root = init_ca(settings.pki_dir, days=days, force=force)
     gateway = [i for i in list_certificates(settings.pki_dir) if i.owner == GATEWAY_OWNER]
     if existed:

@@ -1,20 +1,7 @@
-"""The exchange's CloudEvents 1.0 profile (structured JSON mode): parse, seal, project, stamp.
+"""Events of the exchange's CloudEvents profile: parse, seal, verify the origin, project.
 
-An event on the wire is one JSON object. Besides the CloudEvents attributes it carries:
-
-    data            the signed form: {"_sd": [sorted digests], "_sd_alg": "sha-256"}
-    xgwdisclosures  the disclosures (RFC 9901 encoding), joined by "~"
-    xgwsig          the origin agency's detached JWS over the signed form
-    xgwdeadline     on a request: when an answer is no longer useful (RFC 3339, signed)
-    correlationid   on a response: the id of the request it answers (signed)
-    xgwrecipient, xgwpurpose, xgwlegalbasis, xgwsignercert, xgwstamp, xgwstampproof
-                    added by the gateway on delivery; xgwstamp is its detached JWS over the
-                    root of an RFC 9162 hash tree whose leaves are the events it stamped
-                    together (without their stamp attributes), and xgwstampproof the event's
-                    leaf index, the tree size and its audit path (see docs/envelope.md)
-
-The signed form is every attribute except the unsigned ones above, so the origin signature
-still verifies after the gateway withholds disclosures and adds its own attributes.
+The attribute names and bounds are in :mod:`gateway.core.profile`; the gateway's batch stamp
+over delivered events is in :mod:`gateway.core.stamp`.
 """
 
 from __future__ import annotations
@@ -30,19 +17,30 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from gateway.core.profile import (
+    CONTENT_TYPE,
+    DEFAULT_LIMITS,
+    DISCLOSURES,
+    GATEWAY_ATTRIBUTES,
+    LEGAL_BASIS,
+    PURPOSE,
+    RECIPIENT,
+    SIGNATURE,
+    SIGNER_CERTIFICATE,
+    SPECVERSION,
+    STAMP,
+    STAMP_PROOF,
+    UNSIGNED_ATTRIBUTES,
+    Limits,
+    canonical_or_reject,
+)
 from gateway.errors import Rejection
-from gateway.names import GATEWAY_OWNER, SOURCE_PREFIX, agency_of_source
+from gateway.names import SOURCE_PREFIX, agency_of_source
 from gateway.reasons import ReasonCode
 from gateway.trust.store import TrustedKey, TrustStore
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
-from gateway.wire.canonical import (
-    MAX_JSON_DEPTH,
-    CanonicalisationError,
-    JsonTooDeep,
-    canonical_bytes,
-    loads_strict,
-)
+from gateway.wire.canonical import JsonTooDeep, canonical_bytes, loads_strict
 from gateway.wire.disclosure import Disclosure
 from gateway.wire.jws import (
     DetachedJws,
@@ -52,44 +50,10 @@ from gateway.wire.jws import (
     sign_detached,
 )
 from gateway.wire.keys import SigningKey
-from gateway.wire.merkle import decode_proof, leaf_hash, merkle_tree, root_from_path
-
-SPECVERSION = "1.0"
-CONTENT_TYPE = "application/json"
-SIGNATURE = "xgwsig"
-DISCLOSURES = "xgwdisclosures"
-STAMP = "xgwstamp"
-STAMP_PROOF = "xgwstampproof"
-RECIPIENT = "xgwrecipient"
-PURPOSE = "xgwpurpose"
-LEGAL_BASIS = "xgwlegalbasis"
-SIGNER_CERTIFICATE = "xgwsignercert"
-# Signed attributes of request/reply: a request's deadline, and the request id a response
-# answers (the name of the CloudEvents correlation extension).
-DEADLINE = "xgwdeadline"
-CORRELATION_ID = "correlationid"
-STAMP_ATTRIBUTES = frozenset({STAMP, STAMP_PROOF})
-GATEWAY_ATTRIBUTES = STAMP_ATTRIBUTES | {RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE}
-UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
-STAMP_TYP = "xgw-stamp+jws"
-# The stamp's protected header names the tree: {"xgw": {"tree": STAMP_TREE, "size": n}}. The
-# size is signed because RFC 9162 roots do not commit to it (CT signs it in the tree head).
-STAMP_TREE = "rfc9162-sha256"
 
 _REQUIRED_STRINGS = ("id", "source", "type", "subject", "time", SIGNATURE, DISCLOSURES)
 # These carry encoded material whose size the record limit already bounds.
 _UNBOUNDED_TEXT = frozenset({SIGNATURE, DISCLOSURES, STAMP, STAMP_PROOF, SIGNER_CERTIFICATE})
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds checked before anything expensive is done with a record."""
-
-    max_depth: int = MAX_JSON_DEPTH
-    max_string_chars: int = 16_384
-
-
-DEFAULT_LIMITS = Limits()
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]{1,20}")
 _MAX_ID_CHARS = 256
 
@@ -142,14 +106,7 @@ class Envelope:
     @cached_property
     def signed_bytes(self) -> bytes:
         """RFC 8785 bytes of the signed form (computed once: verification and audit use them)."""
-        return _canonical_or_reject(self.signed_form())
-
-
-def _canonical_or_reject(value: Mapping[str, Any]) -> bytes:
-    try:
-        return canonical_bytes(value)
-    except CanonicalisationError as exc:
-        raise Rejection(ReasonCode.MALFORMED_ENVELOPE, "event cannot be canonicalised") from exc
+        return canonical_or_reject(self.signed_form())
 
 
 def _malformed(detail: str) -> Rejection:
@@ -331,132 +288,3 @@ def project(
 @functools.lru_cache(maxsize=256)  # a few signing certificates, each delivered many times
 def _certificate_text(der: bytes) -> str:
     return base64.b64encode(der).decode("ascii")
-
-
-# --- The gateway stamp: one signature over an RFC 9162 (section 2.1) hash tree of events ---
-
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """An event to stamp, without its stamp attributes, its RFC 8785 bytes and leaf hash.
-
-    Build it with :func:`leaf`; the event must not change afterwards (the hash covers it).
-    """
-
-    event: Mapping[str, Any]
-    canonical: bytes
-    hash: bytes
-
-
-def leaf(event: Mapping[str, Any]) -> Leaf:
-    """The leaf of ``event``: SHA-256(0x00 || RFC 8785 bytes of it without stamp attributes)."""
-    unstamped = {k: v for k, v in event.items() if k not in STAMP_ATTRIBUTES}
-    canonical = canonical_bytes(unstamped)
-    return Leaf(unstamped, canonical, leaf_hash(canonical))
-
-
-def _stamp_texts(leaves: list[Leaf], key: SigningKey) -> tuple[str, list[str]]:
-    """The one stamp token over ``leaves``' tree and each leaf's proof text, in order."""
-    root, paths = merkle_tree([item.hash for item in leaves])
-    size = len(leaves)
-    token = sign_detached(root, key, {"typ": STAMP_TYP, "xgw": {"tree": STAMP_TREE, "size": size}})
-    # A node is on the path of up to half the leaves: encode each one once (same text as
-    # encode_proof gives).
-    names: dict[bytes, str] = {}
-    for path in paths:
-        for node in path:
-            if node not in names:
-                names[node] = b64url.encode(node)
-    head = f".{size}"
-    proofs = [
-        ".".join((f"{index}{head}", *map(names.__getitem__, path)))
-        for index, path in enumerate(paths)
-    ]
-    return token, proofs
-
-
-def stamp_leaves(leaves: list[Leaf], key: SigningKey) -> list[dict[str, Any]]:
-    """Stamp ``leaves`` with one signature over their tree; return the stamped events in order."""
-    if not leaves:
-        return []
-    token, proofs = _stamp_texts(leaves, key)
-    return [
-        {**item.event, STAMP: token, STAMP_PROOF: proof}
-        for item, proof in zip(leaves, proofs, strict=True)
-    ]
-
-
-def stamp_leaves_encoded(leaves: list[Leaf], key: SigningKey) -> list[bytes]:
-    """Like :func:`stamp_leaves`, but return each stamped event as UTF-8 JSON bytes.
-
-    The stamp attributes are spliced into the leaf's canonical bytes (sorted keys, then the
-    two stamp attributes last) instead of encoding each event a second time. Token and proof
-    are base64url, digits and dots, which JSON strings hold without escaping.
-    """
-    if not leaves:
-        return []
-    token, proofs = _stamp_texts(leaves, key)
-    tail = f'"{STAMP}":"{token}","{STAMP_PROOF}":"'.encode("ascii")
-    return [
-        b"".join(
-            (item.canonical[:-1], b"," if len(item.canonical) > 2 else b"", tail)  # noqa: PLR2004 - "{}"
-        )
-        + proof.encode("ascii")
-        + b'"}'
-        for item, proof in zip(leaves, proofs, strict=True)
-    ]
-
-
-def stamp_many(events: Iterable[Mapping[str, Any]], key: SigningKey) -> list[dict[str, Any]]:
-    """Stamp every event with one gateway signature (over the root of their hash tree)."""
-    return stamp_leaves([leaf(event) for event in events], key)
-
-
-def stamp(event: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
-    """Stamp one event (a tree of size 1), replacing any earlier stamp."""
-    return stamp_leaves([leaf(event)], key)[0]
-
-
-def _bad_stamp(detail: str) -> Rejection:
-    return Rejection(ReasonCode.BAD_SIGNATURE, f"gateway stamp: {detail}")
-
-
-def verify_stamp(event: Mapping[str, Any], trust: TrustStore, at: datetime) -> TrustedKey:
-    """Check the gateway stamp of a delivered event or receipt; return the gateway's key.
-
-    The proof leads from the event's leaf hash to a root, which the JWS must sign, for a tree
-    of the size the JWS header signs.
-    """
-    token, proof = event.get(STAMP), event.get(STAMP_PROOF)
-    if not isinstance(token, str):
-        raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp is missing")
-    if not isinstance(proof, str):
-        raise _bad_stamp(f"{STAMP_PROOF} is missing or not a string")
-    try:
-        jws = parse_detached(token)
-    except JwsError as exc:
-        raise _bad_stamp(str(exc)) from exc
-    if jws.header.get("typ") != STAMP_TYP:
-        raise _bad_stamp(f"typ is not {STAMP_TYP!r}")
-    tree = jws.header.get("xgw")
-    if (
-        not isinstance(tree, dict)
-        or set(tree) != {"tree", "size"}
-        or tree["tree"] != STAMP_TREE
-        or type(tree["size"]) is not int
-    ):
-        raise _bad_stamp(f'header must name the tree: "xgw": {{"tree": "{STAMP_TREE}", "size": n}}')
-    try:
-        index, size, path = decode_proof(proof)
-    except ValueError as exc:
-        raise _bad_stamp(f"{STAMP_PROOF}: {exc}") from exc
-    if size != tree["size"]:
-        raise _bad_stamp(f"proof is for a tree of size {size}, the signed tree has {tree['size']}")
-    trusted = trust.resolve(jws.header, at)
-    if trusted.owner != GATEWAY_OWNER:
-        raise Rejection(ReasonCode.SIGNER_AGENCY_MISMATCH, "stamp is not signed by the gateway")
-    unstamped = {k: v for k, v in event.items() if k not in STAMP_ATTRIBUTES}
-    root = root_from_path(leaf_hash(_canonical_or_reject(unstamped)), index, size, path)
-    if not jws.verify(root, trusted.key):
-        raise Rejection(ReasonCode.BAD_SIGNATURE, "gateway stamp does not verify")
-    return trusted

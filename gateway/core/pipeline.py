@@ -6,7 +6,8 @@
 :meth:`Pipeline.decide_batch` returns a :class:`Decision` per record holding every record to
 produce (deliveries, receipt, audit, or dead letter, negative receipt and audit). The deliveries
 and receipts of the whole batch carry one gateway signature: each record is decided into
-unstamped outputs, then one pass stamps them all over a hash tree (``outputs.stamp_outputs``).
+unstamped outputs, then one pass stamps them all over a hash tree (``records.stamp_outputs``).
+Who receives an accepted event is :mod:`gateway.core.routing`'s answer.
 The worker loop, the benchmark and the tests call it (or :meth:`Pipeline.decide`, a batch of
 one); none of them decides anything themselves.
 """
@@ -20,20 +21,28 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
-from gateway.clock import rfc3339
-from gateway.core import envelope
-from gateway.core import records as outputs
-from gateway.core.envelope import CORRELATION_ID, DEADLINE, DEFAULT_LIMITS, Envelope, Limits
-from gateway.core.pending import ANSWERED, OPEN, TIMED_OUT, MemoryPending, Pending, PendingRequests
-from gateway.core.policy import Grant, Policy
-from gateway.core.records import Draft, Headers, OutRecord, Unstamped
+from gateway.core import envelope, records, routing, stamp
+from gateway.core.envelope import Envelope
+from gateway.core.pending import MemoryPending, PendingRequests
+from gateway.core.policy import Policy
+from gateway.core.profile import DEFAULT_LIMITS, Limits
+from gateway.core.records import (
+    TIMEOUT_DETAIL,
+    DecisionKind,
+    Draft,
+    Headers,
+    Outcome,
+    OutRecord,
+    Recipient,
+    Unstamped,
+)
 from gateway.core.replay import Position, Seen, SeenIds
 from gateway.errors import Rejection
 from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
 from gateway.trust.store import TrustStore
 from gateway.wire.keys import SigningKey
-from schemas.base import EventModel, RequestModel, ResponseModel, describe_errors
+from schemas.base import RequestModel, ResponseModel, describe_errors
 from schemas.registry import SchemaRegistry
 
 
@@ -69,7 +78,7 @@ class Decision:
     event_time: datetime | None = None
     redelivery: bool = False
     signature_checked: bool = False  # the origin signature was verified (whatever came after)
-    kind: str = "event"  # "request", "response", or "timeout" (a request left unanswered)
+    kind: DecisionKind = DecisionKind.EVENT
 
     @property
     def accepted(self) -> bool:
@@ -112,7 +121,7 @@ class _Facts:
     event_time: datetime | None = None
     signer_kid: str | None = None
     subject: str | None = None
-    recipients: list[dict[str, str]] = field(default_factory=list)
+    recipients: list[Recipient] = field(default_factory=list)
 
 
 def _sha256(data: bytes) -> str:
@@ -121,27 +130,6 @@ def _sha256(data: bytes) -> str:
 
 # A decision whose outputs are not stamped yet; ``Decision.outputs`` is empty until they are.
 _Drafted = tuple["Decision", tuple[Draft, ...]]
-
-
-def _check_exchange_attributes(env: Envelope, model: type[EventModel]) -> None:
-    """``xgwdeadline`` belongs on requests only, ``correlationid`` on responses only."""
-    if DEADLINE in env.attributes and not issubclass(model, RequestModel):
-        raise Rejection(ReasonCode.MALFORMED_ENVELOPE, f"{DEADLINE} is only for requests")
-    if CORRELATION_ID in env.attributes and not issubclass(model, ResponseModel):
-        raise Rejection(ReasonCode.MALFORMED_ENVELOPE, f"{CORRELATION_ID} is only for responses")
-
-
-def _deadline(env: Envelope) -> datetime:
-    value = env.attributes.get(DEADLINE)
-    if not isinstance(value, str) or not value:
-        raise Rejection(ReasonCode.MISSING_ATTRIBUTE, f"attribute {DEADLINE!r} is missing")
-    try:
-        deadline = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline is not an RFC 3339 time") from exc
-    if deadline.tzinfo is None:
-        raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has no UTC offset")
-    return deadline
 
 
 class Pipeline:
@@ -163,16 +151,16 @@ class Pipeline:
         """Check one ingress record and return the decision with its output records."""
         return self.decide_batch([record], now)[0]
 
-    def decide_batch(self, records: Sequence[IngressRecord], now: datetime) -> list[Decision]:
+    def decide_batch(self, batch: Sequence[IngressRecord], now: datetime) -> list[Decision]:
         """Decide each record in order, then stamp all their deliveries and receipts at once.
 
         Each decision is the one :meth:`decide` would give (state changes record by record);
         only the stamps differ: one signature over the hash tree of the batch's outputs.
         """
-        return self._stamp([self._draft(record, now) for record in records])
+        return self._stamp([self._draft(record, now) for record in batch])
 
     def _stamp(self, drafted: list[_Drafted]) -> list[Decision]:
-        stamped = outputs.stamp_outputs([outs for _, outs in drafted], self._config.gateway_key)
+        stamped = records.stamp_outputs([outs for _, outs in drafted], self._config.gateway_key)
         return [
             replace(decision, outputs=outs)
             for (decision, _), outs in zip(drafted, stamped, strict=True)
@@ -219,20 +207,32 @@ class Pipeline:
             raise Rejection(ReasonCode.SCHEMA_VIOLATION, describe_errors(exc)) from exc
         if seen is Seen.DUPLICATE:
             raise Rejection(ReasonCode.DUPLICATE_ID, f"event id already accepted from {env.agency}")
-        _check_exchange_attributes(env, model)
+        routing.check_exchange_attributes(env, model)
         if issubclass(model, RequestModel):
-            kind, grants = "request", self._request_grants(record, env, now, facts, redelivery)
+            kind = DecisionKind.REQUEST
+            grants = routing.request_grants(
+                config.policy,
+                self._pending,
+                env,
+                record.position,
+                facts.record_sha256,
+                now,
+                redelivery=redelivery,
+            )
         elif issubclass(model, ResponseModel):
-            kind, grants = "response", self._response_grants(record, env, model, now)
+            kind = DecisionKind.RESPONSE
+            grants = routing.response_grants(
+                config.policy, self._pending, env, model, record.partition, now
+            )
         else:
-            kind, grants = "event", self._event_grants(env)
+            kind, grants = DecisionKind.EVENT, routing.event_grants(config.policy, env)
 
         deliveries: list[Draft] = []
         for grant in grants:
             delivery = Unstamped(
                 config.topics.deliver(grant.agency),
                 env.subject.encode(),
-                envelope.leaf(
+                stamp.leaf(
                     envelope.project(
                         env,
                         (d for name, d in disclosures.items() if name in grant.fields),
@@ -245,14 +245,12 @@ class Pipeline:
             )
             deliveries.append(delivery)
             facts.recipients.append(
-                {
-                    "agency": grant.agency,
-                    "purpose": grant.purpose,
-                    "legal_basis": grant.legal_basis,
-                    # The leaf hash, not a digest of the delivered bytes: those carry the
-                    # batch's stamp, so they differ when the record is decided again.
-                    "sha256": delivery.leaf_sha256,
-                }
+                Recipient(
+                    agency=grant.agency,
+                    purpose=grant.purpose,
+                    legal_basis=grant.legal_basis,
+                    sha256=delivery.leaf_sha256,
+                )
             )
         self._replay.remember((env.agency, env.id), record.position, now)
         recipients = tuple(g.agency for g in grants)
@@ -295,174 +293,48 @@ class Pipeline:
                 f"record is on partition {record.partition}, its key belongs on {expected}",
             )
 
-    def _event_grants(self, env: Envelope) -> tuple[Grant, ...]:
-        route = self._config.policy.route_for(env.type)
-        if route is None or not route.recipients:
-            raise Rejection(ReasonCode.NO_RECIPIENTS, f"the policy routes {env.type!r} to nobody")
-        if route.publisher != env.agency:
-            raise Rejection(
-                ReasonCode.UNAUTHORISED_PUBLISHER, f"{env.agency!r} may not publish {env.type!r}"
-            )
-        return route.recipients
-
-    def _request_grants(
-        self, record: IngressRecord, env: Envelope, now: datetime, facts: _Facts, redelivery: bool
-    ) -> tuple[Grant, ...]:
-        """A request goes to its one answerer, for the requester's purpose, and is remembered."""
-        rule = self._config.policy.request_rule(env.type)
-        if rule is None:
-            raise Rejection(ReasonCode.NO_RECIPIENTS, f"the policy lets nobody answer {env.type!r}")
-        grant = rule.requester(env.agency)
-        if grant is None:
-            raise Rejection(
-                ReasonCode.UNAUTHORISED_REQUESTER, f"{env.agency!r} may not ask {env.type!r}"
-            )
-        deadline = _deadline(env)
-        if deadline <= now and not redelivery:
-            raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has already passed")
-        if deadline - env.time > timedelta(seconds=rule.max_timeout_seconds):
-            raise Rejection(
-                ReasonCode.BAD_DEADLINE,
-                f"the deadline is more than {rule.max_timeout_seconds:g}s after the request time",
-            )
-        known = self._pending.get(record.partition, env.id)
-        if known is not None and (known.requester, known.offset) != (env.agency, record.offset):
-            raise Rejection(ReasonCode.DUPLICATE_ID, "a request with this id is already pending")
-        if known is None:
-            self._pending.put(
-                record.partition,
-                env.id,
-                Pending(
-                    requester=env.agency,
-                    request_type=env.type,
-                    subject=env.subject,
-                    deadline=deadline.timestamp(),
-                    offset=record.offset,
-                    record_sha256=facts.record_sha256,
-                ),
-            )
-        return (
-            Grant(
-                agency=rule.answerer,
-                purpose=grant.purpose,
-                legal_basis=grant.legal_basis,
-                fields=grant.fields,
-            ),
-        )
-
-    def _response_grants(
-        self,
-        record: IngressRecord,
-        env: Envelope,
-        model: type[ResponseModel],
-        now: datetime,
-    ) -> tuple[Grant, ...]:
-        """A response goes only to the agency that asked, and closes the pending request."""
-        rule = self._config.policy.request_rule(model.request_type)
-        if rule is None:
-            raise Rejection(
-                ReasonCode.NO_RECIPIENTS, f"the policy lets nobody answer {model.request_type!r}"
-            )
-        if rule.answerer != env.agency:
-            raise Rejection(
-                ReasonCode.WRONG_RESPONDER,
-                f"{model.request_type!r} is answered by {rule.answerer!r}",
-            )
-        correlation = env.attributes.get(CORRELATION_ID)
-        if not isinstance(correlation, str) or not correlation:
-            raise Rejection(
-                ReasonCode.MISSING_ATTRIBUTE, f"attribute {CORRELATION_ID!r} is missing"
-            )
-        pending = self._pending.get(record.partition, correlation)
-        if pending is None or pending.request_type != model.request_type:
-            raise Rejection(ReasonCode.UNKNOWN_REQUEST, "no pending request has this correlationid")
-        if pending.subject != env.subject:
-            raise Rejection(ReasonCode.SUBJECT_MISMATCH, "the request was about another subject")
-        # Answered by this very response: a redelivery after a crash (its replay entry may not
-        # have reached the changelog; a true duplicate was refused above).
-        redelivered = pending.answered_by == env.id
-        if pending.status == TIMED_OUT or (
-            pending.status == OPEN and pending.deadline < now.timestamp()
-        ):
-            raise Rejection(ReasonCode.REQUEST_EXPIRED, "the request's deadline has passed")
-        if pending.status == ANSWERED and not redelivered:
-            raise Rejection(ReasonCode.UNKNOWN_REQUEST, "the request was already answered")
-        grant = rule.requester(pending.requester)
-        if grant is None:  # the policy changed since the request was delivered
-            raise Rejection(
-                ReasonCode.UNAUTHORISED_REQUESTER,
-                f"{pending.requester!r} may no longer ask {model.request_type!r}",
-            )
-        self._pending.put(record.partition, correlation, pending.answered(env.id))
-        return (
-            Grant(
-                agency=pending.requester,
-                purpose=grant.purpose,
-                legal_basis=grant.legal_basis,
-                fields=grant.response_fields,
-            ),
-        )
-
     def expire(self, now: datetime) -> list[Decision]:
         """Close every request whose deadline passed unanswered: a timeout receipt each.
 
         The timeout receipts are stamped together, with one signature.
         """
+        topics = self._config.topics
         drafted: list[_Drafted] = []
         for partition, request_id, pending in self._pending.due(now):
             self._pending.put(partition, request_id, pending.timed_out())
-            position = Position(
-                self._config.topics.ingress(pending.requester), partition, pending.offset
+            position = Position(topics.ingress(pending.requester), partition, pending.offset)
+            decision = Decision(
+                agency=pending.requester,
+                event_id=request_id,
+                event_type=pending.request_type,
+                reason=ReasonCode.REQUEST_TIMEOUT,
+                detail=TIMEOUT_DETAIL,
+                recipients=(),
+                outputs=(),
+                kind=DecisionKind.TIMEOUT,
             )
-            detail = "no response before the deadline"
-            drafted.append(
-                (
-                    Decision(
-                        agency=pending.requester,
-                        event_id=request_id,
-                        event_type=pending.request_type,
-                        reason=ReasonCode.REQUEST_TIMEOUT,
-                        detail=detail,
-                        recipients=(),
-                        kind="timeout",
-                        outputs=(),
-                    ),
-                    (
-                        outputs.unstamped_timeout_receipt(
-                            topic=self._config.topics.receipts(pending.requester),
-                            position=position,
-                            now=now,
-                            request_id=request_id,
-                            request_type=pending.request_type,
-                            record_sha256=pending.record_sha256,
-                        ),
-                        outputs.audit(
-                            self._config.topics.audit,
-                            {
-                                "decision_id": outputs.timeout_id(position, pending.record_sha256),
-                                "decided_at": rfc3339(now),
-                                "event_time": None,
-                                "outcome": TIMED_OUT,
-                                "reason": ReasonCode.REQUEST_TIMEOUT.value,
-                                "detail": detail,
-                                "agency": pending.requester,
-                                "event_id": request_id,
-                                "event_type": pending.request_type,
-                                "subject": pending.subject,
-                                "signer_kid": None,
-                                "recipients": [],
-                                "event_sha256": None,
-                                "record_sha256": pending.record_sha256,
-                                "ingress": {
-                                    "topic": position.topic,
-                                    "partition": partition,
-                                    "offset": pending.offset,
-                                },
-                            },
-                        ),
-                    ),
-                )
+            receipt = records.unstamped_timeout_receipt(
+                topic=topics.receipts(pending.requester),
+                position=position,
+                now=now,
+                request_id=request_id,
+                request_type=pending.request_type,
+                record_sha256=pending.record_sha256,
             )
+            audit = records.audit_record(
+                decision_id=records.timeout_id(position, pending.record_sha256),
+                now=now,
+                outcome=Outcome.TIMED_OUT,
+                reason=ReasonCode.REQUEST_TIMEOUT,
+                detail=TIMEOUT_DETAIL,
+                position=position,
+                record_sha256=pending.record_sha256,
+                agency=pending.requester,
+                event_id=request_id,
+                event_type=pending.request_type,
+                subject=pending.subject,
+            )
+            drafted.append((decision, (receipt, records.audit(topics.audit, audit))))
         return self._stamp(drafted)
 
     def _check_time(self, env: Envelope, now: datetime) -> None:
@@ -484,7 +356,7 @@ class Pipeline:
         self, record: IngressRecord, now: datetime, facts: _Facts, rejection: Rejection
     ) -> _Drafted:
         config = self._config
-        dead = outputs.dead_letter(
+        dead = records.dead_letter(
             topic=config.topics.deadletter,
             position=record.position,
             key=record.key,
@@ -524,7 +396,7 @@ class Pipeline:
         recipients: tuple[str, ...],
     ) -> Unstamped:
         assert facts.agency is not None  # noqa: S101 - callers only ask for receipts of agency topics
-        return outputs.unstamped_receipt(
+        return records.unstamped_receipt(
             topic=self._config.topics.receipts(facts.agency),
             position=record.position,
             now=now,
@@ -545,27 +417,23 @@ class Pipeline:
         detail: str,
         env: Envelope | None,
     ) -> OutRecord:
-        return outputs.audit(
+        return records.audit(
             self._config.topics.audit,
-            {
-                "decision_id": outputs.decision_id(record.position, facts.record_sha256),
-                "decided_at": rfc3339(now),
-                "event_time": rfc3339(facts.event_time) if facts.event_time else None,
-                "outcome": "delivered" if reason is None else "rejected",
-                "reason": reason.value if reason else None,
-                "detail": detail,
-                "agency": facts.agency,
-                "event_id": facts.event_id,
-                "event_type": facts.event_type,
-                "subject": facts.subject,
-                "signer_kid": facts.signer_kid,
-                "recipients": facts.recipients,
-                "event_sha256": _sha256(env.signed_bytes) if env else None,
-                "record_sha256": facts.record_sha256,
-                "ingress": {
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                },
-            },
+            records.audit_record(
+                decision_id=records.decision_id(record.position, facts.record_sha256),
+                now=now,
+                outcome=Outcome.DELIVERED if reason is None else Outcome.REJECTED,
+                reason=reason,
+                detail=detail,
+                position=record.position,
+                record_sha256=facts.record_sha256,
+                agency=facts.agency,
+                event_id=facts.event_id,
+                event_type=facts.event_type,
+                subject=facts.subject,
+                event_time=facts.event_time,
+                signer_kid=facts.signer_kid,
+                recipients=facts.recipients,
+                event_sha256=_sha256(env.signed_bytes) if env else None,
+            ),
         )

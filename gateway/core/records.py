@@ -1,11 +1,16 @@
 """The records the gateway writes besides deliveries: receipts, dead letters and audit records.
 
+Each is an interface other programs read, so its shape is spelled here once: :class:`ReceiptStatus`
+(a receipt's ``data.status``), the dead-letter headers (``HEADER_*``, read back by
+:mod:`gateway.ops.deadletter`), and :class:`AuditRecord` with its :class:`Outcome` (read by the
+audit chain and its reports). The enums are ``StrEnum``s: on the wire they are their values.
+
 Receipts are CloudEvents stamped by the gateway, so an agency can prove what the gateway told it.
 Their id is derived from the ingress position, so a redelivered record yields the same receipt id
 and the agency client drops the repeat.
 
 Deliveries and receipts are first built as :class:`Unstamped` records; :func:`stamp_outputs`
-then stamps all of a batch's with one signature (``envelope.stamp_leaves_encoded``, which
+then stamps all of a batch's with one signature (``stamp.stamp_leaves_encoded``, which
 splices the stamp into each leaf's canonical bytes).
 """
 
@@ -13,16 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypedDict
 
 import orjson
 
 from gateway import names
 from gateway.clock import rfc3339
-from gateway.core import envelope
+from gateway.core import stamp
+from gateway.core.profile import CONTENT_TYPE, SPECVERSION
 from gateway.core.replay import Position
 from gateway.reasons import ReasonCode
 from gateway.wire.keys import SigningKey
@@ -31,9 +38,100 @@ RECEIPT_TYPE = "vn.hcm.xgw.receipt.v1"
 CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 _RECEIPT_NAMESPACE = uuid.UUID("1b0f6c52-3f55-5a3e-9d44-6c2b3e0a7a01")
 _RECEIPT_NAMESPACE_BYTES = _RECEIPT_NAMESPACE.bytes
+TIMEOUT_DETAIL = "no response before the deadline"
 
 Headers = tuple[tuple[str, bytes], ...]
 CE_HEADERS: Headers = (("content-type", CLOUDEVENTS_CONTENT_TYPE),)
+
+# The headers of a dead letter, in the order the gateway appends them after the record's own.
+HEADER_PREFIX = "xgw-"
+HEADER_REASON = "xgw-reason"
+HEADER_DETAIL = "xgw-detail"
+HEADER_INGRESS_TOPIC = "xgw-ingress-topic"
+HEADER_INGRESS_PARTITION = "xgw-ingress-partition"
+HEADER_INGRESS_OFFSET = "xgw-ingress-offset"
+HEADER_DECIDED_AT = "xgw-decided-at"
+HEADER_EVENT_ID = "xgw-event-id"  # only when the event id is known
+DEAD_LETTER_HEADERS = (
+    HEADER_REASON,
+    HEADER_DETAIL,
+    HEADER_INGRESS_TOPIC,
+    HEADER_INGRESS_PARTITION,
+    HEADER_INGRESS_OFFSET,
+    HEADER_DECIDED_AT,
+    HEADER_EVENT_ID,
+)
+
+
+class ReceiptStatus(StrEnum):
+    """A receipt's ``data.status``."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # no response came before the request's deadline
+
+
+class Outcome(StrEnum):
+    """An audit record's ``outcome``."""
+
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"  # a request closed unanswered at its deadline
+
+
+class DecisionKind(StrEnum):
+    """What a decision was about."""
+
+    EVENT = "event"
+    REQUEST = "request"
+    RESPONSE = "response"
+    TIMEOUT = "timeout"  # a request left unanswered
+
+
+class Ingress(TypedDict):
+    """Where the record a receipt or audit record speaks of was read."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Recipient(TypedDict):
+    """One delivery named by an audit record."""
+
+    agency: str
+    purpose: str
+    legal_basis: str
+    # Hex of the delivery's stamp leaf hash, not a digest of the delivered bytes: those carry
+    # the batch's stamp, so they differ when the record is decided again.
+    sha256: str
+
+
+class AuditRecord(TypedDict):
+    """One audit record on the audit topic: ids, digests and outcome, never payload values.
+
+    The audit chain stores it with ``subject`` replaced by ``subject_key`` (its keyed hash).
+    """
+
+    decision_id: str
+    decided_at: str  # RFC 3339
+    event_time: str | None  # RFC 3339
+    outcome: Outcome
+    reason: str | None  # a ReasonCode value
+    detail: str
+    agency: str | None
+    event_id: str | None
+    event_type: str | None
+    subject: str | None  # the event's pseudonymous subject digest
+    signer_kid: str | None
+    recipients: list[Recipient]
+    event_sha256: str | None  # of the origin's signed form (RFC 8785 bytes)
+    record_sha256: str  # of the ingress record's bytes
+    ingress: Ingress
+
+
+def _ingress(position: Position) -> Ingress:
+    return {"topic": position.topic, "partition": position.partition, "offset": position.offset}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +151,7 @@ class Unstamped:
 
     topic: str
     key: bytes | None
-    leaf: envelope.Leaf
+    leaf: stamp.Leaf
     headers: Headers = CE_HEADERS
 
     @property
@@ -73,7 +171,7 @@ def stamp_outputs(
     ``drafts`` holds the outputs of each decision; the result has the same shape, in order.
     """
     pending = [d for outs in drafts for d in outs if isinstance(d, Unstamped)]
-    stamped = iter(envelope.stamp_leaves_encoded([d.leaf for d in pending], key))
+    stamped = iter(stamp.stamp_leaves_encoded([d.leaf for d in pending], key))
     return [
         tuple(
             OutRecord(d.topic, d.key, next(stamped), d.headers) if isinstance(d, Unstamped) else d
@@ -131,7 +229,7 @@ def unstamped_receipt(
     return _receipt(
         topic,
         decision_id(position, record_sha256),
-        "accepted" if reason is None else "rejected",
+        ReceiptStatus.ACCEPTED if reason is None else ReceiptStatus.REJECTED,
         position=position,
         now=now,
         event_id=event_id,
@@ -156,13 +254,13 @@ def unstamped_timeout_receipt(
     return _receipt(
         topic,
         timeout_id(position, record_sha256),
-        "timed_out",
+        ReceiptStatus.TIMED_OUT,
         position=position,
         now=now,
         event_id=request_id,
         event_type=request_type,
         reason=ReasonCode.REQUEST_TIMEOUT,
-        detail="no response before the deadline",
+        detail=TIMEOUT_DETAIL,
         recipients=(),
         record_sha256=record_sha256,
     )
@@ -171,7 +269,7 @@ def unstamped_timeout_receipt(
 def _receipt(
     topic: str,
     receipt_id: str,
-    status: str,
+    status: ReceiptStatus,
     *,
     position: Position,
     now: datetime,
@@ -183,31 +281,28 @@ def _receipt(
     record_sha256: str,
 ) -> Unstamped:
     data: dict[str, Any] = {
-        "status": status,
+        # The plain value: the leaf's canonical bytes take their fast path on exact types only.
+        "status": status.value,
         "event_id": event_id,
         "event_type": event_type,
         "recipients": list(recipients),
-        "ingress": {
-            "topic": position.topic,
-            "partition": position.partition,
-            "offset": position.offset,
-        },
+        "ingress": _ingress(position),
         "record_sha256": record_sha256,
     }
     if reason is not None:
         data["reason"] = reason.value
         data["detail"] = detail
     event = {
-        "specversion": envelope.SPECVERSION,
+        "specversion": SPECVERSION,
         "id": receipt_id,
         "source": names.GATEWAY_SOURCE,
         "type": RECEIPT_TYPE,
         "subject": event_id or f"record:{record_sha256}",
         "time": rfc3339(now),
-        "datacontenttype": envelope.CONTENT_TYPE,
+        "datacontenttype": CONTENT_TYPE,
         "data": data,
     }
-    return Unstamped(topic, (event_id or record_sha256).encode(), envelope.leaf(event))
+    return Unstamped(topic, (event_id or record_sha256).encode(), stamp.leaf(event))
 
 
 def dead_letter(
@@ -224,21 +319,59 @@ def dead_letter(
 ) -> OutRecord:
     """The rejected record, bytes untouched, with the reason in ``xgw-*`` headers."""
     ours: Headers = (
-        ("xgw-reason", reason.value.encode()),
-        ("xgw-detail", detail.encode()),
-        ("xgw-ingress-topic", position.topic.encode()),
-        ("xgw-ingress-partition", str(position.partition).encode()),
-        ("xgw-ingress-offset", str(position.offset).encode()),
-        ("xgw-decided-at", rfc3339(now).encode()),
-        *((("xgw-event-id", event_id.encode()),) if event_id else ()),
+        (HEADER_REASON, reason.value.encode()),
+        (HEADER_DETAIL, detail.encode()),
+        (HEADER_INGRESS_TOPIC, position.topic.encode()),
+        (HEADER_INGRESS_PARTITION, str(position.partition).encode()),
+        (HEADER_INGRESS_OFFSET, str(position.offset).encode()),
+        (HEADER_DECIDED_AT, rfc3339(now).encode()),
+        *(((HEADER_EVENT_ID, event_id.encode()),) if event_id else ()),
     )
     # A publisher's own xgw-* headers are dropped: only the gateway's may say why it refused.
-    theirs = tuple((k, v) for k, v in headers if not k.lower().startswith("xgw-"))
+    theirs = tuple((k, v) for k, v in headers if not k.lower().startswith(HEADER_PREFIX))
     return OutRecord(topic, key, value, theirs + ours)
 
 
-def audit(topic: str, record: Mapping[str, Any]) -> OutRecord:
-    """One audit record: ids, digests and outcome, never payload values."""
-    body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)  # compact, UTF-8 kept as is
-    event_id = record.get("event_id")
-    return OutRecord(topic, event_id.encode() if isinstance(event_id, str) else None, body)
+def audit_record(
+    *,
+    decision_id: str,
+    now: datetime,
+    outcome: Outcome,
+    reason: ReasonCode | None,
+    detail: str,
+    position: Position,
+    record_sha256: str,
+    agency: str | None,
+    event_id: str | None,
+    event_type: str | None,
+    subject: str | None,
+    event_time: datetime | None = None,
+    signer_kid: str | None = None,
+    recipients: Sequence[Recipient] = (),
+    event_sha256: str | None = None,
+) -> AuditRecord:
+    """The audit record of one decision (or timeout) on the record read at ``position``."""
+    return {
+        "decision_id": decision_id,
+        "decided_at": rfc3339(now),
+        "event_time": rfc3339(event_time) if event_time else None,
+        "outcome": outcome,
+        "reason": reason.value if reason else None,
+        "detail": detail,
+        "agency": agency,
+        "event_id": event_id,
+        "event_type": event_type,
+        "subject": subject,
+        "signer_kid": signer_kid,
+        "recipients": list(recipients),
+        "event_sha256": event_sha256,
+        "record_sha256": record_sha256,
+        "ingress": _ingress(position),
+    }
+
+
+def audit(topic: str, record: AuditRecord) -> OutRecord:
+    """The audit record to produce: sorted keys, compact, UTF-8 kept as is, keyed by event id."""
+    body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)  # an Outcome is dumped as its value
+    event_id = record["event_id"]
+    return OutRecord(topic, event_id.encode() if event_id is not None else None, body)

@@ -39,7 +39,7 @@ from rich.console import Console
 
 from connectors.client import AgencyClient
 from connectors.transport import KafkaTransport
-from gateway.core import envelope
+from gateway.core import profile
 from gateway.core.pipeline import IngressRecord
 from gateway.core.policy import load_policy
 from gateway.errors import XgwError
@@ -61,7 +61,7 @@ from gateway.lab.load import (
 from gateway.lab.processes import WorkerProcess
 from gateway.lab.progress import progress_bars
 from gateway.lab.report import BenchResult, GatewayRun, Latency, Sustained
-from gateway.runtime.batch import memory_pipeline
+from gateway.runtime.bootstrap import memory_pipeline
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
 from gateway.trust.ca import ensure_exchange, load_signing_key
@@ -339,7 +339,7 @@ class _Bench:
                 event = json.loads(value)
                 sent = sent_at.get(event["id"])
                 if sent is not None:  # else from the drain before, or the broker's end offset
-                    where = (event["id"], str(event.get(envelope.RECIPIENT)))
+                    where = (event["id"], str(event.get(profile.RECIPIENT)))
                     timed.setdefault(where, (arrived - sent) * 1000)
 
         deliveries = Arrivals(

@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import names
 from gateway.clock import rfc3339
-from gateway.core import envelope
+from gateway.core import envelope, profile
 from gateway.core.envelope import subject_digest
 from gateway.reasons import ReasonCode
 from gateway.trust import ca as pki
+from gateway.trust import certs
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
 from gateway.wire.keys import SigningKey
@@ -84,13 +85,13 @@ class Forger:
         """A correctly sealed event (optionally with another key, type, time or raw data)."""
         extra = attributes or {}
         attributes = {
-            "specversion": envelope.SPECVERSION,
+            "specversion": profile.SPECVERSION,
             "id": event_id or str(uuid.uuid4()),
             "source": names.agency_source(agency),
             "type": event_type or model.event_type,
             "subject": subject_digest(model.subject_id()),
             "time": rfc3339(now),
-            "datacontenttype": envelope.CONTENT_TYPE,
+            "datacontenttype": profile.CONTENT_TYPE,
             **extra,
         }
         body = data if data is not None else model.model_dump(mode="json")
@@ -152,10 +153,10 @@ class Forger:
             ),
             ReasonCode.SCHEMA_VIOLATION: self._schema_violation,
             ReasonCode.BAD_DEADLINE: lambda m, n: self._question(
-                m, n, {envelope.DEADLINE: rfc3339(n - timedelta(seconds=1))}
+                m, n, {profile.DEADLINE: rfc3339(n - timedelta(seconds=1))}
             ),
             ReasonCode.UNAUTHORISED_REQUESTER: lambda m, n: self._question(
-                m, n, {envelope.DEADLINE: rfc3339(n + timedelta(seconds=10))}, "health"
+                m, n, {profile.DEADLINE: rfc3339(n + timedelta(seconds=10))}, "health"
             ),
             ReasonCode.WRONG_RESPONDER: lambda m, n: self._answer("health", m, n),
             ReasonCode.UNKNOWN_REQUEST: lambda m, n: self._answer("police", m, n),
@@ -195,7 +196,7 @@ class Forger:
             full_name_matches=True,
             date_of_birth_matches=True,
         )
-        attributes = {envelope.CORRELATION_ID: str(uuid.uuid4())}
+        attributes = {profile.CORRELATION_ID: str(uuid.uuid4())}
         return self._record(agency, self.signed(agency, answer, now=now, attributes=attributes))
 
     def _changed(
@@ -235,7 +236,7 @@ class Forger:
         if ca is None:
             raise ValueError("this forger has no certificate authority")
         key = SigningKey.generate()
-        certificate = pki.build_certificate(
+        certificate = certs.build_certificate(
             issuer_key=ca.key,
             issuer=ca.root,
             public_key=key.private_key.public_key(),
@@ -253,7 +254,9 @@ class Forger:
 
 def _rogue_ca(now: datetime) -> CertificateAuthority:
     key = ec.generate_private_key(ec.SECP256R1())
-    return CertificateAuthority(key, pki.build_root(key, now=now, days=30, common_name="Rogue CA"))
+    return CertificateAuthority(
+        key, certs.build_root(key, now=now, days=30, common_name="Rogue CA")
+    )
 
 
 def _alg_none(key: SigningKey) -> str:
@@ -262,15 +265,15 @@ def _alg_none(key: SigningKey) -> str:
 
 
 def _change_value(event: dict[str, Any]) -> None:
-    parts = [sd.parse(p) for p in sd.split(event[envelope.DISCLOSURES])]
+    parts = [sd.parse(p) for p in sd.split(event[profile.DISCLOSURES])]
     first = parts[0]
     parts[0] = sd.make(first.name, _other_value(first.value), salt=first.salt)
-    event[envelope.DISCLOSURES] = sd.join(parts)
+    event[profile.DISCLOSURES] = sd.join(parts)
 
 
 def _disclose_twice(event: dict[str, Any]) -> None:
-    parts = sd.split(event[envelope.DISCLOSURES])
-    event[envelope.DISCLOSURES] = sd.SEPARATOR.join([*parts, parts[0]])
+    parts = sd.split(event[profile.DISCLOSURES])
+    event[profile.DISCLOSURES] = sd.SEPARATOR.join([*parts, parts[0]])
 
 
 def _other_value(value: Any) -> Any:

@@ -35,7 +35,7 @@ from connectors.mock import people
 from gateway.core import envelope
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.lab.forgery import Forger
-from gateway.runtime.batch import memory_pipeline
+from gateway.runtime.bootstrap import memory_pipeline
 from gateway.settings import Settings
 from gateway.trust.ca import ensure_exchange, load_signing_key
 

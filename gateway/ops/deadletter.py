@@ -18,13 +18,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.clock import rfc3339
+from gateway.core.records import (
+    HEADER_DECIDED_AT,
+    HEADER_DETAIL,
+    HEADER_EVENT_ID,
+    HEADER_INGRESS_OFFSET,
+    HEADER_INGRESS_PARTITION,
+    HEADER_INGRESS_TOPIC,
+    HEADER_PREFIX,
+    HEADER_REASON,
+    Headers,
+)
 from gateway.errors import BrokerError, XgwError
 from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings
-
-Headers = tuple[tuple[str, bytes], ...]
-HEADER_PREFIX = "xgw-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,7 @@ class DeadLetter:
         return {
             "partition": self.partition,
             "offset": self.offset,
-            "decided_at": _rfc3339(self.decided_at),
+            "decided_at": rfc3339(self.decided_at) if self.decided_at else None,
             "ingress_topic": self.ingress_topic,
             "ingress_partition": self.ingress_partition,
             "ingress_offset": self.ingress_offset,
@@ -58,10 +66,6 @@ class DeadLetter:
             "detail": self.detail,
             "size": self.size,
         }
-
-
-def _rfc3339(moment: datetime | None) -> str | None:
-    return None if moment is None else rfc3339(moment)
 
 
 def _text(value: bytes | None) -> str | None:
@@ -99,17 +103,17 @@ def parse_dead_letter(
     """Read the ``xgw-*`` headers of one dead-letter record; missing or garbled ones are None."""
     # The gateway appends its headers after the original ones, so the last value wins.
     ours = {name: value for name, value in headers if name.startswith(HEADER_PREFIX)}
-    ingress_topic = _text(ours.get("xgw-ingress-topic"))
+    ingress_topic = _text(ours.get(HEADER_INGRESS_TOPIC))
     return DeadLetter(
         partition=partition,
         offset=offset,
-        reason=_text(ours.get("xgw-reason")),
-        detail=_text(ours.get("xgw-detail")) or "",
+        reason=_text(ours.get(HEADER_REASON)),
+        detail=_text(ours.get(HEADER_DETAIL)) or "",
         ingress_topic=ingress_topic,
-        ingress_partition=_int(ours.get("xgw-ingress-partition")),
-        ingress_offset=_int(ours.get("xgw-ingress-offset")),
-        decided_at=_moment(ours.get("xgw-decided-at")),
-        event_id=_text(ours.get("xgw-event-id")),
+        ingress_partition=_int(ours.get(HEADER_INGRESS_PARTITION)),
+        ingress_offset=_int(ours.get(HEADER_INGRESS_OFFSET)),
+        decided_at=_moment(ours.get(HEADER_DECIDED_AT)),
+        event_id=_text(ours.get(HEADER_EVENT_ID)),
         size=size,
         agency=topics.agency_of_ingress(ingress_topic) if ingress_topic else None,
     )
@@ -153,8 +157,9 @@ def format_line(letter: DeadLetter) -> str:
         if letter.ingress_topic
         else "-"
     )
+    decided = rfc3339(letter.decided_at) if letter.decided_at else "-"
     return (
-        f"{letter.partition}/{letter.offset}  {_rfc3339(letter.decided_at) or '-'}  {ingress}"
+        f"{letter.partition}/{letter.offset}  {decided}  {ingress}"
         f"  {letter.event_id or '-'}  {letter.reason or '-'}  {letter.size}B  {letter.detail}"
     )
 

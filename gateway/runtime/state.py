@@ -15,12 +15,9 @@ fsync and only its bounded page cache counts in the worker's memory. An entry ma
 *timer*, a name and a due time derived from its value by a rule registered for its key prefix
 (:meth:`PartitionedState.schedule`); sweeps and deadline checks are indexed queries on them.
 
-Recovery does not trust the broker's end offsets (the embedded broker reports them wrong, see
-BROKER-NOTES.md): the new owner of a partition first writes a fence record to it and then reads
-the partition from the beginning up to that fence, so it has read every entry the previous
-owner had written. It streams what it reads into the store, never into a dict.
-
-:class:`PartitionedState` is plain and synchronous; :func:`recover` is the Kafka adapter.
+A new owner rebuilds a partition from the changelog with :meth:`PartitionedState.restore` and
+:meth:`PartitionedState.adopt`. :class:`PartitionedState` is plain and synchronous and knows no
+Kafka client; :func:`gateway.runtime.changelog.recover` is the Kafka adapter that reads it back.
 """
 
 from __future__ import annotations
@@ -34,13 +31,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from gateway.core.records import OutRecord
 from gateway.errors import StateError
-from gateway.settings import DEFAULT_CACHE_BYTES
 
-FENCE_KEY = b"~fence"
 _PREFIX, _SUFFIX = "xgw-state-", ".sqlite3"  # the scratch files' names
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _INT64 = range(-(1 << 63), 1 << 63)  # what SQLite stores as an integer (``in`` is O(1))
@@ -91,9 +84,7 @@ class PartitionedState:
     worker rebuilds it from the changelog.
     """
 
-    def __init__(
-        self, topic: str, directory: Path | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES
-    ) -> None:
+    def __init__(self, topic: str, cache_bytes: int, directory: Path | None = None) -> None:
         self.topic = topic
         self.path, self._db = _open(directory or Path(tempfile.gettempdir()), cache_bytes)
         self._cursor = self._db.cursor()  # one, reused: the hot path saves making one per call
@@ -356,44 +347,3 @@ class _Guard:
     ) -> None:
         if isinstance(exc, sqlite3.Error):
             raise self.failed(exc) from exc
-
-
-async def recover(
-    state: PartitionedState,
-    partitions: frozenset[int],
-    producer: AIOKafkaProducer,
-    consumer_options: dict[str, Any],
-) -> int:
-    """Read each partition's changelog up to a fence written now; return the entries read."""
-    if not partitions:
-        return 0
-    fences: dict[int, int] = {}
-    for partition in partitions:
-        sent = await producer.send_and_wait(state.topic, b"", key=FENCE_KEY, partition=partition)
-        fences[partition] = sent.offset
-    tps = [TopicPartition(state.topic, p) for p in partitions]
-    consumer = AIOKafkaConsumer(**consumer_options, enable_auto_commit=False, group_id=None)
-    read = 0
-    try:
-        await consumer.start()
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        pending = set(partitions)
-        while pending:
-            batches = await consumer.getmany(*tps, timeout_ms=200)
-            for tp, records in batches.items():
-                changes: dict[str, bytes | None] = {}  # one fetch's worth: the last value wins
-                for record in records:
-                    if record.offset >= fences[tp.partition]:
-                        pending.discard(tp.partition)
-                        break
-                    if record.key is None or record.key == FENCE_KEY:
-                        continue
-                    changes[record.key.decode()] = record.value
-                    read += 1
-                state.restore(tp.partition, changes)
-    finally:
-        await consumer.stop()
-    for partition in partitions:
-        state.adopt(partition)
-    return read

@@ -20,26 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import signal
-import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from gateway.clock import utcnow
 from gateway.core.pipeline import IngressRecord, Pipeline
-from gateway.core.records import OutRecord
 from gateway.errors import BrokerError, StateError, XgwError
 from gateway.logs import configure_logging, get_logger
-from gateway.runtime.batch import BatchProcessor, pipeline_config
+from gateway.runtime.batch import BatchProcessor
+from gateway.runtime.bootstrap import pipeline_config
+from gateway.runtime.changelog import recover
 from gateway.runtime.metrics import GatewayMetrics, serve_metrics
-from gateway.runtime.murmur2 import murmur2
-from gateway.runtime.state import PartitionedState, recover
+from gateway.runtime.producer import OutputWriter, producer_options
+from gateway.runtime.state import PartitionedState
 from gateway.runtime.tables import StatePending, StateSeenIds
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
@@ -63,28 +62,29 @@ class GatewayWorker:
         self.settings = settings
         self.metrics = metrics
         self.trust = X509TrustStore.from_directory(settings.pki_dir)
-        self._partitioner = _KeyHashCache()
+        self.writer = OutputWriter(producer_options(settings), metrics)
+        partitioner = self.writer.partitioner
         partitions = list(range(settings.topic_partitions))
         config = pipeline_config(
-            settings, self.trust, lambda key: self._partitioner(key, partitions, partitions)
+            settings, self.trust, lambda key: partitioner(key, partitions, partitions)
         )
         self.state = PartitionedState(
-            settings.topics.state, settings.state_dir, settings.state_cache_bytes
+            settings.topics.state,
+            cache_bytes=settings.state_cache_bytes,
+            directory=settings.state_dir,
         )
         window = timedelta(seconds=settings.replay_window_seconds)
         self.seen = StateSeenIds(self.state, settings.topics, window)
         self.pending = StatePending(self.state, window)
+        pipeline = Pipeline(config, self.seen, self.pending)
+        self.agencies = pipeline.agencies
         self.processor = BatchProcessor(
-            Pipeline(config, self.seen, self.pending),
-            metrics,
-            utcnow,
-            extra_outputs=self.state.take_outbox,
+            pipeline, self.writer, metrics, utcnow, state_outbox=self.state.take_outbox
         )
-        self.ingress_topics = sorted(settings.topics.ingress(a) for a in config.policy.agencies)
+        self.ingress_topics = sorted(settings.topics.ingress(a) for a in self.agencies)
         self._watcher = TrustWatcher(settings.pki_dir, self.trust)
         self._watcher.poll()  # the folder as of start-up, before the first record
         self._lock = asyncio.Lock()
-        self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._committing: asyncio.Task[None] | None = None
         # True between a completed assignment (state recovered) and the next revocation; batches
@@ -102,15 +102,6 @@ class GatewayWorker:
         """
         self._stop = stop
         s = self.settings
-        self._producer = AIOKafkaProducer(
-            **s.kafka_options(),
-            acks="all",
-            enable_idempotence=False,  # the embedded broker has none; consumers deduplicate
-            linger_ms=int(s.producer_linger_seconds * 1000),
-            max_batch_size=s.producer_max_batch_bytes,
-            max_request_size=max(1_048_576, 2 * s.max_record_bytes),
-            partitioner=self._partitioner,
-        )
         self._consumer = AIOKafkaConsumer(
             **self._consumer_options(),
             group_id=s.app_id,
@@ -124,7 +115,7 @@ class GatewayWorker:
             # holds that partition of the state (see gateway/runtime/state.py).
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        await self._producer.start()
+        await self.writer.start()
         try:
             self._consumer.subscribe(self.ingress_topics, listener=_Rebalance(self))
             await self._consumer.start()
@@ -146,7 +137,7 @@ class GatewayWorker:
             async with self._lock:
                 await self._committed()
             await self._consumer.stop()
-            await self._producer.stop()
+            await self.writer.stop()
             self.state.close()
         if self._failure is not None:
             raise self._failure
@@ -207,7 +198,7 @@ class GatewayWorker:
         ]
         if not records:
             return
-        await self.processor.process(records, self._send)
+        await self.processor.process(records)
         # The commit overlaps with deciding the next batch; commits still go out in order.
         await self._committed()
         offsets = {tp: batch[-1].offset + 1 for tp, batch in owned.items()}
@@ -227,51 +218,15 @@ class GatewayWorker:
             task, self._committing = self._committing, None
             await task
 
-    async def _send(self, records: list[OutRecord]) -> list[asyncio.Future[Any]]:
-        """Queue ``records`` as record batches, one or more per topic partition, in order.
-
-        aiokafka's ``send`` costs a coroutine and an accumulator step per record; here a
-        batch's outputs (about five per ingress record) are grouped by partition, with the
-        default partitioner's choice, and appended to record batches directly.
-        """
-        producer = self._producer
-        assert producer is not None  # noqa: S101 - set by run()
-        partitions: dict[str, list[int]] = {}
-        by_partition: dict[tuple[str, int], list[OutRecord]] = {}
-        for record in records:
-            partition = record.partition
-            if partition is None:
-                known = partitions.get(record.topic)
-                if known is None:
-                    known = partitions[record.topic] = sorted(
-                        await producer.partitions_for(record.topic)
-                    )
-                partition = self._partitioner(record.key, known, known)
-            by_partition.setdefault((record.topic, partition), []).append(record)
-        futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), group in by_partition.items():
-            batch = producer.create_batch()
-            for record in group:
-                entry = {"key": record.key, "value": record.value, "headers": list(record.headers)}
-                if batch.append(timestamp=None, **entry) is None:  # full: send it, start another
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(timestamp=None, **entry) is None:  # an empty one takes any
-                        size = len(record.value or b"")
-                        raise BrokerError(f"an output of {size} bytes fits no record batch")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
-
     async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Recover the state of newly assigned partitions before their first record."""
-        assert self._producer is not None  # noqa: S101 - set by run()
         partitions = frozenset(tp.partition for tp in assigned if tp.topic in self.ingress_topics)
         async with self._lock:
             missing = partitions
             try:
                 missing = self.state.keep_only(partitions)
                 read = await asyncio.wait_for(
-                    recover(self.state, missing, self._producer, self._consumer_options()),
+                    recover(self.state, missing, self.writer.producer, self._consumer_options()),
                     _RECOVERY_LIMIT_S,
                 )
             except (KafkaError, TimeoutError, StateError) as exc:
@@ -314,12 +269,7 @@ class GatewayWorker:
         async with self._lock:
             if not self._holding:
                 return  # the partitions may be someone else's by now
-            decisions = self.processor.pipeline.expire(utcnow())
-            if decisions:
-                await self.processor.write([o for d in decisions for o in d.outputs], self._send)
-                acked_at = time.time()
-                for decision in decisions:
-                    self.metrics.observe(decision, acked_at)
+            await self.processor.expire()
         self.metrics.pending_requests.set(self.pending.open_count())
 
     async def _sweep(self) -> None:
@@ -329,7 +279,7 @@ class GatewayWorker:
             now = utcnow()
             removed = self.seen.sweep(now) + self.pending.sweep(now)
             if removed:
-                await self.processor.write([], self._send)
+                await self.processor.flush_state()
                 log.info("replay window swept", expired=removed)
 
     async def _measure_lag(self) -> None:
@@ -344,30 +294,6 @@ class GatewayWorker:
             if highwater is not None:
                 lag = max(0, highwater - position)
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
-
-
-class _KeyHashCache:
-    """aiokafka's default partitioner, remembering the murmur2 hash of recent keys.
-
-    Every output of a record (its deliveries, dead letter, state) is keyed by the same subject;
-    aiokafka's pure-Python murmur2 was 5 % of a loaded worker's CPU. Receipts and audit records
-    are keyed by event id, so about half of the keys are new: those take the word-at-a-time
-    :func:`gateway.runtime.murmur2.murmur2` (twice as fast as aiokafka's).
-    """
-
-    def __init__(self, size: int = 8192) -> None:
-        self._size = size
-        self._hashes: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-        if key is None:
-            return random.choice(available or all_partitions)  # noqa: S311 - load spreading
-        digest = self._hashes.get(key)
-        if digest is None:
-            if len(self._hashes) >= self._size:
-                self._hashes.clear()
-            digest = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
-        return all_partitions[digest % len(all_partitions)]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
@@ -403,7 +329,7 @@ def run_worker(settings: Settings) -> None:
     worker = GatewayWorker(settings, metrics)
 
     async def main() -> None:
-        await ensure_topics(settings, worker.processor.pipeline.agencies)
+        await ensure_topics(settings, worker.agencies)
         server = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("worker starting", metrics_url=server.url, settings=settings.masked())
         stop = asyncio.Event()

@@ -1,28 +1,19 @@
-"""The exchange's X.509 PKI on disk (``XGW_PKI_DIR``, default ``var/pki``, git-ignored).
+"""The exchange's certificate authority, writing the PKI folder of :mod:`gateway.trust.layout`.
 
 One root CA certifies the signing key of the gateway and of each agency. The root key is ECDSA
 P-256 and signs with ecdsa-with-SHA256, because ``cryptography``'s path validation refuses
 Ed25519-signed certificates; leaf keys are Ed25519 (JWS EdDSA, the default) or P-256 (ES256).
-A leaf binds its key to one owner by ``CN=<owner>`` and one SAN URI (``urn:hcm:agency:<id>``,
-or ``urn:hcm:xgw:gateway``), with key usage for signing only and no extended key usage.
+A leaf binds its key to one owner by its SAN URI (built and read by :mod:`gateway.trust.certs`),
+with key usage for signing only and no extended key usage.
 
-    <pki_dir>/ca/root.key.pem                    the root's private key (0600)
-    <pki_dir>/ca/root.crt.pem                    the root certificate: the trust anchor
-    <pki_dir>/ca/crl.pem                         the CRL, signed by the root, valid 7 days
-    <pki_dir>/ca/index.json                      every issued serial: owner, x5t#S256, validity,
-                                                 revoked-at; and the last CRL number
-    <pki_dir>/certs/<owner>.<serial>.crt.pem     every certificate issued; a trust store loads all
-    <pki_dir>/private/<owner>.<serial>.key.pem   the matching private keys (0600)
-    <pki_dir>/retired/<time>/                    ca/, certs/, private/ set aside by a forced init
+Several certificates per owner allow key rotation: a signer uses its newest valid one, and
+verifiers trust all unrevoked ones. In production the root key stays with the operator and each
+agency holds only its own private key; here one directory holds everything so that the demo and
+the tests are self-contained.
 
-``<serial>`` is lowercase hex, as the CLI prints it. Several certificates per owner allow key
-rotation: a signer uses its newest valid one, and verifiers trust all unrevoked ones. In
-production the root key stays with the operator and each agency holds only its own private key;
-here one directory holds everything so that the demo and the tests are self-contained.
-
-``build_root``, ``build_certificate`` and ``build_crl`` do no I/O (attack tests use them to make
-bad certificates); the rest are thin file adapters. Revocation status as seen by relying parties
-comes from the signed CRL; ``ca/index.json`` is the CA's own bookkeeping.
+These functions are thin file adapters over the pure builders of :mod:`gateway.trust.certs`.
+Revocation status as seen by relying parties comes from the signed CRL; ``ca/index.json`` is the
+CA's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -37,32 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
 
 from gateway.errors import ConfigError, KeyMaterialError
-from gateway.names import AGENCY_ID, GATEWAY_OWNER, GATEWAY_SOURCE, ROOT_OWNER, agency_source
-from gateway.wire.keys import (
-    Algorithm,
-    PublicKey,
-    SigningKey,
-    VerificationKey,
-    certificate_thumbprint,
-    load_private_pem,
-    write_private_pem,
-)
+from gateway.names import AGENCY_ID, GATEWAY_OWNER, ROOT_OWNER
+from gateway.trust.certs import build_certificate, build_crl, build_root, owner_of
+from gateway.trust.layout import PkiLayout
+from gateway.trust.pem import load_crl, load_private_pem, write_private_pem
+from gateway.wire.keys import Algorithm, SigningKey, VerificationKey, certificate_thumbprint
 
-ORGANIZATION = "HCMC inter-agency exchange"
-COUNTRY = "VN"
 CRL_VALIDITY = timedelta(days=7)
 _CRL_REFRESH_MARGIN = timedelta(days=1)
 _ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "ES256")
-
-# KeyUsage(digital_signature, content_commitment, key_encipherment, data_encipherment,
-#          key_agreement, key_cert_sign, crl_sign, encipher_only, decipher_only)
-SIGNING_ONLY = x509.KeyUsage(True, True, False, False, False, False, False, False, False)
-_CA_USAGE = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,146 +65,6 @@ class CertInfo:
         if at > self.not_after:
             return "expired"
         return "valid"
-
-
-def root_path(pki_dir: Path) -> Path:
-    """The root certificate (the trust anchor)."""
-    return pki_dir / "ca" / "root.crt.pem"
-
-
-def crl_path(pki_dir: Path) -> Path:
-    """The current CRL."""
-    return pki_dir / "ca" / "crl.pem"
-
-
-def certs_dir(pki_dir: Path) -> Path:
-    """The folder of every issued certificate."""
-    return pki_dir / "certs"
-
-
-def _root_key_path(pki_dir: Path) -> Path:
-    return pki_dir / "ca" / "root.key.pem"
-
-
-def _index_path(pki_dir: Path) -> Path:
-    return pki_dir / "ca" / "index.json"
-
-
-def _key_path(cert_path: Path) -> Path:
-    stem = cert_path.name.removesuffix(".crt.pem")
-    return cert_path.parent.parent / "private" / f"{stem}.key.pem"
-
-
-# --- pure builders ---------------------------------------------------------------------------
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, COUNTRY),
-        ]
-    )
-
-
-def _authority_key_id(
-    issuer_key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate
-) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
-def build_root(
-    key: ec.EllipticCurvePrivateKey,
-    *,
-    now: datetime,
-    days: int,
-    common_name: str = "HCMC Exchange Root CA",
-) -> x509.Certificate:
-    """A self-signed root CA certificate that may sign leaves only (path length 0)."""
-    name = _name(common_name)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_CA_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def owner_uri(owner: str) -> str:
-    """The SAN URI that names ``owner`` (an agency id or ``gateway``)."""
-    return GATEWAY_SOURCE if owner == GATEWAY_OWNER else agency_source(owner)
-
-
-def build_certificate(
-    *,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate,
-    public_key: PublicKey,
-    owner: str,
-    serial: int,
-    not_before: datetime,
-    not_after: datetime,
-    key_usage: x509.KeyUsage | None = None,
-) -> x509.Certificate:
-    """A leaf certificate binding ``public_key`` to ``owner``, signed by ``issuer_key``."""
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(owner))
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(key_usage or SIGNING_ONLY, critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(owner_uri(owner))]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(_authority_key_id(issuer_key, issuer), critical=False)
-        .sign(issuer_key, hashes.SHA256())
-    )
-
-
-def build_crl(
-    *,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate,
-    revoked: Iterable[tuple[int, datetime]],
-    now: datetime,
-    next_update: datetime,
-    number: int = 1,
-) -> x509.CertificateRevocationList:
-    """A CRL listing ``(serial, revoked at)`` pairs; ``number`` must grow with each issue."""
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.subject)
-        .last_update(now)
-        .next_update(next_update)
-        .add_extension(_authority_key_id(issuer_key, issuer), critical=False)
-        .add_extension(x509.CRLNumber(number), critical=False)
-    )
-    for serial, when in revoked:
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-# --- file adapters ---------------------------------------------------------------------------
 
 
 def _utc(when: datetime | None) -> datetime:
@@ -281,13 +119,6 @@ def _load_certificate(path: Path) -> x509.Certificate:
         raise KeyMaterialError(f"{path} is not a PEM certificate") from exc
 
 
-def _load_crl(path: Path) -> x509.CertificateRevocationList:
-    try:
-        return x509.load_pem_x509_crl(_read(path))
-    except ValueError as exc:
-        raise KeyMaterialError(f"{path} is not a PEM CRL") from exc
-
-
 def _alg_of(certificate: x509.Certificate, path: Path) -> str:
     public = certificate.public_key()
     if not isinstance(public, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
@@ -296,10 +127,10 @@ def _alg_of(certificate: x509.Certificate, path: Path) -> str:
 
 
 def _owner_of(certificate: x509.Certificate, path: Path) -> str:
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(names) != 1 or not isinstance(names[0].value, str):
-        raise KeyMaterialError(f"{path}: the subject has no single common name")
-    return names[0].value
+    owner = owner_of(certificate)
+    if owner is None:
+        raise KeyMaterialError(f"{path}: the certificate names no single owner by SAN URI")
+    return owner
 
 
 def _info(
@@ -317,20 +148,24 @@ def _info(
     )
 
 
+def _no_ca(layout: PkiLayout) -> ConfigError:
+    return ConfigError(f"no root CA under {layout.pki_dir}; run 'xgw pki init'")
+
+
 def load_ca(pki_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """The exchange root certificate and its key, checked to belong together."""
-    path = root_path(pki_dir)
-    if not path.exists():
-        raise ConfigError(f"no root CA under {pki_dir}; run 'xgw pki init'")
-    root = _load_certificate(path)
-    key = load_private_pem(_root_key_path(pki_dir)).private_key
+    layout = PkiLayout(pki_dir)
+    if not layout.root_certificate.exists():
+        raise _no_ca(layout)
+    root = _load_certificate(layout.root_certificate)
+    key = load_private_pem(layout.root_key).private_key
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != root.public_key():
-        raise KeyMaterialError(f"{_root_key_path(pki_dir)} is not the key of {path}")
+        raise KeyMaterialError(f"{layout.root_key} is not the key of {layout.root_certificate}")
     return root, key
 
 
-def _read_index(pki_dir: Path) -> dict[str, Any]:
-    path = _index_path(pki_dir)
+def _read_index(layout: PkiLayout) -> dict[str, Any]:
+    path = layout.index
     if not path.exists():
         raise ConfigError(f"no CA index {path}; run 'xgw pki init'")
     try:
@@ -352,13 +187,13 @@ def _index_entry_ok(entry: Any) -> bool:
         return False
 
 
-def _write_index(pki_dir: Path, index: dict[str, Any]) -> None:
+def _write_index(layout: PkiLayout, index: dict[str, Any]) -> None:
     text = json.dumps(index, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _write_atomic(_index_path(pki_dir), text.encode())
+    _write_atomic(layout.index, text.encode())
 
 
 def _issue_crl(
-    pki_dir: Path,
+    layout: PkiLayout,
     index: dict[str, Any],
     root: x509.Certificate,
     root_key: ec.EllipticCurvePrivateKey,
@@ -379,42 +214,42 @@ def _issue_crl(
         next_update=now + CRL_VALIDITY,
         number=index["crl_number"],
     )
-    _write_atomic(crl_path(pki_dir), _pem(crl))
+    _write_atomic(layout.crl, _pem(crl))
 
 
-def _revocations(pki_dir: Path) -> dict[int, datetime]:
+def _revocations(layout: PkiLayout) -> dict[int, datetime]:
     """Revoked serials as the signed CRL states them (none without a CRL)."""
-    path = crl_path(pki_dir)
-    if not path.exists():
+    if not layout.crl.exists():
         return {}
-    crl = _load_crl(path)
-    if root_path(pki_dir).exists():
-        public = _load_certificate(root_path(pki_dir)).public_key()
+    crl = load_crl(layout.crl)
+    if layout.root_certificate.exists():
+        public = _load_certificate(layout.root_certificate).public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(public):
-            raise KeyMaterialError(f"{path} is not signed by the root CA")
+            raise KeyMaterialError(f"{layout.crl} is not signed by the root CA")
     return {r.serial_number: r.revocation_date_utc for r in crl}
 
 
-def _retire(pki_dir: Path, now: datetime) -> None:
-    target = pki_dir / "retired" / now.strftime("%Y%m%dT%H%M%SZ")
+def _retire(layout: PkiLayout, now: datetime) -> None:
+    target = layout.retired_dir(now.strftime("%Y%m%dT%H%M%SZ"))
     suffix = 0
     while target.exists():
         suffix += 1
         target = target.with_name(f"{now:%Y%m%dT%H%M%SZ}-{suffix}")
     try:
-        for part in ("ca", "certs", "private"):
-            if (pki_dir / part).exists():
+        for folder in layout.issued_dirs:
+            if folder.exists():
                 target.mkdir(parents=True, exist_ok=True)
-                (pki_dir / part).rename(target / part)
+                folder.rename(target / folder.name)
     except OSError as exc:
         raise KeyMaterialError(f"cannot move the old CA to {target}: {exc.strerror}") from exc
 
 
 def root_info(pki_dir: Path) -> CertInfo:
     """The root CA's certificate (``ConfigError`` when there is none)."""
-    path = root_path(pki_dir)
-    if not path.exists():
-        raise ConfigError(f"no root CA under {pki_dir}; run 'xgw pki init'")
+    layout = PkiLayout(pki_dir)
+    if not layout.root_certificate.exists():
+        raise _no_ca(layout)
+    path = layout.root_certificate
     return _info(_load_certificate(path), path, None, ROOT_OWNER)
 
 
@@ -429,23 +264,24 @@ def init_ca(
 
     An existing CA is returned untouched, unless ``force``: then its files move to ``retired/``.
     """
+    layout = PkiLayout(pki_dir)
     now = _utc(now)
     if days < 1:
         raise ConfigError("the root CA must be valid for at least one day")
-    if root_path(pki_dir).exists() and not force:
+    if layout.root_certificate.exists() and not force:
         return root_info(pki_dir)
-    if _root_key_path(pki_dir).exists() and not force:
-        raise ConfigError(f"{_root_key_path(pki_dir)} exists without its certificate; use --force")
+    if layout.root_key.exists() and not force:
+        raise ConfigError(f"{layout.root_key} exists without its certificate; use --force")
     if force:
-        _retire(pki_dir, now)
+        _retire(layout, now)
     key = ec.generate_private_key(ec.SECP256R1())
     root = build_root(key, now=now, days=days)
     # ca/ also holds the public root certificate and CRL; the key file itself is 0600.
-    _write_key(SigningKey.from_private_key(key), _root_key_path(pki_dir), dir_mode=0o755)
+    _write_key(SigningKey.from_private_key(key), layout.root_key, dir_mode=0o755)
     index: dict[str, Any] = {"crl_number": 0, "certificates": {}}
-    _issue_crl(pki_dir, index, root, key, now)
-    _write_index(pki_dir, index)
-    _write_atomic(root_path(pki_dir), _pem(root))
+    _issue_crl(layout, index, root, key, now)
+    _write_index(layout, index)
+    _write_atomic(layout.root_certificate, _pem(root))
     enroll(pki_dir, GATEWAY_OWNER, now=now)
     return root_info(pki_dir)
 
@@ -480,12 +316,13 @@ def enroll(
         raise ConfigError(f"unsupported algorithm {alg!r}; use EdDSA or ES256")
     if days < 1:
         raise ConfigError("a certificate must be valid for at least one day")
+    layout = PkiLayout(pki_dir)
     start = _utc(not_before) if not_before is not None else _utc(now)
     root, root_key = load_ca(pki_dir)
     end = min(start + timedelta(days=days), root.not_valid_after_utc)
     if end <= start:
         raise ConfigError(f"the root CA expires before {start:%Y-%m-%d}; replace it first")
-    index = _read_index(pki_dir)
+    index = _read_index(layout)
     serial = x509.random_serial_number()
     while f"{serial:x}" in index["certificates"] or serial == root.serial_number:
         serial = x509.random_serial_number()
@@ -500,8 +337,8 @@ def enroll(
         not_after=end,
         key_usage=key_usage,
     )
-    path = certs_dir(pki_dir) / f"{owner}.{serial:x}.crt.pem"
-    _write_key(key, _key_path(path))
+    path = layout.certificate(owner, serial)
+    _write_key(key, layout.key_of(path))
     _write_atomic(path, _pem(certificate))
     info = _info(certificate, path, None, owner)
     index["certificates"][f"{serial:x}"] = {
@@ -513,45 +350,52 @@ def enroll(
         "revoked_at": None,
         "path": str(path.relative_to(pki_dir)),
     }
-    _write_index(pki_dir, index)
+    _write_index(layout, index)
     return info
 
 
 def revoke(pki_dir: Path, serial: int, *, now: datetime | None = None) -> CertInfo:
     """Mark ``serial`` revoked and re-issue the CRL; revoking again only re-issues the CRL."""
+    layout = PkiLayout(pki_dir)
     now = _utc(now)
     root, root_key = load_ca(pki_dir)
     if serial == root.serial_number:
         raise ConfigError("that is the root CA; replace the whole CA with 'xgw pki init --force'")
-    index = _read_index(pki_dir)
+    index = _read_index(layout)
     entry = index["certificates"].get(f"{serial:x}")
     if entry is None:
         raise ConfigError(f"no certificate with serial {serial:x} was issued by this CA")
     entry["revoked_at"] = entry.get("revoked_at") or now.isoformat()
     # The CRL goes first: if the index write then fails, revoking again repairs the index.
-    _issue_crl(pki_dir, index, root, root_key, now)
-    _write_index(pki_dir, index)
+    _issue_crl(layout, index, root, root_key, now)
+    _write_index(layout, index)
     path = pki_dir / entry["path"]
     revoked_at = datetime.fromisoformat(entry["revoked_at"])
     return _info(_load_certificate(path), path, revoked_at, entry["owner"])
 
 
 def list_certificates(pki_dir: Path) -> list[CertInfo]:
-    """Every issued certificate under ``certs/`` (not the root), by owner, then ``not_before``."""
-    revoked = _revocations(pki_dir)
+    """Every issued certificate under ``certs/`` (not the root), by owner, then ``not_before``.
+
+    The owner is the one the SAN URI names, as for a verifier (:func:`certs.owner_of`).
+    """
+    layout = PkiLayout(pki_dir)
+    revoked = _revocations(layout)
     infos = []
-    for path in sorted(certs_dir(pki_dir).glob("*.crt.pem")):
+    for path in layout.certificate_files():
         certificate = _load_certificate(path)
         owner = _owner_of(certificate, path)
         infos.append(_info(certificate, path, revoked.get(certificate.serial_number), owner))
     return sorted(infos, key=lambda i: (i.owner, i.not_before, i.serial))
 
 
-def _usable(infos: Iterable[CertInfo], owner: str, at: datetime) -> list[CertInfo]:
+def _usable(
+    layout: PkiLayout, infos: Iterable[CertInfo], owner: str, at: datetime
+) -> list[CertInfo]:
     return [
         i
         for i in infos
-        if i.owner == owner and i.status(at) == "valid" and _key_path(i.path).exists()
+        if i.owner == owner and i.status(at) == "valid" and layout.key_of(i.path).exists()
     ]
 
 
@@ -559,12 +403,13 @@ def load_signing_key(
     pki_dir: Path, owner: str, *, embed: bool = False, at: datetime | None = None
 ) -> SigningKey:
     """``owner``'s key named by its newest certificate that is valid at ``at`` (default now)."""
-    usable = _usable(list_certificates(pki_dir), owner, _utc(at))
+    layout = PkiLayout(pki_dir)
+    usable = _usable(layout, list_certificates(pki_dir), owner, _utc(at))
     if not usable:
         fix = "xgw pki init" if owner == GATEWAY_OWNER else f"xgw pki enroll {owner}"
         raise ConfigError(f"no valid certificate with a key for {owner} in {pki_dir}; run '{fix}'")
     newest = max(usable, key=lambda i: (i.not_before, i.serial))
-    return load_private_pem(_key_path(newest.path)).with_certificate(
+    return load_private_pem(layout.key_of(newest.path)).with_certificate(
         _load_certificate(newest.path), embed=embed
     )
 
@@ -577,27 +422,29 @@ def ensure_exchange(
     Returns the certificates created (the root first when it was). Also re-issues the CRL
     when it expires within a day, so that a long-lived demo directory keeps working.
     """
+    layout = PkiLayout(pki_dir)
     now = _utc(now)
     created: list[CertInfo] = []
-    if not root_path(pki_dir).exists():
+    if not layout.root_certificate.exists():
         created.append(init_ca(pki_dir, now=now))
         created.extend(list_certificates(pki_dir))
     existing = list_certificates(pki_dir)
     missing = [
-        o for o in dict.fromkeys((GATEWAY_OWNER, *agencies)) if not _usable(existing, o, now)
+        o
+        for o in dict.fromkeys((GATEWAY_OWNER, *agencies))
+        if not _usable(layout, existing, o, now)
     ]
     created.extend(enroll(pki_dir, owner, now=now) for owner in missing)
-    if _crl_due(pki_dir, now):
+    if _crl_due(layout, now):
         root, root_key = load_ca(pki_dir)
-        index = _read_index(pki_dir)
-        _issue_crl(pki_dir, index, root, root_key, now)
-        _write_index(pki_dir, index)
+        index = _read_index(layout)
+        _issue_crl(layout, index, root, root_key, now)
+        _write_index(layout, index)
     return created
 
 
-def _crl_due(pki_dir: Path, now: datetime) -> bool:
-    path = crl_path(pki_dir)
-    if not path.exists():
+def _crl_due(layout: PkiLayout, now: datetime) -> bool:
+    if not layout.crl.exists():
         return True
-    next_update = _load_crl(path).next_update_utc
+    next_update = load_crl(layout.crl).next_update_utc
     return next_update is None or next_update - now < _CRL_REFRESH_MARGIN

@@ -5,7 +5,7 @@ named by ``x5t#S256`` and looked up among the certificates it knows), then check
 own reason code: key usage (signing only), validity window, the chain to a trusted root (path
 validation by ``cryptography.x509.verification``, never by hand), and revocation (the CA's CRL,
 replaced at run time with :meth:`X509TrustStore.replace_crl`). The owner is the agency (or the
-gateway) named by the certificate's SAN URI.
+gateway) named by the certificate's SAN URI (:func:`gateway.trust.certs.owner_of`).
 
 A successful path validation is cached per certificate until the chain's earliest expiry, so a
 message costs a dictionary lookup, a validity comparison and a revocation-set lookup.
@@ -29,8 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from gateway.errors import ConfigError, KeyMaterialError, Rejection
-from gateway.names import GATEWAY_OWNER, GATEWAY_SOURCE, agency_of_source
 from gateway.reasons import ReasonCode
+from gateway.trust.certs import owner_of
+from gateway.trust.layout import PkiLayout
+from gateway.trust.pem import load_crl
 from gateway.trust.store import TrustedKey
 from gateway.wire.keys import VerificationKey, certificate_thumbprint
 
@@ -47,21 +49,6 @@ class _Validated:
     issuer: bytes
     not_before: datetime
     not_after: datetime
-
-
-def owner_of(certificate: x509.Certificate) -> str | None:
-    """The agency id (or ``gateway``) named by the certificate's SAN URI, if exactly one."""
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return None
-    owners = set()
-    for uri in san.value.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri == GATEWAY_SOURCE:
-            owners.add(GATEWAY_OWNER)
-        elif (agency := agency_of_source(uri)) is not None and agency != GATEWAY_OWNER:
-            owners.add(agency)
-    return owners.pop() if len(owners) == 1 else None
 
 
 def _signing_only(certificate: x509.Certificate) -> bool:
@@ -106,13 +93,10 @@ class X509TrustStore:
     @classmethod
     def from_directory(cls, pki_dir: Path) -> X509TrustStore:
         """Load ``ca/root.crt.pem``, every ``certs/*.crt.pem`` and ``ca/crl.pem`` if present."""
-        root_file = pki_dir / "ca" / "root.crt.pem"
-        roots = _load_certificates(root_file)
-        certificates = [
-            c for f in sorted((pki_dir / "certs").glob("*.crt.pem")) for c in _load_certificates(f)
-        ]
-        crl_file = pki_dir / "ca" / "crl.pem"
-        crl = load_crl(crl_file) if crl_file.exists() else None
+        layout = PkiLayout(pki_dir)
+        roots = _load_certificates(layout.root_certificate)
+        certificates = [c for f in layout.certificate_files() for c in _load_certificates(f)]
+        crl = load_crl(layout.crl) if layout.crl.exists() else None
         return cls(roots, certificates, crl)
 
     def replace_crl(self, crl: x509.CertificateRevocationList) -> None:
@@ -282,13 +266,3 @@ def _load_certificates(path: Path) -> list[x509.Certificate]:
         ) from exc
     except ValueError as exc:
         raise ConfigError(f"{path} holds no PEM certificate") from exc
-
-
-def load_crl(path: Path) -> x509.CertificateRevocationList:
-    """Read a PEM CRL."""
-    try:
-        return x509.load_pem_x509_crl(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"cannot read CRL {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not a PEM CRL") from exc

@@ -1,4 +1,4 @@
-"""Signing and verification keys: Ed25519 (JWS alg EdDSA) and ECDSA P-256 (ES256), as PEM files.
+"""Signing and verification keys: Ed25519 (JWS alg EdDSA) and ECDSA P-256 (ES256).
 
 A key's id (``kid``) is its RFC 7638 JWK thumbprint, so the same key has the same id wherever it
 is loaded, and an X.509 trust store can later name keys by certificate instead.
@@ -7,23 +7,22 @@ Keys are ``cryptography`` objects (PEM, X.509 and ES256 stay there), but raw Ed2
 and verification go through libsodium (PyNaCl), about twice as fast on the gateway's hot path.
 Ed25519 is deterministic, so both libraries produce the same signature bytes. libsodium's
 verification is the stricter of the two: it also refuses small-order public keys and ``R``
-values, which no honestly made key or signature has.
+values, which no honestly made key or signature has. Private keys are stored as PEM files by
+:mod:`gateway.trust.pem`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import nacl.bindings
 import nacl.exceptions
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -226,51 +225,3 @@ class SigningKey:
     def verification_key(self) -> VerificationKey:
         """The matching public key."""
         return VerificationKey(self.private_key.public_key(), self.alg, self.kid)
-
-
-def write_private_pem(key: SigningKey, path: Path) -> None:
-    """Write the private key as unencrypted PKCS#8 PEM, readable by the owner only."""
-    pem = key.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # O_CREAT's mode applies only when the file is new
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-
-
-def write_public_pem(key: VerificationKey, path: Path) -> None:
-    """Write the public key as SubjectPublicKeyInfo PEM."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        key.public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-def load_private_pem(path: Path) -> SigningKey:
-    """Read a PKCS#8 PEM private key (Ed25519 or P-256)."""
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise KeyMaterialError(f"cannot read private key {path}: {exc.strerror}") from exc
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyMaterialError(f"{path} is not an unencrypted PEM private key") from exc
-    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
-        raise KeyMaterialError(f"{path}: unsupported key type; use Ed25519 or P-256")
-    return SigningKey.from_private_key(key)
-
-
-def load_public_pem(path: Path) -> VerificationKey:
-    """Read a SubjectPublicKeyInfo PEM public key (Ed25519 or P-256)."""
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise KeyMaterialError(f"cannot read public key {path}: {exc.strerror}") from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyMaterialError(f"{path} is not a PEM public key") from exc
-    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
-        raise KeyMaterialError(f"{path}: unsupported key type; use Ed25519 or P-256")
-    return VerificationKey.from_public_key(key)

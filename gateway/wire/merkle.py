@@ -1,6 +1,6 @@
 """RFC 9162 (section 2.1) hash trees: roots, audit paths, and their text form in a stamp.
 
-Pure functions over SHA-256 hashes; :mod:`gateway.core.envelope` uses them to sign a batch of
+Pure functions over SHA-256 hashes; :mod:`gateway.core.stamp` uses them to sign a batch of
 deliveries and receipts once (the gateway stamp) and to verify one event's stamp.
 """
 
@@ -85,11 +85,6 @@ def root_from_path(leaf_hash_: bytes, index: int, size: int, path: list[bytes]) 
     for sibling, on_left in zip(path, sides, strict=True):
         root = _node(sibling, root) if on_left else _node(root, sibling)
     return root
-
-
-def encode_proof(index: int, size: int, path: list[bytes]) -> str:
-    """``<index>.<size>[.<sibling>...]``: decimals, then base64url hashes from the leaf up."""
-    return ".".join((str(index), str(size), *(b64url.encode(h) for h in path)))
 
 
 def decode_proof(text: str) -> tuple[int, int, list[bytes]]:

@@ -16,7 +16,7 @@ from connectors.client import AgencyClient
 from connectors.errors import InvalidEventError, RequestRefused, RequestTimedOut
 from connectors.mock import people
 from connectors.transport import MemoryTransport
-from gateway.core import envelope
+from gateway.core import envelope, profile
 from gateway.core.envelope import subject_digest
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.reasons import ReasonCode
@@ -24,6 +24,7 @@ from gateway.wire import disclosure as sd
 from gateway.wire.keys import SigningKey
 from schemas.police import IdentityVerificationRequested, IdentityVerified, ResidentRegistered
 from tests.conftest import NOW, Pki, make_resident
+from tests.gateway import stamping
 
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ async def test_decomposed_name_is_published_in_nfc(
     (raw,) = transport.logs["xgw.ingress.police"]
     names = [
         d.value
-        for d in map(sd.parse, sd.split(json.loads(raw.value)[envelope.DISCLOSURES]))
+        for d in map(sd.parse, sd.split(json.loads(raw.value)[profile.DISCLOSURES]))
         if d.name == "full_name"
     ]
     assert names == ["Trần Thủ Đức"]
@@ -127,16 +128,16 @@ def _tamper(
     event = json.loads(message.value)
     change(event)
     if restamp is not None:
-        event = envelope.stamp(event, restamp)
+        event = stamping.stamp(event, restamp)
     transport.logs[topic][0] = type(message)(
         topic, 0, 0, message.key, envelope.encode(event), message.headers
     )
 
 
 def _swap_value(event: dict[str, Any]) -> None:
-    parts = [sd.parse(p) for p in sd.split(event[envelope.DISCLOSURES])]
+    parts = [sd.parse(p) for p in sd.split(event[profile.DISCLOSURES])]
     parts[0] = sd.make(parts[0].name, "Hồ Văn Giả", salt=parts[0].salt)
-    event[envelope.DISCLOSURES] = sd.join(parts)
+    event[profile.DISCLOSURES] = sd.join(parts)
 
 
 def _swap_with_other_event(event: dict[str, Any]) -> None:
@@ -145,16 +146,16 @@ def _swap_with_other_event(event: dict[str, Any]) -> None:
         {"full_name": "Hồ Văn Giả"},
         SigningKey.generate(),
     )
-    event[envelope.DISCLOSURES] = other[envelope.DISCLOSURES]
+    event[profile.DISCLOSURES] = other[profile.DISCLOSURES]
 
 
 # (case, change, re-stamped by the gateway key?, expected reason). Re-stamped cases stand for a
 # compromised gateway: the stamp verifies, so only the origin checks can catch the change.
 TAMPERINGS = [
-    ("stamp removed", lambda e: e.pop(envelope.STAMP), False, ReasonCode.BAD_SIGNATURE),
+    ("stamp removed", lambda e: e.pop(profile.STAMP), False, ReasonCode.BAD_SIGNATURE),
     (
         "purpose changed",
-        lambda e: e.update({envelope.PURPOSE: "x"}),
+        lambda e: e.update({profile.PURPOSE: "x"}),
         False,
         ReasonCode.BAD_SIGNATURE,
     ),

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 
 from gateway.cli import cli
-from gateway.core.records import OutRecord, dead_letter
+from gateway.core.records import DEAD_LETTER_HEADERS, OutRecord, dead_letter
 from gateway.core.replay import Position
 from gateway.errors import XgwError
 from gateway.lab.broker import EmbeddedBroker
@@ -82,6 +83,16 @@ def test_headers_of_a_gateway_dead_letter_are_parsed() -> None:
         size=len(PAYLOAD),
         agency="police",
     )
+
+
+def test_the_gateway_writes_the_dead_letter_headers_after_the_agencys() -> None:
+    """The writer appends DEAD_LETTER_HEADERS in order (no event id: none), as documented."""
+    ours = [name for name, _ in _record().headers[len(ORIGINAL_HEADERS) :]]
+    assert ours == list(DEAD_LETTER_HEADERS)
+    anonymous = _record(event_id=None).headers[len(ORIGINAL_HEADERS) :]
+    assert [name for name, _ in anonymous] == list(DEAD_LETTER_HEADERS[:-1])
+    documented = (Path(__file__).parents[2] / "docs" / "envelope.md").read_text(encoding="utf-8")
+    assert [name for name in DEAD_LETTER_HEADERS if f"`{name}`" not in documented] == []
 
 
 def test_missing_or_garbled_headers_become_none() -> None:

@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given
 
 from gateway import names
-from gateway.core import envelope
+from gateway.core import envelope, profile, stamp
 from gateway.errors import Rejection
 from gateway.reasons import ReasonCode
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
 from gateway.wire.keys import SigningKey
 from tests.conftest import NOW, Pki
+from tests.gateway import stamping
 from tests.strategies import event_data
 
 
@@ -69,8 +70,8 @@ def test_signed_form_holds_digests_only(pki: Pki) -> None:
 def test_subset_of_disclosures_still_verifies(pki: Pki) -> None:
     """A recipient given only some disclosures still verifies the origin signature."""
     event = sealed(pki)
-    parts = sd.split(event[envelope.DISCLOSURES])
-    event[envelope.DISCLOSURES] = sd.SEPARATOR.join(parts[:1])
+    parts = sd.split(event[profile.DISCLOSURES])
+    event[profile.DISCLOSURES] = sd.SEPARATOR.join(parts[:1])
     _, disclosures = envelope.verify_origin(roundtrip(event), pki.trust, NOW)
     assert len(disclosures) == 1
 
@@ -96,9 +97,9 @@ def test_added_attribute_breaks_signature(pki: Pki) -> None:
 def test_changed_disclosed_value_is_a_mismatch(pki: Pki) -> None:
     """A disclosure re-encoded with another value matches no signed digest."""
     event = sealed(pki)
-    first = sd.parse(sd.split(event[envelope.DISCLOSURES])[0])
+    first = sd.parse(sd.split(event[profile.DISCLOSURES])[0])
     forged = sd.make(first.name, "Lê Văn Tám", salt=first.salt)
-    event[envelope.DISCLOSURES] = forged.encoded
+    event[profile.DISCLOSURES] = forged.encoded
     with pytest.raises(Rejection) as excinfo:
         envelope.verify_origin(roundtrip(event), pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.DISCLOSURE_MISMATCH
@@ -107,7 +108,7 @@ def test_changed_disclosed_value_is_a_mismatch(pki: Pki) -> None:
 def test_disclosure_from_another_event_is_a_mismatch(pki: Pki) -> None:
     """A disclosure copied from another event of the same agency is refused."""
     event, other = sealed(pki), sealed(pki, {"full_name": "Võ Thị Sáu"})
-    event[envelope.DISCLOSURES] = other[envelope.DISCLOSURES]
+    event[profile.DISCLOSURES] = other[profile.DISCLOSURES]
     with pytest.raises(Rejection) as excinfo:
         envelope.verify_origin(roundtrip(event), pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.DISCLOSURE_MISMATCH
@@ -116,8 +117,8 @@ def test_disclosure_from_another_event_is_a_mismatch(pki: Pki) -> None:
 def test_disclosure_given_twice_is_refused(pki: Pki) -> None:
     """The same disclosure twice is refused as a duplicate."""
     event = sealed(pki)
-    first = sd.split(event[envelope.DISCLOSURES])[0]
-    event[envelope.DISCLOSURES] += sd.SEPARATOR + first
+    first = sd.split(event[profile.DISCLOSURES])[0]
+    event[profile.DISCLOSURES] += sd.SEPARATOR + first
     with pytest.raises(Rejection) as excinfo:
         envelope.verify_origin(roundtrip(event), pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.DUPLICATE_DISCLOSURE
@@ -198,36 +199,36 @@ MALFORMED: list[tuple[str, Any, ReasonCode]] = [
     ),
     (
         "signature not JWS",
-        lambda e: {**e, envelope.SIGNATURE: "abc"},
+        lambda e: {**e, profile.SIGNATURE: "abc"},
         ReasonCode.MALFORMED_ENVELOPE,
     ),
     (
         "reserved purpose",
-        lambda e: {**e, envelope.PURPOSE: "anything"},
+        lambda e: {**e, profile.PURPOSE: "anything"},
         ReasonCode.MALFORMED_ENVELOPE,
     ),
-    ("reserved stamp", lambda e: {**e, envelope.STAMP: "a..b"}, ReasonCode.MALFORMED_ENVELOPE),
+    ("reserved stamp", lambda e: {**e, profile.STAMP: "a..b"}, ReasonCode.MALFORMED_ENVELOPE),
     (
         "reserved stamp proof",
-        lambda e: {**e, envelope.STAMP_PROOF: "0.1"},
+        lambda e: {**e, profile.STAMP_PROOF: "0.1"},
         ReasonCode.MALFORMED_ENVELOPE,
     ),
     ("long attribute", lambda e: {**e, "note": "ư" * 20_000}, ReasonCode.STRING_TOO_LONG),
     (
         "alg none",
-        lambda e: {**e, envelope.SIGNATURE: _with_alg(e, "none")},
+        lambda e: {**e, profile.SIGNATURE: _with_alg(e, "none")},
         ReasonCode.UNSUPPORTED_ALGORITHM,
     ),
     (
         "alg HS256",
-        lambda e: {**e, envelope.SIGNATURE: _with_alg(e, "HS256")},
+        lambda e: {**e, profile.SIGNATURE: _with_alg(e, "HS256")},
         ReasonCode.UNSUPPORTED_ALGORITHM,
     ),
 ]
 
 
 def _with_alg(event: dict[str, Any], alg: str) -> str:
-    header, _, signature = event[envelope.SIGNATURE].partition("..")
+    header, _, signature = event[profile.SIGNATURE].partition("..")
     decoded = json.loads(b64url.decode(header))
     return b64url.encode(json.dumps({**decoded, "alg": alg}).encode()) + ".." + signature
 
@@ -256,10 +257,10 @@ def test_projection_keeps_origin_metadata_and_names_purpose(pki: Pki) -> None:
         purpose="health_insurance_enrolment",
         legal_basis="Law on Health Insurance",
     )
-    for name in ("id", "source", "type", "subject", "time", envelope.SIGNATURE):
+    for name in ("id", "source", "type", "subject", "time", profile.SIGNATURE):
         assert delivered[name] == env.attributes[name]
-    assert delivered[envelope.RECIPIENT] == "health"
-    assert delivered[envelope.PURPOSE] == "health_insurance_enrolment"
+    assert delivered[profile.RECIPIENT] == "health"
+    assert delivered[profile.PURPOSE] == "health_insurance_enrolment"
     redone = roundtrip(delivered, delivered=True)
     _, only = envelope.verify_origin(redone, pki.trust, NOW)
     assert set(only) == {"full_name"}
@@ -267,35 +268,35 @@ def test_projection_keeps_origin_metadata_and_names_purpose(pki: Pki) -> None:
 
 def test_stamp_verifies_and_detects_changes(pki: Pki) -> None:
     """The gateway stamp verifies, and any change to the delivered event breaks it."""
-    stamped = envelope.stamp({**sealed(pki), envelope.PURPOSE: "p"}, pki.gateway)
-    assert envelope.verify_stamp(stamped, pki.trust, NOW).owner == "gateway"
-    assert stamped[envelope.STAMP_PROOF] == "0.1"  # one event: a tree of size 1
+    stamped = stamping.stamp({**sealed(pki), profile.PURPOSE: "p"}, pki.gateway)
+    assert stamp.verify_stamp(stamped, pki.trust, NOW).owner == "gateway"
+    assert stamped[profile.STAMP_PROOF] == "0.1"  # one event: a tree of size 1
     with pytest.raises(Rejection) as excinfo:
-        envelope.verify_stamp({**stamped, envelope.PURPOSE: "other"}, pki.trust, NOW)
+        stamp.verify_stamp({**stamped, profile.PURPOSE: "other"}, pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
 
 
 def test_stamp_by_an_agency_key_is_refused(pki: Pki) -> None:
     """Only the gateway's key may stamp a delivery."""
-    stamped = envelope.stamp(sealed(pki), pki.keys["police"])
+    stamped = stamping.stamp(sealed(pki), pki.keys["police"])
     with pytest.raises(Rejection) as excinfo:
-        envelope.verify_stamp(stamped, pki.trust, NOW)
+        stamp.verify_stamp(stamped, pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.SIGNER_AGENCY_MISMATCH
 
 
 def test_missing_stamp_is_refused(pki: Pki) -> None:
     """A delivery without a stamp is refused."""
     with pytest.raises(Rejection) as excinfo:
-        envelope.verify_stamp(sealed(pki), pki.trust, NOW)
+        stamp.verify_stamp(sealed(pki), pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
 
 
 def test_origin_signature_cannot_serve_as_stamp(pki: Pki) -> None:
     """An origin signature moved into the stamp attribute is refused (wrong typ and signer)."""
     event = sealed(pki)
-    event[envelope.STAMP] = event[envelope.SIGNATURE]
+    event[profile.STAMP] = event[profile.SIGNATURE]
     with pytest.raises(Rejection) as excinfo:
-        envelope.verify_stamp(event, pki.trust, NOW)
+        stamp.verify_stamp(event, pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
 
 
@@ -311,7 +312,7 @@ def test_origin_signature_cannot_serve_as_stamp(pki: Pki) -> None:
 )
 def test_disclosed_text_is_limited_in_characters(pki: Pki, text: str, refused: bool) -> None:
     """The limit counts characters of decoded text, however long its JSON or base64url is."""
-    limits = envelope.Limits(max_string_chars=100)
+    limits = profile.Limits(max_string_chars=100)
     env = roundtrip(sealed(pki, {"address": {"street": text, "commune_name": "Phường Bến Nghé"}}))
     if not refused:
         assert envelope.open_disclosures(env, limits)["address"].value["street"] == text

@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from connectors.mock.people import vaccination
 from connectors.transport import KafkaTransport
-from gateway.core import envelope
+from gateway.core import envelope, profile
 from gateway.lab.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
 from gateway.trust import ca as pki
@@ -33,6 +33,7 @@ from gateway.wire.jws import sign_detached
 from gateway.wire.keys import SigningKey
 from schemas.police import ResidentRegistered
 from tests.conftest import Pki, make_pki, make_resident
+from tests.gateway import stamping
 from tests.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -153,18 +154,18 @@ async def test_bad_record_is_rejected_and_the_stream_goes_on(
 
 def _forged_signature(exchange: Exchange, model: ResidentRegistered, now: datetime) -> bytes:
     event = exchange.forger.signed("police", model, now=now)
-    header = event[envelope.SIGNATURE].split("..")[0]
-    event[envelope.SIGNATURE] = f"{header}..{b64url.encode(secrets.token_bytes(64))}"
+    header = event[profile.SIGNATURE].split("..")[0]
+    event[profile.SIGNATURE] = f"{header}..{b64url.encode(secrets.token_bytes(64))}"
     return envelope.encode(event)
 
 
 def _copied_disclosure(exchange: Exchange, model: ResidentRegistered, now: datetime) -> bytes:
     event = exchange.forger.signed("police", model, now=now)
     other = exchange.forger.signed("police", someone(), now=now)
-    mine = sd.split(event[envelope.DISCLOSURES])
-    theirs = {sd.parse(p).name: p for p in sd.split(other[envelope.DISCLOSURES])}
+    mine = sd.split(event[profile.DISCLOSURES])
+    theirs = {sd.parse(p).name: p for p in sd.split(other[profile.DISCLOSURES])}
     name = sd.parse(mine[0]).name
-    event[envelope.DISCLOSURES] = sd.SEPARATOR.join([theirs[name], *mine[1:]])
+    event[profile.DISCLOSURES] = sd.SEPARATOR.join([theirs[name], *mine[1:]])
     return envelope.encode(event)
 
 
@@ -172,11 +173,11 @@ def _value_beside_digest(exchange: Exchange, model: ResidentRegistered, now: dat
     # The publisher signs a digest for full_name but withholds its disclosure and puts the
     # value in clear into the signed data instead.
     event = exchange.forger.signed("police", model, now=now)
-    withheld = [sd.parse(p) for p in sd.split(event[envelope.DISCLOSURES])]
+    withheld = [sd.parse(p) for p in sd.split(event[profile.DISCLOSURES])]
     event["data"]["full_name"] = model.full_name
-    event[envelope.DISCLOSURES] = sd.join(d for d in withheld if d.name != "full_name")
-    signed = {k: v for k, v in event.items() if k not in envelope.UNSIGNED_ATTRIBUTES}
-    event[envelope.SIGNATURE] = sign_detached(canonical_bytes(signed), exchange.pki.keys["police"])
+    event[profile.DISCLOSURES] = sd.join(d for d in withheld if d.name != "full_name")
+    signed = {k: v for k, v in event.items() if k not in profile.UNSIGNED_ATTRIBUTES}
+    event[profile.SIGNATURE] = sign_detached(canonical_bytes(signed), exchange.pki.keys["police"])
     return envelope.encode(event)
 
 
@@ -272,7 +273,7 @@ async def test_client_refuses_a_forged_gateway_stamp(exchange: Exchange) -> None
     published = await exchange.clients["police"].publish(someone())
     genuine = await exchange.delivered("health", published.id)
     forged_event = exchange.forger.signed("police", someone(), now=datetime.now(UTC))
-    delivery = envelope.stamp(
+    delivery = stamping.stamp(
         envelope.project(
             envelope.read_envelope(envelope.encode(forged_event)),
             [],

@@ -1,4 +1,8 @@
-"""Ed25519 and P-256 keys: signing, key ids (RFC 7638 thumbprints) and PEM files."""
+"""Ed25519 and P-256 keys: signing, key ids (RFC 7638 thumbprints) and PEM files.
+
+Private keys are stored by :mod:`gateway.trust.pem`; public PEM files are no longer part of the
+exchange (certificates carry public keys), so their writer and reader are helpers of this file.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -15,17 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import KeyMaterialError, XgwError
+from gateway.trust.pem import load_private_pem, write_private_pem
 from gateway.wire import b64url
 from gateway.wire.canonical import canonical_bytes
-from gateway.wire.keys import (
-    SigningKey,
-    VerificationKey,
-    jwk_thumbprint,
-    load_private_pem,
-    load_public_pem,
-    write_private_pem,
-    write_public_pem,
-)
+from gateway.wire.keys import SigningKey, VerificationKey, jwk_thumbprint
 
 ALGS = ["EdDSA", "ES256"]
 
@@ -33,6 +31,29 @@ ALGS = ["EdDSA", "ES256"]
 RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
 RFC8037_X = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
 RFC8037_THUMBPRINT = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+def write_public_pem(key: VerificationKey, path: Path) -> None:
+    """Write the public key as SubjectPublicKeyInfo PEM (the PKI stores certificates instead)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        key.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def load_public_pem(path: Path) -> VerificationKey:
+    """Read a SubjectPublicKeyInfo PEM public key (Ed25519 or P-256)."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot read public key {path}: {exc.strerror}") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise KeyMaterialError(f"{path} is not a PEM public key") from exc
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise KeyMaterialError(f"{path}: unsupported key type; use Ed25519 or P-256")
+    return VerificationKey.from_public_key(key)
 
 
 @pytest.fixture(scope="module")

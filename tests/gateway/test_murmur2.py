@@ -6,7 +6,7 @@ from aiokafka.partitioner import murmur2 as reference
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.runtime.murmur2 import murmur2
+from gateway.runtime.producer import murmur2
 
 
 @given(st.binary(max_size=200))

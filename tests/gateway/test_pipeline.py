@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from gateway.core import envelope
+from gateway.core import envelope, profile, stamp
 from gateway.core.envelope import subject_digest
 from gateway.core.pipeline import Decision, IngressRecord, Pipeline
 from gateway.core.policy import Policy
@@ -64,11 +64,11 @@ def test_accepted_event_goes_to_every_granted_recipient(
     for grant in route.recipients:
         (delivered,) = outputs_on(decision, f"xgw.deliver.{grant.agency}")
         env = envelope.read_envelope(delivered, delivered=True)
-        envelope.verify_stamp(env.attributes, pki.trust, NOW)
+        stamp.verify_stamp(env.attributes, pki.trust, NOW)
         _, disclosures = envelope.verify_origin(env, pki.trust, NOW)
         assert set(disclosures) == grant.fields & set(type(resident).model_fields)
-        assert env.attributes[envelope.PURPOSE] == grant.purpose
-        assert env.attributes[envelope.LEGAL_BASIS] == grant.legal_basis
+        assert env.attributes[profile.PURPOSE] == grant.purpose
+        assert env.attributes[profile.LEGAL_BASIS] == grant.legal_basis
     assert outputs_on(decision, "xgw.deadletter") == []
 
 
@@ -95,7 +95,7 @@ def test_receipt_is_stamped_and_positive(
     decision = pipeline.decide(record(envelope.encode(event)), NOW)
     (raw_receipt,) = outputs_on(decision, "xgw.receipts.police")
     receipt = json.loads(raw_receipt)
-    envelope.verify_stamp(receipt, pki.trust, NOW)
+    stamp.verify_stamp(receipt, pki.trust, NOW)
     assert receipt["type"] == RECEIPT_TYPE
     assert receipt["data"]["status"] == "accepted"
     assert receipt["data"]["event_id"] == event["id"]
@@ -147,7 +147,7 @@ def test_each_forged_record_is_rejected_for_its_own_reason(
     assert headers["trace"] == b"t-1"
     (raw_receipt,) = outputs_on(decision, f"xgw.receipts.{agency}")
     receipt = json.loads(raw_receipt)
-    envelope.verify_stamp(receipt, pki.trust, NOW)
+    stamp.verify_stamp(receipt, pki.trust, NOW)
     assert receipt["data"]["status"] == "rejected"
     assert receipt["data"]["reason"] == reason.value
 
@@ -237,7 +237,7 @@ def _unstamped(value: bytes | None) -> object:
         return value
     if not isinstance(event, dict):
         return value
-    return {k: v for k, v in event.items() if k not in envelope.STAMP_ATTRIBUTES}
+    return {k: v for k, v in event.items() if k not in profile.STAMP_ATTRIBUTES}
 
 
 def _batch(pki: Pki) -> list[IngressRecord]:
@@ -281,11 +281,11 @@ def test_a_batch_is_stamped_with_one_signature(pki: Pki, policy: Policy) -> None
         if o.value is not None and o.topic.startswith(("xgw.deliver.", "xgw.receipts."))
     ]
     assert len(stamped) == 3 * 4 + 2
-    assert len({e[envelope.STAMP] for e in stamped}) == 1
-    proofs = sorted(merkle.decode_proof(e[envelope.STAMP_PROOF])[:2] for e in stamped)
+    assert len({e[profile.STAMP] for e in stamped}) == 1
+    proofs = sorted(merkle.decode_proof(e[profile.STAMP_PROOF])[:2] for e in stamped)
     assert proofs == [(i, len(stamped)) for i in range(len(stamped))]
     for event in stamped:
-        envelope.verify_stamp(event, pki.trust, NOW)
+        stamp.verify_stamp(event, pki.trust, NOW)
     for one, many in zip(singles, batched, strict=True):
         assert (one.reason, one.recipients, one.event_id) == (
             many.reason,
@@ -310,7 +310,7 @@ def test_audit_digest_is_the_leaf_hash_of_each_delivery(pki: Pki, policy: Policy
         digests = {r["agency"]: r["sha256"] for r in json.loads(audit)["recipients"]}
         for agency, digest in digests.items():
             (delivered,) = outputs_on(decision, f"xgw.deliver.{agency}")
-            assert envelope.leaf(json.loads(delivered)).hash.hex() == digest
+            assert stamp.leaf(json.loads(delivered)).hash.hex() == digest
     assert outputs_on(batched[1], "xgw.audit")[0] == outputs_on(single, "xgw.audit")[0]
 
 

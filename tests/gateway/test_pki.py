@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
@@ -17,7 +17,9 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from gateway.errors import ConfigError, KeyMaterialError
 from gateway.names import GATEWAY_OWNER, GATEWAY_SOURCE, ROOT_OWNER, agency_source
 from gateway.trust import ca as pki
-from gateway.wire.keys import VerificationKey
+from gateway.trust import certs
+from gateway.trust.layout import PkiLayout
+from gateway.wire.keys import SigningKey, VerificationKey
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 ALGS = ["EdDSA", "ES256"]
@@ -29,11 +31,11 @@ def _cert(path: Path) -> x509.Certificate:
 
 
 def _root(pki_dir: Path) -> x509.Certificate:
-    return _cert(pki.root_path(pki_dir))
+    return _cert(PkiLayout(pki_dir).root_certificate)
 
 
 def _crl(pki_dir: Path) -> x509.CertificateRevocationList:
-    return x509.load_pem_x509_crl(pki.crl_path(pki_dir).read_bytes())
+    return x509.load_pem_x509_crl(PkiLayout(pki_dir).crl.read_bytes())
 
 
 def _root_public(pki_dir: Path) -> ec.EllipticCurvePublicKey:
@@ -142,7 +144,7 @@ def test_enrolled_certificate_binds_the_agency_for_signing_only(ca: Path) -> Non
     assert list(san) == [x509.UniformResourceIdentifier("urn:hcm:agency:land")]
     usage = leaf.extensions.get_extension_for_class(x509.KeyUsage)
     assert usage.critical
-    assert usage.value == pki.SIGNING_ONLY
+    assert usage.value == certs.SIGNING_ONLY
     assert usage.value.digital_signature
     assert usage.value.content_commitment
     assert not usage.value.key_cert_sign
@@ -290,14 +292,14 @@ def test_unreadable_files_are_key_material_errors(ca: Path) -> None:
         pki.list_certificates(ca)
     (ca / "certs" / "junk.1.crt.pem").unlink()
     other = ec.generate_private_key(ec.SECP256R1())
-    forged = pki.build_crl(
+    forged = certs.build_crl(
         issuer_key=other,
         issuer=_root(ca),
         revoked=[],
         now=NOW,
         next_update=NOW + timedelta(days=7),
     )
-    pki.crl_path(ca).write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+    PkiLayout(ca).crl.write_bytes(forged.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(KeyMaterialError, match="not signed by the root"):
         pki.list_certificates(ca)
     (ca / "ca" / "index.json").write_text('{"certificates": {"1": {}}}', encoding="utf-8")
@@ -339,3 +341,43 @@ def test_ensure_exchange_refreshes_a_crl_about_to_expire(tmp_path: Path) -> None
     crl = _crl(tmp_path)
     assert crl.last_update_utc == later
     assert crl.get_revoked_certificate_by_serial_number(police.serial) is not None
+
+
+def test_the_listing_names_the_owner_a_verifier_would(ca: Path) -> None:
+    """The listed owner is read from the SAN URI; a certificate naming none is refused."""
+    root, root_key = pki.load_ca(ca)
+    leaf = certs.build_certificate(
+        issuer_key=root_key,
+        issuer=root,
+        public_key=SigningKey.generate().private_key.public_key(),
+        owner="health",
+        serial=x509.random_serial_number(),
+        not_before=NOW,
+        not_after=NOW + timedelta(days=1),
+    )
+    assert certs.owner_of(leaf) == "health"
+    no_san = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "police")]))
+        .issuer_name(root.subject)
+        .public_key(SigningKey.generate().private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+        .sign(root_key, hashes.SHA256())
+    )
+    assert certs.owner_of(no_san) is None
+    path = PkiLayout(ca).certificate("police", no_san.serial_number)
+    path.write_bytes(no_san.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(KeyMaterialError, match="names no single owner"):
+        pki.list_certificates(ca)
+
+
+def test_the_layout_files_each_key_beside_its_certificate(tmp_path: Path) -> None:
+    """A certificate's key file is under private/ with the certificate's owner and serial."""
+    layout = PkiLayout(tmp_path)
+    path = layout.certificate("police", 0xABC)
+    assert path == tmp_path / "certs" / "police.abc.crt.pem"
+    assert layout.key_of(path) == tmp_path / "private" / "police.abc.key.pem"
+    assert layout.root_certificate == tmp_path / "ca" / "root.crt.pem"
+    assert layout.certificate_files() == []

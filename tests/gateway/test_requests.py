@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from gateway.clock import rfc3339
-from gateway.core import envelope
+from gateway.core import envelope, profile, stamp
 from gateway.core import records as outputs
 from gateway.core.pending import ANSWERED, TIMED_OUT, MemoryPending
 from gateway.core.pipeline import Decision, IngressRecord, Pipeline
@@ -20,6 +20,7 @@ from gateway.reasons import ReasonCode
 from schemas.base import EventModel
 from schemas.police import IdentityVerificationRequested, IdentityVerified
 from tests.conftest import NOW, Pki, make_resident
+from tests.gateway import stamping
 
 PARTITION = 3
 QUESTION = IdentityVerificationRequested(
@@ -189,7 +190,7 @@ def test_an_unanswered_request_gets_one_timeout_receipt(pipeline: Pipeline, pki:
     (receipt,) = [o for o in decision.outputs if o.topic == "xgw.receipts.land"]
     assert receipt.value is not None
     body = json.loads(receipt.value)
-    envelope.verify_stamp(body, pki.trust, NOW)
+    stamp.verify_stamp(body, pki.trust, NOW)
     assert body["data"]["status"] == "timed_out"
     assert body["data"]["event_id"] == _request_id(asked)
     (audit,) = [o for o in decision.outputs if o.topic == "xgw.audit"]
@@ -215,10 +216,10 @@ def test_timeout_receipts_due_together_share_one_stamp(pipeline: Pipeline, pki: 
         for o in d.outputs
         if o.topic == "xgw.receipts.land" and o.value is not None
     ]
-    assert len({r[envelope.STAMP] for r in receipts}) == 1
-    assert [r[envelope.STAMP_PROOF].split(".")[:2] for r in receipts] == [["0", "2"], ["1", "2"]]
+    assert len({r[profile.STAMP] for r in receipts}) == 1
+    assert [r[profile.STAMP_PROOF].split(".")[:2] for r in receipts] == [["0", "2"], ["1", "2"]]
     for receipt in receipts:
-        envelope.verify_stamp(receipt, pki.trust, NOW)
+        stamp.verify_stamp(receipt, pki.trust, NOW)
     alone = outputs.unstamped_timeout_receipt(
         topic="xgw.receipts.land",
         position=Position("xgw.ingress.land", PARTITION, 0),
@@ -228,7 +229,7 @@ def test_timeout_receipts_due_together_share_one_stamp(pipeline: Pipeline, pki: 
         record_sha256=receipts[0]["data"]["record_sha256"],
     )
     ((stamped,),) = outputs.stamp_outputs([[alone]], pki.gateway)
-    assert stamped.value == envelope.encode(envelope.stamp(receipts[0], pki.gateway))
+    assert stamped.value == envelope.encode(stamping.stamp(receipts[0], pki.gateway))
 
 
 @pytest.mark.parametrize(

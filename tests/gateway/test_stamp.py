@@ -15,7 +15,7 @@ from connectors.client import AgencyClient
 from connectors.errors import RefusedDelivery
 from connectors.transport import MemoryTransport
 from gateway import names
-from gateway.core import envelope
+from gateway.core import envelope, profile, stamp
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.core.records import RECEIPT_TYPE
 from gateway.errors import Rejection
@@ -24,6 +24,7 @@ from gateway.reasons import ReasonCode
 from gateway.wire import b64url, merkle
 from gateway.wire.jws import sign_detached
 from tests.conftest import NOW, Pki, make_resident
+from tests.gateway import stamping
 
 Event = dict[str, Any]
 
@@ -46,16 +47,16 @@ def _events(count: int, tag: str = "a") -> list[Event]:
 
 
 def _parts(event: Event) -> list[str]:
-    return str(event[envelope.STAMP_PROOF]).split(".")
+    return str(event[profile.STAMP_PROOF]).split(".")
 
 
 def _with_proof(event: Event, parts: list[str]) -> Event:
-    return {**event, envelope.STAMP_PROOF: ".".join(parts)}
+    return {**event, profile.STAMP_PROOF: ".".join(parts)}
 
 
 def _refused(event: Event, pki: Pki) -> str:
     with pytest.raises(Rejection) as excinfo:
-        envelope.verify_stamp(event, pki.trust, NOW)
+        stamp.verify_stamp(event, pki.trust, NOW)
     assert excinfo.value.reason is ReasonCode.BAD_SIGNATURE, excinfo.value.detail
     return excinfo.value.detail
 
@@ -68,7 +69,7 @@ def test_every_inclusion_proof_of_small_trees_verifies(size: int) -> None:
     root, paths = merkle.merkle_tree(leaves)
     assert root == _mth(data)
     for index, path in enumerate(paths):
-        proof = merkle.encode_proof(index, size, path)
+        proof = stamping.encode_proof(index, size, path)
         assert merkle.decode_proof(proof) == (index, size, path)
         assert merkle.root_from_path(leaves[index], index, size, path) == root
         for other in (i for i in range(size + 1) if i != index):
@@ -82,22 +83,22 @@ def test_every_inclusion_proof_of_small_trees_verifies(size: int) -> None:
 @pytest.mark.parametrize("size", range(1, 18))
 def test_every_stamped_event_of_a_batch_verifies(pki: Pki, size: int) -> None:
     """stamp_many signs once, and every event of the batch verifies with its own proof."""
-    stamped = envelope.stamp_many(_events(size), pki.gateway)
-    assert len({e[envelope.STAMP] for e in stamped}) == 1
+    stamped = stamping.stamp_many(_events(size), pki.gateway)
+    assert len({e[profile.STAMP] for e in stamped}) == 1
     for index, event in enumerate(stamped):
         assert _parts(event)[:2] == [str(index), str(size)]
-        assert envelope.verify_stamp(event, pki.trust, NOW).owner == "gateway"
+        assert stamp.verify_stamp(event, pki.trust, NOW).owner == "gateway"
 
 
 def test_a_single_stamp_is_a_tree_of_one(pki: Pki) -> None:
     """stamp() gives the proof '0.1' (empty path) and a JWS over the event's leaf hash."""
     (event,) = _events(1)
-    stamped = envelope.stamp(event, pki.gateway)
-    assert stamped[envelope.STAMP_PROOF] == "0.1"
-    header = json.loads(b64url.decode(stamped[envelope.STAMP].split(".")[0]))
-    assert header["typ"] == envelope.STAMP_TYP
+    stamped = stamping.stamp(event, pki.gateway)
+    assert stamped[profile.STAMP_PROOF] == "0.1"
+    header = json.loads(b64url.decode(stamped[profile.STAMP].split(".")[0]))
+    assert header["typ"] == stamp.STAMP_TYP
     assert header["xgw"] == {"tree": "rfc9162-sha256", "size": 1}
-    restamped = envelope.stamp(stamped, pki.gateway)
+    restamped = stamping.stamp(stamped, pki.gateway)
     assert restamped == stamped  # the old stamp is not part of the leaf
 
 
@@ -116,22 +117,22 @@ TAMPERS: list[tuple[str, Callable[[Event, Event], Event]]] = [
     ("path too long", lambda e, _: _with_proof(e, [*_parts(e), _parts(e)[2]])),
     (
         "root signature",
-        lambda e, _: {**e, envelope.STAMP: e[envelope.STAMP][:-4] + "AAAA"},
+        lambda e, _: {**e, profile.STAMP: e[profile.STAMP][:-4] + "AAAA"},
     ),
     (
         "stamp moved to another batch's event",
-        lambda e, other: {**other, envelope.STAMP: e[envelope.STAMP]},
+        lambda e, other: {**other, profile.STAMP: e[profile.STAMP]},
     ),
     (
         "stamp and proof moved to another batch's event",
         lambda e, other: {
             **other,
-            envelope.STAMP: e[envelope.STAMP],
-            envelope.STAMP_PROOF: e[envelope.STAMP_PROOF],
+            profile.STAMP: e[profile.STAMP],
+            profile.STAMP_PROOF: e[profile.STAMP_PROOF],
         },
     ),
-    ("proof missing", lambda e, _: {k: v for k, v in e.items() if k != envelope.STAMP_PROOF}),
-    ("proof not text", lambda e, _: {**e, envelope.STAMP_PROOF: 0}),
+    ("proof missing", lambda e, _: {k: v for k, v in e.items() if k != profile.STAMP_PROOF}),
+    ("proof not text", lambda e, _: {**e, profile.STAMP_PROOF: 0}),
     ("leading zero", lambda e, _: _with_proof(e, ["00", *_parts(e)[1:]])),
     ("signed index", lambda e, _: _with_proof(e, ["+0", *_parts(e)[1:]])),
     ("size zero", lambda e, _: _with_proof(e, ["0", "0"])),
@@ -153,23 +154,23 @@ TAMPERS: list[tuple[str, Callable[[Event, Event], Event]]] = [
 @pytest.mark.parametrize("tamper", [t for _, t in TAMPERS], ids=[n for n, _ in TAMPERS])
 def test_each_tampered_part_is_refused(pki: Pki, tamper: Callable[[Event, Event], Event]) -> None:
     """Changing the event, a sibling, the index, the size, the signature or the batch fails."""
-    batch = envelope.stamp_many(_events(3), pki.gateway)
-    other = envelope.stamp_many(_events(3, "b"), pki.gateway)
+    batch = stamping.stamp_many(_events(3), pki.gateway)
+    other = stamping.stamp_many(_events(3, "b"), pki.gateway)
     event = batch[0]  # proof "0.3.<h1>.<h2>": two siblings
-    assert envelope.verify_stamp(event, pki.trust, NOW)
+    assert stamp.verify_stamp(event, pki.trust, NOW)
     _refused(tamper(event, other[1]), pki)
 
 
 def test_header_must_sign_the_tree_and_its_size(pki: Pki) -> None:
     """A stamp JWS without the tree parameter, or naming another tree, is refused."""
     (event,) = _events(1)
-    leaf = envelope.leaf(event).hash
+    leaf = stamp.leaf(event).hash
     for extra in (
-        {"typ": envelope.STAMP_TYP},
-        {"typ": envelope.STAMP_TYP, "xgw": {"tree": "x", "size": 1}},
+        {"typ": stamp.STAMP_TYP},
+        {"typ": stamp.STAMP_TYP, "xgw": {"tree": "x", "size": 1}},
     ):
         token = sign_detached(leaf, pki.gateway, extra)
-        detail = _refused({**event, envelope.STAMP: token, envelope.STAMP_PROOF: "0.1"}, pki)
+        detail = _refused({**event, profile.STAMP: token, profile.STAMP_PROOF: "0.1"}, pki)
         assert "tree" in detail
 
 
@@ -177,12 +178,12 @@ def test_a_publisher_may_not_set_the_proof(pki: Pki) -> None:
     """The proof attribute is reserved for the gateway, and outside the origin's signed form."""
     event = Forger(pki.keys).signed("police", make_resident(), now=NOW)
     with pytest.raises(Rejection) as excinfo:
-        envelope.read_envelope(envelope.encode({**event, envelope.STAMP_PROOF: "0.1"}))
+        envelope.read_envelope(envelope.encode({**event, profile.STAMP_PROOF: "0.1"}))
     assert excinfo.value.reason is ReasonCode.MALFORMED_ENVELOPE
     env = envelope.read_envelope(
-        envelope.encode({**event, envelope.STAMP_PROOF: "0.1"}), delivered=True
+        envelope.encode({**event, profile.STAMP_PROOF: "0.1"}), delivered=True
     )
-    assert envelope.STAMP_PROOF not in env.signed_form()
+    assert profile.STAMP_PROOF not in env.signed_form()
 
 
 @settings(max_examples=60, deadline=None)
@@ -190,12 +191,12 @@ def test_a_publisher_may_not_set_the_proof(pki: Pki) -> None:
 def test_any_batch_size_and_index_round_trips(pki: Pki, size: int, data: st.DataObject) -> None:
     """For any batch size, the event at any index verifies, and its proof re-encodes the same."""
     index = data.draw(st.integers(min_value=0, max_value=size - 1))
-    stamped = envelope.stamp_many(_events(size), pki.gateway)
+    stamped = stamping.stamp_many(_events(size), pki.gateway)
     event = json.loads(envelope.encode(stamped[index]))
-    assert envelope.verify_stamp(event, pki.trust, NOW).owner == "gateway"
-    decoded = merkle.decode_proof(event[envelope.STAMP_PROOF])
+    assert stamp.verify_stamp(event, pki.trust, NOW).owner == "gateway"
+    decoded = merkle.decode_proof(event[profile.STAMP_PROOF])
     assert decoded[:2] == (index, size)
-    assert merkle.encode_proof(*decoded) == event[envelope.STAMP_PROOF]
+    assert stamping.encode_proof(*decoded) == event[profile.STAMP_PROOF]
 
 
 def _client(pki: Pki, agency: str) -> AgencyClient:
@@ -223,7 +224,7 @@ def test_client_accepts_batch_stamped_deliveries_and_receipts(pipeline: Pipeline
     records.append(IngressRecord("xgw.ingress.police", 0, 4, b"k", b"not json"))
     decisions = pipeline.decide_batch(records, NOW)
     values = [o.value for d in decisions for o in d.outputs if not o.topic.endswith("audit")]
-    tokens = {json.loads(v)[envelope.STAMP] for v in values if v and v.startswith(b"{")}
+    tokens = {json.loads(v)[profile.STAMP] for v in values if v and v.startswith(b"{")}
     assert len(tokens) == 1  # four accepted, one refused: one signature for all
     health = _client(pki, "health")
     police = _client(pki, "police")
@@ -238,9 +239,9 @@ def test_client_accepts_batch_stamped_deliveries_and_receipts(pipeline: Pipeline
     moved = json.loads(
         next(o.value for o in decisions[0].outputs if o.topic == "xgw.deliver.health")
     )
-    moved[envelope.STAMP_PROOF] = json.loads(
+    moved[profile.STAMP_PROOF] = json.loads(
         next(o.value for o in decisions[1].outputs if o.topic == "xgw.deliver.health")
-    )[envelope.STAMP_PROOF]
+    )[profile.STAMP_PROOF]
     with pytest.raises(RefusedDelivery) as excinfo:
         health.verify_delivery(envelope.encode(moved))
     assert excinfo.value.reason is ReasonCode.BAD_SIGNATURE
@@ -254,17 +255,17 @@ def test_encoded_stamps_are_the_stamped_events(size: int, pki: Pki) -> None:
         {**event, "subject": "Nguyễn Thị Ánh, Phường Bến Nghé, Thủ Đức", "data": {"n": [1, None]}}
         for event in _events(size)
     ]
-    leaves = [envelope.leaf(event) for event in events]
-    encoded = envelope.stamp_leaves_encoded(leaves, pki.gateway)
-    stamped = envelope.stamp_leaves(leaves, pki.gateway)
+    leaves = [stamp.leaf(event) for event in events]
+    encoded = stamp.stamp_leaves_encoded(leaves, pki.gateway)
+    stamped = stamping.stamp_leaves(leaves, pki.gateway)
     for raw, event in zip(encoded, stamped, strict=True):
         parsed = json.loads(raw.decode("utf-8"))
         assert parsed == event
         assert "Nguyễn Thị Ánh" in raw.decode("utf-8")  # UTF-8 as is, not \u escapes
-        envelope.verify_stamp(parsed, pki.trust, NOW)
+        stamp.verify_stamp(parsed, pki.trust, NOW)
 
 
 def test_an_empty_event_is_spliced_without_a_leading_comma(pki: Pki) -> None:
     """The degenerate ``{}`` still gives valid JSON."""
-    (raw,) = envelope.stamp_leaves_encoded([envelope.leaf({})], pki.gateway)
-    assert set(json.loads(raw)) == {envelope.STAMP, envelope.STAMP_PROOF}
+    (raw,) = stamp.stamp_leaves_encoded([stamp.leaf({})], pki.gateway)
+    assert set(json.loads(raw)) == {profile.STAMP, profile.STAMP_PROOF}

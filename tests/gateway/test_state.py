@@ -23,10 +23,13 @@ from gateway.core.replay import Position, Seen
 from gateway.errors import BrokerError, StateError
 from gateway.lab.broker import EmbeddedBroker
 from gateway.names import TopicNames
-from gateway.runtime.state import FENCE_KEY, PartitionedState, recover
+from gateway.runtime.changelog import FENCE_KEY, recover
+from gateway.runtime.producer import CachedPartitioner
+from gateway.runtime.state import PartitionedState
 from gateway.runtime.tables import StatePending, StateSeenIds
 from gateway.runtime.topic_admin import ensure_topics
-from gateway.runtime.worker import _every, _KeyHashCache
+from gateway.runtime.worker import _every
+from gateway.settings import DEFAULT_CACHE_BYTES
 from tests.conftest import NOW, Pki
 from tests.harness import exchange_settings
 from tests.strategies import json_values, vietnamese_text
@@ -36,7 +39,7 @@ TOPICS = TopicNames("st")
 
 def test_put_changes_memory_and_queues_one_changelog_record_on_the_partition() -> None:
     """A write is visible at once and becomes one record on the same changelog partition."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(2, {})
     state.put(2, "r/police/e1", [7, 1.5])
     assert state.get(2, "r/police/e1") == [7, 1.5]
@@ -49,7 +52,7 @@ def test_put_changes_memory_and_queues_one_changelog_record_on_the_partition() -
 
 def test_deleting_writes_a_tombstone() -> None:
     """Deleting a key removes it and queues a record with no value (compaction drops it)."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(0, {"k": 1})
     state.put(0, "k", None)
     assert state.get(0, "k") is None
@@ -59,7 +62,7 @@ def test_deleting_writes_a_tombstone() -> None:
 
 def test_keep_only_forgets_lost_partitions_and_names_new_ones() -> None:
     """A new assignment drops partitions moved away and lists those still to recover."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(0, {"a": 1})
     state.adopt(1, {"b": 2})
     assert state.keep_only(frozenset({1, 3})) == frozenset({3})
@@ -69,7 +72,7 @@ def test_keep_only_forgets_lost_partitions_and_names_new_ones() -> None:
 
 def test_replay_entries_tell_redelivery_from_duplicate_and_expire() -> None:
     """Same offset again is a redelivery, another offset a duplicate, and entries expire."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(1, {})
     seen = StateSeenIds(state, TOPICS, timedelta(hours=1))
     at = Position(TOPICS.ingress("police"), 1, 40)
@@ -93,7 +96,7 @@ async def test_recovery_reads_every_entry_written_before_the_fence(
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
     await producer.start()
     try:
-        writer = PartitionedState(topic)
+        writer = PartitionedState(topic, DEFAULT_CACHE_BYTES)
         writer.adopt(0, {})
         writer.adopt(1, {})
         for n in range(300):
@@ -108,7 +111,7 @@ async def test_recovery_reads_every_entry_written_before_the_fence(
         ]
         for future in futures:
             await future
-        reader = PartitionedState(topic)
+        reader = PartitionedState(topic, DEFAULT_CACHE_BYTES)
         options = {"bootstrap_servers": broker.bootstrap_servers, "fetch_max_wait_ms": 20}
         read = await recover(reader, frozenset({0, 1}), producer, options)
     finally:
@@ -124,7 +127,7 @@ async def test_recovery_reads_every_entry_written_before_the_fence(
 
 def test_cached_partitioner_agrees_with_aiokafkas() -> None:
     """Remembering key hashes never changes the partition a key goes to."""
-    cached = _KeyHashCache(size=3)
+    cached = CachedPartitioner(size=3)
     for n in range(50):
         key = f"sha256:Nguyễn-{n % 7}".encode()
         partitions = list(range(1 + n % 5))
@@ -153,7 +156,7 @@ async def test_topics_of_another_size_stop_the_worker_at_start(
 
 def test_sweep_removes_only_what_expired_and_survives_a_rebalance() -> None:
     """Swept ids are exactly the expired ones, also for state recovered from a changelog."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(0, {})
     seen = StateSeenIds(state, TOPICS, timedelta(minutes=10))
     at = Position(TOPICS.ingress("police"), 0, 1)
@@ -172,7 +175,7 @@ def test_sweep_removes_only_what_expired_and_survives_a_rebalance() -> None:
 
 def test_pending_requests_are_forgotten_after_the_window_once_closed() -> None:
     """Closed requests go after the window; open ones stay until answered or timed out."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(2, {})
     pending = StatePending(state, timedelta(hours=1))
     deadline = NOW.timestamp() + 30
@@ -197,7 +200,7 @@ def _changelog(state: PartitionedState, partition: int = 0) -> dict[str, bytes |
 
 def test_remembered_ids_live_in_the_store_not_in_python_memory() -> None:
     """200,000 remembered ids leave Python's heap within a few MB: the SQLite file holds them."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.adopt(0)
         seen = StateSeenIds(state, TOPICS, timedelta(hours=24))
         topic = TOPICS.ingress("police")
@@ -218,7 +221,7 @@ def test_remembered_ids_live_in_the_store_not_in_python_memory() -> None:
 
 def test_sweep_deletes_exactly_the_entries_due_and_writes_their_tombstones() -> None:
     """Expired ids go, by their own expiry, on every partition held; later ones stay."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.adopt(0)
         state.adopt(3)
         seen = StateSeenIds(state, TOPICS, timedelta(minutes=10))
@@ -242,7 +245,7 @@ def test_sweep_deletes_exactly_the_entries_due_and_writes_their_tombstones() -> 
 
 def test_request_timers_follow_the_status_deadline_then_window() -> None:
     """An open request is due at its deadline; once closed, it is forgotten a window later."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.adopt(1)
         pending = StatePending(state, timedelta(hours=1))
         deadline = NOW.timestamp() + 30
@@ -261,7 +264,10 @@ def test_request_timers_follow_the_status_deadline_then_window() -> None:
 
 def test_open_count_follows_adoptions_drops_and_recovery() -> None:
     """The open-request count covers exactly the partitions held, however they came."""
-    with PartitionedState("changelog") as writer, PartitionedState("changelog") as reader:
+    with (
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as writer,
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as reader,
+    ):
         writer.adopt(1)
         writer.adopt(2)
         pending = StatePending(writer, timedelta(hours=1))
@@ -289,7 +295,10 @@ def test_open_count_follows_adoptions_drops_and_recovery() -> None:
 
 def test_restored_entries_get_their_timers() -> None:
     """Entries recovered from the changelog are swept and timed out like the ones written."""
-    with PartitionedState("changelog") as writer, PartitionedState("changelog") as reader:
+    with (
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as writer,
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as reader,
+    ):
         writer.adopt(0)
         seen = StateSeenIds(writer, TOPICS, timedelta(minutes=10))
         pending = StatePending(writer, timedelta(minutes=10))
@@ -306,7 +315,7 @@ def test_restored_entries_get_their_timers() -> None:
 
 def test_timers_apply_to_entries_stored_before_the_rule() -> None:
     """Scheduling a prefix gives the entries already stored their timers too."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.adopt(0, {"r/police/e1": 7 << 32 | int(NOW.timestamp()), "other": 1})
         seen = StateSeenIds(state, TOPICS, timedelta(minutes=10))
         assert seen.sweep(NOW) == 1
@@ -315,7 +324,7 @@ def test_timers_apply_to_entries_stored_before_the_rule() -> None:
 
 def test_restoring_a_held_partition_is_refused() -> None:
     """Restore writes only partitions being recovered, never one the worker decides on."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.adopt(0)
         with pytest.raises(ValueError, match="partition 0 is held"):
             state.restore(0, {"k": b"1"})
@@ -323,7 +332,7 @@ def test_restoring_a_held_partition_is_refused() -> None:
 
 def test_a_partition_to_recover_starts_empty() -> None:
     """What a failed recovery restored is forgotten by the next assignment."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.restore(4, {"k": b"1", "gone": b"2"})
         assert state.keep_only(frozenset({4})) == frozenset({4})
         state.restore(4, {"k": b"3"})
@@ -335,7 +344,10 @@ def test_vietnamese_keys_and_values_round_trip_as_utf8() -> None:
     """Keys and values with Vietnamese diacritics are stored and written as UTF-8."""
     key = "q/Nguyễn Thị Minh Khai/Đường Lê Lợi"
     value = {"họ tên": "Nguyễn Thị Minh Khai", "phường": "Phường Sài Gòn"}
-    with PartitionedState("changelog") as state, PartitionedState("changelog") as reader:
+    with (
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state,
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as reader,
+    ):
         state.adopt(0)
         state.put(0, key, value)
         assert state.get(0, key) == value
@@ -354,7 +366,10 @@ def test_vietnamese_keys_and_values_round_trip_as_utf8() -> None:
 @given(key=vietnamese_text, value=json_values)
 def test_what_put_writes_reads_back_here_and_after_recovery(key: str, value: Any) -> None:
     """Any JSON value reads back as written, from the store and from its changelog record."""
-    with PartitionedState("changelog") as state, PartitionedState("changelog") as reader:
+    with (
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state,
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES) as reader,
+    ):
         state.adopt(0)
         state.put(0, key, value)
         assert state.get(0, key) == value
@@ -365,7 +380,7 @@ def test_what_put_writes_reads_back_here_and_after_recovery(key: str, value: Any
 
 def test_integers_beyond_64_bits_and_booleans_round_trip() -> None:
     """Ints SQLite cannot hold (an id packed with an offset of 2**31 or more) and booleans."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         state.adopt(0)
         for value in (1 << 63, -(1 << 63) - 1, (1 << 63) - 1, 1 << 80, True):
             state.put(0, "k", value)
@@ -375,7 +390,7 @@ def test_integers_beyond_64_bits_and_booleans_round_trip() -> None:
 
 def test_close_deletes_the_file() -> None:
     """Without a directory the file goes to the system's temporary directory; close deletes it."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     assert state.path.is_file()
     assert state.path.parent == Path(tempfile.gettempdir())
     state.close()
@@ -386,8 +401,8 @@ def test_close_deletes_the_file() -> None:
 def test_state_dir_holds_one_file_per_store_until_close(tmp_path: Path) -> None:
     """Stores sharing XGW_STATE_DIR get files of their own there; close deletes only its own."""
     directory = tmp_path / "state"
-    with PartitionedState("changelog", directory) as first:
-        second = PartitionedState("changelog", directory)
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES, directory) as first:
+        second = PartitionedState("changelog", DEFAULT_CACHE_BYTES, directory)
         assert first.path.parent == second.path.parent == directory
         assert first.path != second.path
         second.close()
@@ -401,11 +416,11 @@ def test_files_of_killed_workers_are_deleted_and_live_ones_kept(tmp_path: Path) 
     sqlite3.connect(killed).close()
     unrelated = tmp_path / "audit.sqlite3"
     unrelated.touch()
-    with PartitionedState("changelog", tmp_path) as live:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES, tmp_path) as live:
         live.adopt(0)
         live.put(0, "k", 1)
         assert not killed.exists()
-        with PartitionedState("changelog", tmp_path) as other:
+        with PartitionedState("changelog", DEFAULT_CACHE_BYTES, tmp_path) as other:
             assert live.path.exists()
             assert live.get(0, "k") == 1
             assert sorted(tmp_path.iterdir()) == sorted([unrelated, live.path, other.path])
@@ -413,7 +428,7 @@ def test_files_of_killed_workers_are_deleted_and_live_ones_kept(tmp_path: Path) 
 
 def test_a_closed_or_failed_store_raises_state_error(tmp_path: Path) -> None:
     """SQLite's errors surface as StateError; an unusable directory is reported at start."""
-    state = PartitionedState("changelog")
+    state = PartitionedState("changelog", DEFAULT_CACHE_BYTES)
     state.adopt(0)
     state.close()
     with pytest.raises(StateError, match="the state store failed"):
@@ -422,7 +437,7 @@ def test_a_closed_or_failed_store_raises_state_error(tmp_path: Path) -> None:
         state.put(0, "k", 1)
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StateError, match="cannot create the state file"):
-        PartitionedState("changelog", tmp_path / "file")
+        PartitionedState("changelog", DEFAULT_CACHE_BYTES, tmp_path / "file")
 
 
 @pytest.mark.integration
@@ -432,7 +447,10 @@ async def test_recovered_entries_keep_their_timers(broker: EmbeddedBroker, topic
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
     await producer.start()
     try:
-        with PartitionedState(topic) as writer, PartitionedState(topic) as reader:
+        with (
+            PartitionedState(topic, DEFAULT_CACHE_BYTES) as writer,
+            PartitionedState(topic, DEFAULT_CACHE_BYTES) as reader,
+        ):
             writer.adopt(0)
             seen = StateSeenIds(writer, TOPICS, timedelta(minutes=10))
             StatePending(writer, timedelta(minutes=10)).put(
@@ -459,7 +477,7 @@ async def test_recovered_entries_keep_their_timers(broker: EmbeddedBroker, topic
 @pytest.mark.parametrize("value", [b"\xff not utf-8", b"{not json", b'["too", "short"]'])
 def test_an_unreadable_changelog_entry_stops_recovery(value: bytes) -> None:
     """A value this version did not write is a StateError, never a guess (or a silent stall)."""
-    with PartitionedState("changelog") as state:
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
         StatePending(state, timedelta(minutes=10))
         with pytest.raises(StateError, match="q/Nguyễn-1"):
             state.restore(0, {"q/Nguyễn-1": value})

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gateway.errors import Rejection
 from gateway.reasons import ReasonCode
 from gateway.trust import ca as ca_files
+from gateway.trust.certs import build_crl, build_root
+from gateway.trust.layout import PkiLayout
 from gateway.trust.watch import TrustWatcher
 from gateway.trust.x509 import X509TrustStore
 from gateway.wire.keys import certificate_thumbprint
@@ -53,8 +55,8 @@ def _changed(path: Path, before: os.stat_result) -> None:
 
 def _rogue_crl(common_name: str) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
-    root = ca_files.build_root(key, now=NOW - timedelta(days=1), days=30, common_name=common_name)
-    crl = ca_files.build_crl(
+    root = build_root(key, now=NOW - timedelta(days=1), days=30, common_name=common_name)
+    crl = build_crl(
         issuer_key=key,
         issuer=root,
         revoked=[],
@@ -88,7 +90,7 @@ def test_a_revocation_takes_effect_at_the_next_poll(own_pki: Pki) -> None:
     watcher = TrustWatcher(own_pki.directory, store)
     watcher.poll()
     assert store.resolve(_header(own_pki, "police"), NOW).owner == "police"
-    crl = ca_files.crl_path(own_pki.directory)
+    crl = PkiLayout(own_pki.directory).crl
     before = crl.stat()
     ca_files.revoke(own_pki.directory, _serial(own_pki, "police"), now=NOW)
     _changed(crl, before)
@@ -113,7 +115,7 @@ def test_a_bad_crl_file_is_not_loaded_and_revocations_stay(
     own_pki: Pki, bad: Callable[[bytes], bytes]
 ) -> None:
     """A CRL file that is not a CRL signed by the root is ignored; earlier revocations hold."""
-    crl = ca_files.crl_path(own_pki.directory)
+    crl = PkiLayout(own_pki.directory).crl
     ca_files.revoke(own_pki.directory, _serial(own_pki, "police"), now=NOW)
     store = own_pki.fresh_trust()
     watcher = TrustWatcher(own_pki.directory, store)
@@ -130,7 +132,7 @@ def test_a_bad_crl_file_is_not_loaded_and_revocations_stay(
 
 def test_a_good_crl_after_a_bad_one_is_loaded(own_pki: Pki) -> None:
     """Once the CA writes a valid CRL again, the next poll loads it."""
-    crl = ca_files.crl_path(own_pki.directory)
+    crl = PkiLayout(own_pki.directory).crl
     store = own_pki.fresh_trust()
     watcher = TrustWatcher(own_pki.directory, store)
     watcher.poll()
@@ -150,7 +152,7 @@ def test_a_newly_enrolled_certificate_resolves_after_a_poll(own_pki: Pki) -> Non
     store = own_pki.fresh_trust()
     watcher = TrustWatcher(own_pki.directory, store)
     watcher.poll()
-    certs = ca_files.certs_dir(own_pki.directory)
+    certs = PkiLayout(own_pki.directory).certs_dir
     before = certs.stat()
     info = ca_files.enroll(own_pki.directory, "police", now=NOW - timedelta(hours=1))
     _changed(certs, before)
@@ -168,7 +170,7 @@ def test_an_unreadable_certificate_file_does_not_stop_the_others(own_pki: Pki) -
     store = own_pki.fresh_trust()
     watcher = TrustWatcher(own_pki.directory, store)
     watcher.poll()
-    certs = ca_files.certs_dir(own_pki.directory)
+    certs = PkiLayout(own_pki.directory).certs_dir
     before = certs.stat()
     (certs / "aaa-broken.crt.pem").write_bytes(b"not a certificate")
     info = ca_files.enroll(own_pki.directory, "health", now=NOW - timedelta(hours=1))

@@ -16,8 +16,8 @@ from gateway.errors import ConfigError, Rejection
 from gateway.lab.forgery import WRONG_USAGE, CertificateAuthority
 from gateway.names import GATEWAY_OWNER, agency_source
 from gateway.reasons import ReasonCode
-from gateway.trust.ca import build_certificate, build_crl, build_root
-from gateway.trust.x509 import X509TrustStore, owner_of
+from gateway.trust.certs import build_certificate, build_crl, build_root, owner_of
+from gateway.trust.x509 import X509TrustStore
 from gateway.wire.jws import parse_detached, sign_detached
 from gateway.wire.keys import Algorithm, SigningKey, certificate_thumbprint
 from tests.conftest import NOW, Pki
