@@ -8,10 +8,16 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.options import bootstrap_option, pki_dir_option
+from gateway.cli.options import (
+    EXIT_ERROR,
+    bootstrap_option,
+    duration_option,
+    json_option,
+    pki_dir_option,
+    rate_option,
+    seed_option,
+)
 from gateway.settings import load_settings
-
-_EXIT_ERROR = 1
 
 
 @click.command()
@@ -32,13 +38,7 @@ _EXIT_ERROR = 1
     show_default=True,
     help="Gateway worker processes of the scaled phase (1 is always measured).",
 )
-@click.option(
-    "--rate",
-    type=click.FloatRange(1, 100_000),
-    default=1000.0,
-    show_default=True,
-    help="Offered load (msg/s) of the latency phase and of --duration.",
-)
+@rate_option(1, 100_000, 1000.0, "Offered load (msg/s) of the latency phase and of --duration.")
 @click.option(
     "--latency-seconds",
     type=click.FloatRange(0.5, 3600),
@@ -46,11 +46,11 @@ _EXIT_ERROR = 1
     show_default=True,
     help="How long the latency phase offers --rate.",
 )
-@click.option(
-    "--duration",
-    type=click.FloatRange(10, 86_400),
-    default=None,
-    help="Sustained mode: only offer --rate for this many seconds, sampling worker RSS.",
+@duration_option(
+    10,
+    86_400,
+    None,
+    "Sustained mode: only offer --rate for this many seconds, sampling worker RSS.",
 )
 @click.option(
     "--bad-percent",
@@ -59,8 +59,8 @@ _EXIT_ERROR = 1
     show_default=True,
     help="Share of forged or malformed records in the mix.",
 )
-@click.option("--seed", type=int, default=2026, show_default=True, help="Seed of the fake data.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@seed_option
+@json_option("Print one JSON object as the last line.")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -117,4 +117,4 @@ def bench(
             console.print(f"chart written to {plot}")
     if not result.ok:
         click.echo("xgw: error: the gateway's receipts or deliveries did not add up", err=True)
-        raise click.exceptions.Exit(_EXIT_ERROR)
+        raise click.exceptions.Exit(EXIT_ERROR)

@@ -70,7 +70,9 @@ _dead_letter_filters = (
     click.option(
         "--topic", default=None, help="Dead-letter topic (default: <XGW_TOPIC_PREFIX>.deadletter)."
     ),
-    click.option("--reason", default=None, help="Only this reason code (e.g. revoked_certificate)."),
+    click.option(
+        "--reason", default=None, help="Only this reason code (e.g. revoked_certificate)."
+    ),
     click.option("--agency", default=None, help="Only records from this agency's ingress topic."),
     click.option(
         "--since",

@@ -10,10 +10,9 @@ from typing import Any
 
 import click
 
+from gateway.cli.options import EXIT_ERROR
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
-
-_EXIT_ERROR = 1
 
 _published = click.option(
     "--published",
@@ -43,7 +42,7 @@ def _current() -> dict[str, dict[str, Any]]:
 def _fail(lines: list[str]) -> None:
     for line in lines:
         click.echo(f"xgw: error: {line}", err=True)
-    raise click.exceptions.Exit(_EXIT_ERROR)
+    raise click.exceptions.Exit(EXIT_ERROR)
 
 
 @click.group()

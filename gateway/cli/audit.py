@@ -1,0 +1,193 @@
+"""``xgw audit``: the chain's writer, verification, per-person report, evidence and retention."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import click
+
+from gateway.cli.options import (
+    EXIT_ERROR,
+    bootstrap_option,
+    json_option,
+    pki_dir_option,
+    store_option,
+)
+from gateway.errors import XgwError
+from gateway.settings import load_settings
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit trail: writer, verification, per-person report, evidence."""
+
+
+@audit.command("writer")
+@bootstrap_option
+@pki_dir_option
+@store_option
+def audit_writer(
+    bootstrap_servers: str | None, pki_dir: Path | None, store_url: str | None
+) -> None:
+    """Append the gateway's audit records to the hash chain until SIGTERM."""
+    from gateway.runtime.audit_service import run_audit_writer  # noqa: PLC0415
+
+    settings = load_settings(
+        bootstrap_servers=bootstrap_servers, pki_dir=pki_dir, audit_store=store_url
+    )
+    if not settings.bootstrap_servers:
+        raise click.UsageError("set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers")
+    run_audit_writer(settings)
+
+
+@audit.command("verify")
+@pki_dir_option
+@store_option
+@json_option("Print the report as JSON.")
+def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> None:
+    """Re-walk the chain and its signed checkpoints; report the first broken place."""
+    from gateway.audit.ops import verify_store  # noqa: PLC0415
+    from gateway.audit.store import open_store  # noqa: PLC0415
+    from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
+
+    settings = load_settings(pki_dir=pki_dir, audit_store=store_url)
+    with contextlib.closing(open_store(settings.audit_store)) as store:
+        report = verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "checkpoints": report.checkpoints,
+                    "first_seq": report.first_seq,
+                    "last_seq": report.last_seq,
+                    "broken_at": report.broken.seq if report.broken else None,
+                    "problem": report.broken.problem if report.broken else None,
+                }
+            )
+        )
+    elif report.ok:
+        click.echo(
+            f"audit trail OK: entries {report.first_seq}..{report.last_seq} "
+            f"({report.entries}), {report.checkpoints} signed checkpoints"
+        )
+    else:
+        click.echo(f"audit trail BROKEN at {report.broken}", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(EXIT_ERROR)
+
+
+@audit.command("subject")
+@click.argument("personal_id")
+@store_option
+@json_option("Print JSON lines instead of a table.")
+def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> None:
+    """Which agencies received data about PERSONAL_ID, when, for which purpose and legal basis."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    from gateway.audit.ops import subject_report  # noqa: PLC0415
+    from gateway.audit.store import open_store  # noqa: PLC0415
+    from gateway.audit.writer import load_subject_secret  # noqa: PLC0415
+
+    settings = load_settings(audit_store=store_url)
+    with contextlib.closing(open_store(settings.audit_store)) as store:
+        rows = subject_report(store, load_subject_secret(settings.audit_key_file), personal_id)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
+        return
+    table = Table(title=f"Data about this person shared through the exchange ({len(rows)})")
+    for column in ("when (UTC)", "data", "from", "to", "purpose", "legal basis"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.decided_at, row.event_type, row.source, row.recipient, row.purpose, row.legal_basis
+        )
+    Console().print(table)
+
+
+@audit.command("evidence")
+@click.argument("event_id")
+@pki_dir_option
+@store_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write to this file (default: evidence-<event id>.json).",
+)
+def audit_evidence(
+    event_id: str, pki_dir: Path | None, store_url: str | None, output: Path | None
+) -> None:
+    """Export what proves one exchange (entries, chain segment, signed checkpoint) as one file."""
+    from gateway.audit.ops import export_evidence  # noqa: PLC0415
+    from gateway.audit.store import open_store  # noqa: PLC0415
+    from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
+
+    settings = load_settings(pki_dir=pki_dir, audit_store=store_url)
+    with contextlib.closing(open_store(settings.audit_store)) as store:
+        document = export_evidence(store, X509TrustStore.from_directory(settings.pki_dir), event_id)
+    path = output or Path(f"evidence-{event_id}.json")
+    path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+    click.echo(
+        f"evidence for {event_id}: {len(document['decisions'])} decisions, "
+        f"{len(document['chain'])} chained entries, checkpoint {document['checkpoint']['seq']}"
+        f" -> {path}"
+    )
+
+
+@audit.command("check-evidence")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pki_dir_option
+def audit_check_evidence(file: Path, pki_dir: Path | None) -> None:
+    """Verify an evidence file offline against the exchange root certificate."""
+    from gateway.audit.chain import verify_evidence  # noqa: PLC0415
+    from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
+
+    settings = load_settings(pki_dir=pki_dir)
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise XgwError(f"cannot read evidence file {file}: {exc}") from exc
+    problems = verify_evidence(document, X509TrustStore.from_directory(settings.pki_dir))
+    if problems:
+        raise XgwError(f"evidence does NOT verify: {problems[0]}")
+    click.echo(
+        f"evidence verifies: {len(document['decisions'])} decisions of event "
+        f"{document['event_id']} are in the chain signed at entry "
+        f"{document['checkpoint']['seq']}"
+    )
+
+
+@audit.command("archive")
+@store_option
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0),
+    required=True,
+    help="Archive entries decided more than this many days ago.",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(path_type=Path),
+    default=Path("var/audit/archive.jsonl"),
+    show_default=True,
+)
+def audit_archive(store_url: str | None, older_than_days: float, target: Path) -> None:
+    """Retention: move old, checkpointed entries to an archive file; the rest still verifies."""
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from gateway.audit.ops import archive  # noqa: PLC0415
+    from gateway.audit.store import open_store  # noqa: PLC0415
+
+    settings = load_settings(audit_store=store_url)
+    with contextlib.closing(open_store(settings.audit_store)) as store:
+        moved = archive(store, datetime.now(UTC) - timedelta(days=older_than_days), target)
+    click.echo(f"archived {moved} entries to {target}")
