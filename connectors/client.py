@@ -1,6 +1,6 @@
 """The agency client: publish signed events, receive verified deliveries, read receipts.
 
-    client = AgencyClient(agency="police", signing_key=key, trust=trust, transport=transport)
+    client = AgencyClient.from_settings("police")      # key, trust and broker from XGW_*
     await client.publish(ResidentRegistered(...))      # NFC, validate, conceal, sign, send
     async for event in client.subscribe():             # verify stamp, origin signature and
         ...                                            # each disclosure; typed, deduplicated
@@ -36,7 +36,7 @@ from connectors.errors import (
     RequestRefused,
     RequestTimedOut,
 )
-from connectors.transport import Message, Transport
+from connectors.transport import KafkaTransport, Message, Transport
 from gateway import names
 from gateway.clock import Clock, rfc3339, utcnow
 from gateway.core import envelope, profile, stamp
@@ -45,7 +45,10 @@ from gateway.core.envelope import subject_digest
 from gateway.errors import Rejection
 from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
+from gateway.settings import Settings, load_settings
+from gateway.trust.ca import load_signing_key
 from gateway.trust.store import TrustStore
+from gateway.trust.x509 import X509TrustStore
 from gateway.wire.canonical import loads_strict
 from gateway.wire.keys import SigningKey
 from schemas.base import EventModel, RequestModel, ResponseModel, describe_errors
@@ -165,6 +168,33 @@ class AgencyClient:
         self._waiting: dict[str, tuple[asyncio.Future[ReceivedEvent], str]] = {}
         self._replies: asyncio.Task[None] | None = None
         self._replies_ready = asyncio.Event()
+
+    @classmethod
+    def from_settings(
+        cls,
+        agency: str,
+        settings: Settings | None = None,
+        *,
+        transport: Transport | None = None,
+        registry: SchemaRegistry = REGISTRY,
+    ) -> AgencyClient:
+        """The client of ``agency`` as the exchange's settings describe it.
+
+        Loads ``agency``'s newest valid signing key with its certificate and the trust store
+        (root CA, certificates, CRL) from ``settings.pki_dir``, and connects to
+        ``settings.bootstrap_servers`` with the configured topic names. ``settings`` defaults to
+        :func:`gateway.settings.load_settings` (the ``XGW_*`` environment). Raises
+        :class:`gateway.errors.ConfigError` when the agency has no usable key.
+        """
+        settings = settings or load_settings()
+        return cls(
+            agency=agency,
+            signing_key=load_signing_key(settings.pki_dir, agency),
+            trust=X509TrustStore.from_directory(settings.pki_dir),
+            transport=transport or KafkaTransport(settings.kafka_options()),
+            topics=settings.topics,
+            registry=registry,
+        )
 
     async def publish(self, event: EventModel, *, event_id: str | None = None) -> PublishedEvent:
         """Validate, conceal, sign and send ``event``; return once the broker acknowledged it."""

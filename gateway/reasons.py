@@ -53,12 +53,6 @@ class ReasonCode(StrEnum):
         return _DESCRIPTIONS[self]
 
 
-def markdown_table() -> str:
-    """The reason-code table of ``docs/reason-codes.md``."""
-    rows = [f"| `{code.value}` | {code.description} |" for code in ReasonCode]
-    return "\n".join(["| reason code | meaning |", "|---|---|", *rows]) + "\n"
-
-
 _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.RECORD_TOO_LARGE: "The record is larger than the configured maximum size.",
     ReasonCode.JSON_TOO_DEEP: (

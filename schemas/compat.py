@@ -45,6 +45,18 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from schemas.nodes import (
+    UnresolvableRef,
+    as_schema,
+    bound,
+    covers,
+    declared_types,
+    finite,
+    json_type,
+    resolve_pointer,
+    same_value,
+)
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -87,97 +99,12 @@ def is_compatible(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return not incompatibilities(old, new)
 
 
-class UnresolvableRef(ValueError):
-    """A ``$ref`` that does not point into the same document."""
-
-
 def _child(path: str, name: str) -> str:
     return name if path == TOP else f"{path}.{name}"
 
 
 def _is_x(key: str) -> bool:
     return key.startswith("x-")
-
-
-def _as_schema(node: Any) -> dict[str, Any]:
-    if node is True:
-        return {}
-    if node is False:
-        return {"not": {}}
-    if isinstance(node, Mapping):
-        return dict(node)
-    raise TypeError(f"not a JSON Schema: {type(node).__name__}")
-
-
-def _resolve_pointer(root: Mapping[str, Any], ref: str) -> Any:
-    if not ref.startswith("#"):
-        raise UnresolvableRef(f"$ref {ref!r} leaves the document")
-    node: Any = root
-    for raw in ref[1:].split("/")[1:]:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise UnresolvableRef(f"$ref {ref!r} points nowhere")
-    return node
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
-    kinds: tuple[tuple[type, str], ...] = (
-        (type(None), "null"),
-        (bool, "boolean"),
-        (int, "integer"),
-        (str, "string"),
-        (list, "array"),
-    )
-    return next((kind for python, kind in kinds if isinstance(value, python)), "object")
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    # JSON equality: True is not 1, 1 is 1.0.
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    return bool(a == b)
-
-
-def _types(schema: Mapping[str, Any]) -> set[str] | None:
-    declared = schema.get("type")
-    if declared is None:
-        return None
-    return {declared} if isinstance(declared, str) else set(declared)
-
-
-def _covers(types: set[str] | None, kind: str) -> bool:
-    return types is None or kind in types or (kind == "integer" and "number" in types)
-
-
-def _finite(schema: Mapping[str, Any]) -> list[Any] | None:
-    """The values an old schema allows, when it allows only a known few."""
-    if "const" in schema:
-        return [schema["const"]]
-    if "enum" in schema:
-        return list(schema["enum"])
-    if _types(schema) == {"null"}:
-        return [None]
-    return None
-
-
-def _bound(schema: Mapping[str, Any], inclusive: str, exclusive: str) -> tuple[float, bool] | None:
-    """The tightest (value, exclusive) bound of one side, or ``None`` when unbounded."""
-    bounds = []
-    if isinstance(schema.get(inclusive), int | float):
-        bounds.append((float(schema[inclusive]), False))
-    if isinstance(schema.get(exclusive), int | float):
-        bounds.append((float(schema[exclusive]), True))
-    if not bounds:
-        return None
-    if inclusive == "minimum":
-        return max(bounds)
-    return min(bounds, key=lambda b: (b[0], not b[1]))
 
 
 def _dedupe(problems: Iterable[Incompatibility]) -> list[Incompatibility]:
@@ -192,7 +119,7 @@ class _Checker:
         self._assumed: set[tuple[str | None, str | None]] = set()
 
     def _resolve(self, node: Any, root: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-        schema = _as_schema(node)
+        schema = as_schema(node)
         first_ref: str | None = None
         seen: set[str] = set()
         while "$ref" in schema:
@@ -201,7 +128,7 @@ class _Checker:
                 raise UnresolvableRef(f"$ref {ref!r} refers to itself")
             seen.add(ref)
             first_ref = first_ref or ref
-            target = _as_schema(_resolve_pointer(root, ref))
+            target = as_schema(resolve_pointer(root, ref))
             clash = {
                 k for k in schema.keys() & target.keys() if k not in _ANNOTATIONS and not _is_x(k)
             }
@@ -276,12 +203,12 @@ class _Checker:
                 return problems
             self._assumed = before  # a failed attempt must not leave assumptions behind
             attempts.append(found)
-        old_types = _types(old)
+        old_types = declared_types(old)
         matching = [
             found
             for branch, found in zip(new[keyword], attempts, strict=True)
             if old_types is not None
-            and (_types(self._resolve(branch, self._new_root)[0]) or set()) & old_types
+            and (declared_types(self._resolve(branch, self._new_root)[0]) or set()) & old_types
         ]
         if len(matching) == 1:
             return _dedupe(problems + matching[0])
@@ -294,7 +221,7 @@ class _Checker:
         if all(k in _ANNOTATIONS or _is_x(k) for k in new):
             return []  # the new schema accepts anything here
         problems = self._unknown_keywords(old, new, path)
-        values = _finite(old)
+        values = finite(old)
         if values is not None:
             for value in values:
                 problems += self._value(value, new, path)
@@ -304,14 +231,14 @@ class _Checker:
             problems.append(Incompatibility(path, f"const {new['const']!r} added"))
         elif "enum" in new:
             problems.append(Incompatibility(path, f"enum {new['enum']!r} added"))
-        old_types = _types(old)
-        if _covers(old_types, "string"):
+        old_types = declared_types(old)
+        if covers(old_types, "string"):
             problems += self._strings(old, new, path)
-        if _covers(old_types, "number") or _covers(old_types, "integer"):
+        if covers(old_types, "number") or covers(old_types, "integer"):
             problems += self._numbers(old, new, path)
-        if _covers(old_types, "object"):
+        if covers(old_types, "object"):
             problems += self._objects(old, new, path)
-        if _covers(old_types, "array"):
+        if covers(old_types, "array"):
             problems += self._arrays(old, new, path)
         return _dedupe(problems)
 
@@ -334,13 +261,13 @@ class _Checker:
 
     @staticmethod
     def _type(old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> list[Incompatibility]:
-        new_types = _types(new)
+        new_types = declared_types(new)
         if new_types is None:
             return []
-        old_types = _types(old)
+        old_types = declared_types(old)
         if old_types is None:
             return [Incompatibility(path, f"type restricted to {sorted(new_types)} (was any)")]
-        lost = sorted(t for t in old_types if not _covers(new_types, t))
+        lost = sorted(t for t in old_types if not covers(new_types, t))
         if lost:
             return [Incompatibility(path, f"type narrowed: {', '.join(lost)} no longer accepted")]
         return []
@@ -348,12 +275,12 @@ class _Checker:
     def _value(self, value: Any, new: dict[str, Any], path: str) -> list[Incompatibility]:
         """Whether one value the old schema allowed passes the new schema's keywords."""
         shown = repr(value)
-        kind = _json_type(value)
-        if not _covers(_types(new), kind):
+        kind = json_type(value)
+        if not covers(declared_types(new), kind):
             reason = f"type narrowed: {shown} ({kind}) no longer accepted"
-        elif "const" in new and not _same_value(new["const"], value):
+        elif "const" in new and not same_value(new["const"], value):
             reason = f"const changed: {shown} no longer accepted"
-        elif "enum" in new and not any(_same_value(v, value) for v in new["enum"]):
+        elif "enum" in new and not any(same_value(v, value) for v in new["enum"]):
             reason = f"enum value {shown} removed"
         elif kind == "string":
             return self._string_value(value, new, path)
@@ -409,8 +336,8 @@ class _Checker:
         old: Mapping[str, Any], new: Mapping[str, Any], path: str
     ) -> list[Incompatibility]:
         problems = []
-        old_low = _bound(old, "minimum", "exclusiveMinimum")
-        new_low = _bound(new, "minimum", "exclusiveMinimum")
+        old_low = bound(old, "minimum", "exclusiveMinimum")
+        new_low = bound(new, "minimum", "exclusiveMinimum")
         if new_low is not None and (
             old_low is None
             or new_low[0] > old_low[0]
@@ -419,8 +346,8 @@ class _Checker:
             problems.append(
                 Incompatibility(path, f"lower bound raised from {old_low} to {new_low}")
             )
-        old_high = _bound(old, "maximum", "exclusiveMaximum")
-        new_high = _bound(new, "maximum", "exclusiveMaximum")
+        old_high = bound(old, "maximum", "exclusiveMaximum")
+        new_high = bound(new, "maximum", "exclusiveMaximum")
         if new_high is not None and (
             old_high is None
             or new_high[0] < old_high[0]
@@ -436,7 +363,7 @@ class _Checker:
             elif "multipleOf" in old:
                 fits = Fraction(str(old["multipleOf"])) % step == 0
             else:
-                fits = step == 1 and _types(old) == {"integer"}
+                fits = step == 1 and declared_types(old) == {"integer"}
             if not fits:
                 problems.append(Incompatibility(path, f"multipleOf {new['multipleOf']} added"))
         return problems

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from schemas.base import EventModel, RequestModel, ResponseModel
-from schemas.compat import UnresolvableRef, incompatibilities
+from schemas.compat import incompatibilities
+from schemas.nodes import UnresolvableRef
 from schemas.registry import SchemaRegistry
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -19,24 +19,15 @@ from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
 from connectors.errors import ConnectorError
 from connectors.mock.lifeevents import CONNECTORS, MockAgency, connector_for, react_forever
 from connectors.mock.people import local_day
-from connectors.transport import KafkaTransport
 from gateway.logs import configure_logging, get_logger
 from gateway.settings import Settings
-from gateway.trust.ca import load_signing_key
-from gateway.trust.x509 import X509TrustStore
 
 log = get_logger("xgw.agency")
 
 
 async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio.Event) -> None:
     """Subscribe to ``agency``'s deliveries and receipts; publish at ``rate`` per second."""
-    client = AgencyClient(
-        agency=agency,
-        signing_key=load_signing_key(settings.pki_dir, agency),
-        trust=X509TrustStore.from_directory(settings.pki_dir),
-        transport=KafkaTransport(settings.kafka_options()),
-        topics=settings.topics,
-    )
+    client = AgencyClient.from_settings(agency, settings)
 
     # An agency of the policy that the mock world does not model only logs its deliveries.
     rng = random.Random()  # noqa: S311 - fake data, not secrets

@@ -1,4 +1,4 @@
-"""The data-sharing tables of ``docs/policy.md``, generated from the policy (a test checks).
+"""The generated tables of the docs: data sharing (docs/policy.md), reason codes (a test checks).
 
 Reviewers read who receives which fields of which type, for what purpose, in one place; the
 tables are rendered from the same validated policy the workers load, so they cannot drift.
@@ -7,6 +7,7 @@ tables are rendered from the same validated policy the workers load, so they can
 from __future__ import annotations
 
 from gateway.core.policy import Policy
+from gateway.reasons import ReasonCode
 
 
 def _fields(fields: frozenset[str]) -> str:
@@ -40,3 +41,9 @@ def markdown_tables(policy: Policy) -> str:
             for grant in rule.requesters
         )
     return "\n".join([*events, "", *requests]) + "\n"
+
+
+def reason_table() -> str:
+    """The reason-code table of ``docs/reason-codes.md``."""
+    rows = [f"| `{code.value}` | {code.description} |" for code in ReasonCode]
+    return "\n".join(["| reason code | meaning |", "|---|---|", *rows]) + "\n"

@@ -19,12 +19,14 @@ from connectors.transport import MemoryTransport
 from gateway.core import envelope, profile
 from gateway.core.envelope import subject_digest
 from gateway.core.pipeline import IngressRecord, Pipeline
+from gateway.errors import ConfigError
 from gateway.reasons import ReasonCode
+from gateway.settings import Settings
 from gateway.wire import disclosure as sd
 from gateway.wire.keys import SigningKey
 from schemas.police import IdentityVerificationRequested, IdentityVerified, ResidentRegistered
 from tests.conftest import NOW, Pki, make_resident
-from tests.gateway import stamping
+from tests.support import stamping
 
 T = TypeVar("T")
 
@@ -370,3 +372,25 @@ async def test_respond_checks_the_answer_fits_the_request(
     )
     with pytest.raises(InvalidEventError, match="does not answer"):
         await land.respond(registration, answer)
+
+
+async def test_a_client_from_settings_loads_the_agency_key_and_the_trust_store(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """``from_settings`` signs with the agency's enrolled key and verifies with the PKI's CRL."""
+    settings = Settings(pki_dir=pki.directory)
+    police = AgencyClient.from_settings("police", settings, transport=transport)
+    health = AgencyClient.from_settings("health", settings, transport=transport)
+    assert police.agency == "police"
+    published = await police.publish(resident)
+    run_gateway(pipeline, transport)
+    (event,) = await take(health.subscribe(), 1)
+    assert (event.id, event.source_agency) == (published.id, "police")
+
+
+def test_a_client_from_settings_names_the_command_when_the_agency_has_no_key(
+    pki: Pki, transport: MemoryTransport
+) -> None:
+    settings = Settings(pki_dir=pki.directory)
+    with pytest.raises(ConfigError, match="xgw pki enroll tax"):
+        AgencyClient.from_settings("tax", settings, transport=transport)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway.reasons import ReasonCode, markdown_table
+from gateway.ops.docs import reason_table
+from gateway.reasons import ReasonCode
 
 DOC = Path(__file__).parents[2] / "docs" / "reason-codes.md"
 
@@ -19,4 +20,4 @@ def test_codes_are_snake_case_and_described() -> None:
 
 def test_documentation_table_matches_the_enum() -> None:
     """docs/reason-codes.md carries exactly the table generated from the enum."""
-    assert markdown_table() in DOC.read_text(encoding="utf-8")
+    assert reason_table() in DOC.read_text(encoding="utf-8")

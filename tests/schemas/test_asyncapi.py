@@ -76,7 +76,7 @@ def test_structure(document: dict[str, Any]) -> None:
 
 
 def test_a_channel_for_every_topic(document: dict[str, Any]) -> None:
-    """Channels cover every topic of DESIGN.md for the policy's agencies, and nothing else."""
+    """Channels cover every topic of the exchange for the policy's agencies, and nothing else."""
     policy = load_policy(DEFAULT_POLICY_FILE, REGISTRY)
     addresses = {c["address"] for c in document["channels"].values()}
     assert addresses == set(TopicNames("xgw").all_for(policy.agencies))

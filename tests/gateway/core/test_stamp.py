@@ -24,7 +24,7 @@ from gateway.reasons import ReasonCode
 from gateway.wire import b64url, merkle
 from gateway.wire.jws import sign_detached
 from tests.conftest import NOW, Pki, make_resident
-from tests.gateway import stamping
+from tests.support import stamping
 
 Event = dict[str, Any]
 

@@ -14,8 +14,6 @@ from connectors.transport import KafkaTransport, Message
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import free_port
 
-pytestmark = pytest.mark.integration
-
 
 async def _read(transport: KafkaTransport, topic: str, group: str, count: int) -> list[Message]:
     got: list[Message] = []

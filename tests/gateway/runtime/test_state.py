@@ -7,32 +7,23 @@ import json
 import sqlite3
 import tempfile
 import tracemalloc
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 
 from gateway.core.pending import Pending
 from gateway.core.replay import Position, Seen
-from gateway.errors import BrokerError, StateError
-from gateway.lab.broker import EmbeddedBroker
+from gateway.errors import StateError
 from gateway.names import TopicNames
-from gateway.runtime.changelog import FENCE_KEY, recover
-from gateway.runtime.producer import CachedPartitioner
 from gateway.runtime.state import PartitionedState
 from gateway.runtime.tables import StatePending, StateSeenIds
-from gateway.runtime.topic_admin import ensure_topics
 from gateway.runtime.worker import _every
 from gateway.settings import DEFAULT_CACHE_BYTES
-from tests.conftest import NOW, Pki
-from tests.harness import exchange_settings
-from tests.strategies import json_values, vietnamese_text
+from tests.conftest import NOW
+from tests.support.strategies import json_values, vietnamese_text
 
 TOPICS = TopicNames("st")
 
@@ -85,73 +76,6 @@ def test_replay_entries_tell_redelivery_from_duplicate_and_expire() -> None:
     assert seen.check(key, Position(at.topic, 1, 41), later) is Seen.NEW
     assert seen.sweep(later) == 1
     assert len(state) == 0
-
-
-@pytest.mark.integration
-async def test_recovery_reads_every_entry_written_before_the_fence(
-    broker: EmbeddedBroker, topic_factory
-) -> None:
-    """A new owner recovers exactly the latest value of every key, deletions included."""
-    topic = await topic_factory("state", partitions=2)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
-    await producer.start()
-    try:
-        writer = PartitionedState(topic, DEFAULT_CACHE_BYTES)
-        writer.adopt(0, {})
-        writer.adopt(1, {})
-        for n in range(300):
-            writer.put(n % 2, f"k{n}", {"n": n, "name": "Nguyễn Thị Minh Khai"})
-        writer.put(0, "k0", None)
-        writer.put(1, "k1", {"n": "changed"})
-        # Batches of many records: the embedded broker misreports a batch's end offset,
-        # which a reader trusting end offsets would stop short of.
-        futures = [
-            await producer.send(r.topic, r.value, key=r.key, partition=r.partition)
-            for r in writer.take_outbox()
-        ]
-        for future in futures:
-            await future
-        reader = PartitionedState(topic, DEFAULT_CACHE_BYTES)
-        options = {"bootstrap_servers": broker.bootstrap_servers, "fetch_max_wait_ms": 20}
-        read = await recover(reader, frozenset({0, 1}), producer, options)
-    finally:
-        await producer.stop()
-    assert read == 302
-    assert reader.partitions == frozenset({0, 1})
-    assert reader.get(0, "k0") is None
-    assert reader.get(1, "k1") == {"n": "changed"}
-    assert reader.get(0, "k298") == {"n": 298, "name": "Nguyễn Thị Minh Khai"}
-    assert len(reader) == len(writer)
-    assert reader.get(0, FENCE_KEY.decode()) is None
-
-
-def test_cached_partitioner_agrees_with_aiokafkas() -> None:
-    """Remembering key hashes never changes the partition a key goes to."""
-    cached = CachedPartitioner(size=3)
-    for n in range(50):
-        key = f"sha256:Nguyễn-{n % 7}".encode()
-        partitions = list(range(1 + n % 5))
-        assert cached(key, partitions, partitions) == DefaultPartitioner()(
-            key, partitions, partitions
-        )
-
-
-@pytest.mark.integration
-async def test_topics_of_another_size_stop_the_worker_at_start(
-    broker: EmbeddedBroker, pki: Pki
-) -> None:
-    """An ingress topic whose partition count differs from the state's is refused at start."""
-    settings = exchange_settings(
-        broker.bootstrap_servers, pki.directory, f"pc{uuid.uuid4().hex[:6]}"
-    )
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.topics.ingress("land"), 2, 1)])
-    finally:
-        await admin.close()
-    with pytest.raises(BrokerError, match=r"has 2 partitions, XGW_TOPIC_PARTITIONS is 4"):
-        await ensure_topics(settings, ("police", "health", "education", "land"))
 
 
 def test_sweep_removes_only_what_expired_and_survives_a_rebalance() -> None:
@@ -438,40 +362,6 @@ def test_a_closed_or_failed_store_raises_state_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StateError, match="cannot create the state file"):
         PartitionedState("changelog", DEFAULT_CACHE_BYTES, tmp_path / "file")
-
-
-@pytest.mark.integration
-async def test_recovered_entries_keep_their_timers(broker: EmbeddedBroker, topic_factory) -> None:
-    """recover() rebuilds the timers: recovered ids expire, recovered requests time out."""
-    topic = await topic_factory("state", partitions=1)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
-    await producer.start()
-    try:
-        with (
-            PartitionedState(topic, DEFAULT_CACHE_BYTES) as writer,
-            PartitionedState(topic, DEFAULT_CACHE_BYTES) as reader,
-        ):
-            writer.adopt(0)
-            seen = StateSeenIds(writer, TOPICS, timedelta(minutes=10))
-            StatePending(writer, timedelta(minutes=10)).put(
-                0, "Nguyễn-q", Pending("land", "t", "s", NOW.timestamp() + 30, 9, "ab")
-            )
-            for n in range(20):
-                at = Position(TOPICS.ingress("police"), 0, n)
-                seen.remember(("police", f"e{n}"), at, NOW + timedelta(minutes=n % 2))
-            for r in writer.take_outbox():
-                await producer.send_and_wait(r.topic, r.value, key=r.key, partition=r.partition)
-            seen_again = StateSeenIds(reader, TOPICS, timedelta(minutes=10))
-            pending_again = StatePending(reader, timedelta(minutes=10))
-            options = {"bootstrap_servers": broker.bootstrap_servers, "fetch_max_wait_ms": 20}
-            assert await recover(reader, frozenset({0}), producer, options) == 21
-            assert pending_again.open_count() == 1
-            assert [rid for _, rid, _ in pending_again.due(NOW + timedelta(minutes=1))] == [
-                "Nguyễn-q"
-            ]
-            assert seen_again.sweep(NOW + timedelta(minutes=10)) == 10
-    finally:
-        await producer.stop()
 
 
 @pytest.mark.parametrize("value", [b"\xff not utf-8", b"{not json", b'["too", "short"]'])

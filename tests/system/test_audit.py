@@ -19,7 +19,7 @@ from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import WorkerProcess
 from gateway.settings import settings_env
 from tests.conftest import POSTGRES_URL, Pki, make_resident
-from tests.harness import Exchange, exchange_settings, running_exchange
+from tests.support.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -27,7 +27,7 @@ from gateway.core.policy import Policy
 from schemas.base import EventModel, RequestModel, ResponseModel
 from schemas.health import DeathCertificateIssued, HealthInsuranceCardIssued
 from schemas.registry import REGISTRY
-from tests.connectors.test_agencies import (
+from tests.connectors.mock.test_agencies import (
     REQUEST_GRANTS,
     TODAY,
     FakeClient,

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 
 from gateway.cli import cli
-from gateway.core.records import DEAD_LETTER_HEADERS, OutRecord, dead_letter
-from gateway.core.replay import Position
+from gateway.core.records import DEAD_LETTER_HEADERS, OutRecord
 from gateway.errors import XgwError
-from gateway.lab.broker import EmbeddedBroker
 from gateway.names import TopicNames
 from gateway.ops.deadletter import (
     DeadLetter,
@@ -29,38 +24,9 @@ from gateway.ops.deadletter import (
     make_filter,
     original_headers,
     parse_dead_letter,
-    read_dead_letters,
     replayable,
 )
-from gateway.reasons import ReasonCode
-from gateway.settings import Settings
-
-DECIDED = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
-PAYLOAD = b'{"data":{"personal_id":"079190012345","full_name":"Nguyen Thi Minh Khai"}}'
-ORIGINAL_HEADERS = (("content-type", b"application/cloudevents+json"), ("trace", b"\x00\x01"))
-
-
-def _record(
-    reason: ReasonCode = ReasonCode.REVOKED_CERTIFICATE,
-    ingress: str = "xgw.ingress.police",
-    *,
-    offset: int = 41,
-    event_id: str | None = "ev-1",
-    key: bytes | None = b"079190012345",
-    decided: datetime = DECIDED,
-    topic: str = "xgw.deadletter",
-) -> OutRecord:
-    return dead_letter(
-        topic=topic,
-        position=Position(ingress, 2, offset),
-        key=key,
-        value=PAYLOAD,
-        headers=ORIGINAL_HEADERS,
-        now=decided,
-        reason=reason,
-        detail="certificate serial 1f revoked",
-        event_id=event_id,
-    )
+from tests.support.deadletters import DECIDED, ORIGINAL_HEADERS, PAYLOAD, dead_letter_record
 
 
 def _letter(record: OutRecord, topics: TopicNames | None = None) -> DeadLetter:
@@ -69,7 +35,7 @@ def _letter(record: OutRecord, topics: TopicNames | None = None) -> DeadLetter:
 
 def test_headers_of_a_gateway_dead_letter_are_parsed() -> None:
     """Every xgw-* header the gateway writes comes back as a typed field."""
-    letter = _letter(_record())
+    letter = _letter(dead_letter_record())
     assert letter == DeadLetter(
         partition=3,
         offset=7,
@@ -87,11 +53,11 @@ def test_headers_of_a_gateway_dead_letter_are_parsed() -> None:
 
 def test_the_gateway_writes_the_dead_letter_headers_after_the_agencys() -> None:
     """The writer appends DEAD_LETTER_HEADERS in order (no event id: none), as documented."""
-    ours = [name for name, _ in _record().headers[len(ORIGINAL_HEADERS) :]]
+    ours = [name for name, _ in dead_letter_record().headers[len(ORIGINAL_HEADERS) :]]
     assert ours == list(DEAD_LETTER_HEADERS)
-    anonymous = _record(event_id=None).headers[len(ORIGINAL_HEADERS) :]
+    anonymous = dead_letter_record(event_id=None).headers[len(ORIGINAL_HEADERS) :]
     assert [name for name, _ in anonymous] == list(DEAD_LETTER_HEADERS[:-1])
-    documented = (Path(__file__).parents[2] / "docs" / "envelope.md").read_text(encoding="utf-8")
+    documented = (Path(__file__).parents[3] / "docs" / "envelope.md").read_text(encoding="utf-8")
     assert [name for name in DEAD_LETTER_HEADERS if f"`{name}`" not in documented] == []
 
 
@@ -118,12 +84,12 @@ def test_missing_or_garbled_headers_become_none() -> None:
 
 def test_original_headers_drop_only_ours() -> None:
     """Replay headers are the agency's own, in order, without any xgw-* header."""
-    assert original_headers(_record().headers) == ORIGINAL_HEADERS
+    assert original_headers(dead_letter_record().headers) == ORIGINAL_HEADERS
 
 
 def test_filter_matches_reason_agency_and_time() -> None:
     """Each given criterion must hold; a record without a decision time fails ``since``."""
-    letter = _letter(_record())
+    letter = _letter(dead_letter_record())
     assert Filter().matches(letter)
     assert Filter(reason="revoked_certificate", agency="police", since=DECIDED).matches(letter)
     assert not Filter(reason="bad_signature").matches(letter)
@@ -145,7 +111,7 @@ def test_make_filter_checks_reason_and_time() -> None:
 
 def test_listing_never_shows_key_or_payload() -> None:
     """The list line and JSON carry ids and reasons, never the record's key or payload."""
-    letter = _letter(_record())
+    letter = _letter(dead_letter_record())
     line = format_line(letter)
     document = json.dumps(letter.as_dict())
     for text in (line, document):
@@ -163,8 +129,8 @@ def test_listing_never_shows_key_or_payload() -> None:
 def test_replay_goes_only_to_ingress_topics() -> None:
     """A dead letter naming a delivery topic or no topic is never replayed."""
     records = [
-        _record(),
-        _record(ingress="xgw.deliver.health"),
+        dead_letter_record(),
+        dead_letter_record(ingress="xgw.deliver.health"),
         OutRecord("xgw.deadletter", None, b"x", ()),
     ]
     found = [Found(_letter(r), r.key, r.value, r.headers) for r in records]
@@ -208,87 +174,3 @@ def test_replay_needs_a_destination() -> None:
 
 
 # --- against the real broker -------------------------------------------------------------------
-
-
-async def _deadletter(
-    settings: Settings, topic: str, *args: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "XGW_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "XGW_TOPIC_PREFIX": settings.topic_prefix,
-    }
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "gateway", "deadletter", *args, "--topic", topic],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-@pytest.mark.integration
-async def test_list_and_replay_through_the_broker(
-    broker: EmbeddedBroker, topic_factory: Callable[..., asyncio.Future[str]]
-) -> None:
-    """Dead letters are listed by reason and replayed into their ingress topic, headers restored."""
-    prefix = f"dl{os.urandom(4).hex()}"
-    settings = Settings(bootstrap_servers=broker.bootstrap_servers, topic_prefix=prefix)
-    deadletters = await topic_factory("deadletter", partitions=2)
-    ingress = await topic_factory(f"{prefix}.ingress.police")
-    agency = settings.topics.agency_of_ingress(ingress)
-    assert agency is not None
-    records = [
-        _record(ingress=ingress, offset=1, key=b"k1", topic=deadletters),
-        _record(ReasonCode.BAD_SIGNATURE, ingress=ingress, offset=2, key=b"k2", topic=deadletters),
-        _record(ingress=ingress, offset=3, key=b"k3", event_id=None, topic=deadletters),
-        _record(ingress=f"{prefix}.deliver.health", offset=4, topic=deadletters),
-    ]
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for partition, record in enumerate(records):
-            await producer.send_and_wait(
-                record.topic,
-                record.value,
-                key=record.key,
-                headers=list(record.headers),
-                partition=partition % 2,
-            )
-    finally:
-        await producer.stop()
-
-    revoked = await read_dead_letters(settings, deadletters, Filter(reason="revoked_certificate"))
-    assert sorted(f.letter.ingress_offset or 0 for f in revoked) == [1, 3, 4]
-    assert len(await read_dead_letters(settings, deadletters, Filter(agency=agency))) == 3
-    assert len(await read_dead_letters(settings, deadletters, Filter(), limit=2)) == 2
-
-    listed = await _deadletter(
-        settings, deadletters, "list", "--reason", "revoked_certificate", "--json"
-    )
-    assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
-    assert sorted(r["ingress_offset"] for r in rows) == [1, 3, 4]
-    assert "079190012345" not in listed.stdout
-
-    dry = await _deadletter(
-        settings, deadletters, "replay", "--reason", "revoked_certificate", "--dry-run"
-    )
-    assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines()[-1] == (
-        "would replay 2 dead letters; skipped 1 without an ingress topic of this exchange"
-    )
-    assert await read_dead_letters(settings, ingress, Filter()) == []
-
-    replayed = await _deadletter(
-        settings, deadletters, "replay", "--reason", "revoked_certificate", "--to-ingress"
-    )
-    assert replayed.returncode == 0, replayed.stderr
-    assert replayed.stdout.startswith("replayed 2 dead letters to their ingress topics")
-    back = await read_dead_letters(settings, ingress, Filter())
-    assert sorted((f.key, f.value, f.headers) for f in back) == [
-        (b"k1", PAYLOAD, ORIGINAL_HEADERS),
-        (b"k3", PAYLOAD, ORIGINAL_HEADERS),
-    ]

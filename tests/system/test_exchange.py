@@ -33,8 +33,8 @@ from gateway.wire.jws import sign_detached
 from gateway.wire.keys import SigningKey
 from schemas.police import ResidentRegistered
 from tests.conftest import Pki, make_pki, make_resident
-from tests.gateway import stamping
-from tests.harness import Exchange, exchange_settings, running_exchange
+from tests.support import stamping
+from tests.support.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -20,7 +20,7 @@ from gateway.reasons import ReasonCode
 from schemas.base import EventModel
 from schemas.police import IdentityVerificationRequested, IdentityVerified
 from tests.conftest import NOW, Pki, make_resident
-from tests.gateway import stamping
+from tests.support import stamping
 
 PARTITION = 3
 QUESTION = IdentityVerificationRequested(

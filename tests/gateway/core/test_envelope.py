@@ -17,8 +17,8 @@ from gateway.wire import b64url
 from gateway.wire import disclosure as sd
 from gateway.wire.keys import SigningKey
 from tests.conftest import NOW, Pki
-from tests.gateway import stamping
-from tests.strategies import event_data
+from tests.support import stamping
+from tests.support.strategies import event_data
 
 
 def attributes(agency: str = "police", **changes: Any) -> dict[str, Any]:

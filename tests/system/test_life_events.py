@@ -46,7 +46,7 @@ from schemas.police import (
 )
 from schemas.registry import REGISTRY
 from tests.conftest import AGENCIES, Pki
-from tests.harness import Exchange, exchange_settings, running_exchange
+from tests.support.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as reference
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.runtime.producer import murmur2
+from gateway.runtime.producer import CachedPartitioner, murmur2
 
 
 @given(st.binary(max_size=200))
@@ -26,3 +27,14 @@ def test_subject_key_in_vietnamese() -> None:
     """UTF-8 keys with diacritics hash as their bytes."""
     key = "Nguyễn Thị Bình, Phường Bến Nghé".encode()
     assert murmur2(key) == reference(key)
+
+
+def test_cached_partitioner_agrees_with_aiokafkas() -> None:
+    """Remembering key hashes never changes the partition a key goes to."""
+    cached = CachedPartitioner(size=3)
+    for n in range(50):
+        key = f"sha256:Nguyễn-{n % 7}".encode()
+        partitions = list(range(1 + n % 5))
+        assert cached(key, partitions, partitions) == DefaultPartitioner()(
+            key, partitions, partitions
+        )

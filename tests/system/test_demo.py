@@ -9,10 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-pytestmark = pytest.mark.integration
-
 
 def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     """A short demo starts everything itself, plays the life events, ends with a JSON summary."""

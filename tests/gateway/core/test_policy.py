@@ -219,7 +219,7 @@ def test_reserved_agency_ids_are_refused(tmp_path: Path) -> None:
 
 def test_policy_page_shows_exactly_the_shipped_policy(policy: Policy) -> None:
     """docs/policy.md carries the data-sharing tables generated from the shipped policy."""
-    page = (Path(__file__).parents[2] / "docs" / "policy.md").read_text(encoding="utf-8")
+    page = (Path(__file__).parents[3] / "docs" / "policy.md").read_text(encoding="utf-8")
     assert markdown_tables(policy) in page
 
 

@@ -13,8 +13,6 @@ import pytest
 from gateway.errors import BrokerError
 from gateway.lab.broker import EmbeddedBroker, probe_metadata
 
-pytestmark = pytest.mark.integration
-
 
 def _alive(pid: int) -> bool:
     try:

@@ -12,7 +12,7 @@ from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import WorkerProcess
 from gateway.reasons import ReasonCode
 from tests.conftest import Pki, make_resident
-from tests.harness import Exchange, exchange_settings, running_exchange
+from tests.support.harness import Exchange, exchange_settings, running_exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.wire.canonical import CanonicalisationError, NotIJson, canonical_bytes, loads_strict
-from tests.strategies import ijson_text, json_values
+from tests.support.strategies import ijson_text, json_values
 
 # RFC 8785 appendix B: IEEE 754 bit patterns and their canonical JSON numbers.
 APPENDIX_B = [

@@ -11,7 +11,7 @@ from hypothesis import given
 
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
-from tests.strategies import event_data
+from tests.support.strategies import event_data
 
 # RFC 9901 example disclosure of given_name (its JSON uses ", " separators).
 RFC_SALT = "2GLC42sKQveCfGfryNRN9w"
