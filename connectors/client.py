@@ -38,7 +38,7 @@ from connectors.errors import (
 )
 from connectors.transport import KafkaTransport, Message, Transport
 from gateway import names
-from gateway.clock import Clock, rfc3339, utcnow
+from gateway.clock import Clock, parse_rfc3339, rfc3339, utcnow
 from gateway.core import envelope, profile, stamp
 from gateway.core import records as outputs
 from gateway.core.envelope import subject_digest
@@ -427,7 +427,7 @@ class AgencyClient:
             reason=str(reason) if reason else None,
             detail=data.get("detail", ""),
             recipients=tuple(data.get("recipients", ())),
-            time=datetime.fromisoformat(event["time"]),
+            time=parse_rfc3339(event["time"]),
             record_sha256=str(data.get("record_sha256", "")),
         )
 
@@ -471,6 +471,6 @@ def _moment(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value)
+        return parse_rfc3339(value)
     except ValueError:
         return None

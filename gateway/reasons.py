@@ -46,6 +46,10 @@ class ReasonCode(StrEnum):
     SUBJECT_MISMATCH = "subject_mismatch"
     REQUEST_TIMEOUT = "request_timeout"
     UNAUTHORISED_REQUESTER = "unauthorised_requester"
+    UNKNOWN_ATTRIBUTE = "unknown_attribute"
+    REINJECTED_DELIVERY = "reinjected_delivery"
+    UNDECODABLE_RECORD = "undecodable_record"
+    INTERNAL_ERROR = "internal_error"
 
     @property
     def description(self) -> str:
@@ -60,7 +64,8 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ),
     ReasonCode.MALFORMED_ENVELOPE: (
         "The bytes are not a CloudEvents 1.0 structured JSON event of the gateway's profile "
-        "(not UTF-8 JSON, mistyped attribute, reserved attribute set by the sender)."
+        "(not UTF-8 I-JSON, a lone surrogate or noncharacter in any text, a mistyped "
+        "attribute, a time that is not RFC 3339)."
     ),
     ReasonCode.MISSING_ATTRIBUTE: "A required CloudEvents attribute is missing or empty.",
     ReasonCode.STRING_TOO_LONG: "An attribute or disclosed text is longer than the limit.",
@@ -73,7 +78,10 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.UNSUPPORTED_ALGORITHM: (
         "The signature's alg is not EdDSA or ES256 ('none' and HMAC are refused)."
     ),
-    ReasonCode.UNKNOWN_SIGNER: "The signature names no certificate the trust store knows.",
+    ReasonCode.UNKNOWN_SIGNER: (
+        "The signature names no certificate the trust store knows, or its kid is not the "
+        "certificate's x5t#S256 thumbprint."
+    ),
     ReasonCode.UNTRUSTED_CERTIFICATE: (
         "The signing certificate does not chain to the exchange root CA, or names no agency."
     ),
@@ -99,8 +107,8 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.DUPLICATE_ID: "An event with the same source and id was already accepted.",
     ReasonCode.NO_RECIPIENTS: "The policy names no recipient for this type.",
     ReasonCode.BAD_DEADLINE: (
-        "A request's xgwdeadline is not an RFC 3339 time, has passed, or is further away than "
-        "the policy's max_timeout_seconds."
+        "A request's xgwdeadline is not an RFC 3339 time, has passed, or is further than the "
+        "policy's max_timeout_seconds from the event's time or from the gateway's receipt."
     ),
     ReasonCode.WRONG_RESPONDER: "The policy names another agency as the answerer of this request.",
     ReasonCode.UNKNOWN_REQUEST: (
@@ -108,7 +116,10 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
         "another type, or one already answered."
     ),
     ReasonCode.REQUEST_EXPIRED: "The response came after the request's deadline.",
-    ReasonCode.SUBJECT_MISMATCH: "The response is about another person than its request.",
+    ReasonCode.SUBJECT_MISMATCH: (
+        "The subject is not the digest of the data's subject field (personal_id), or a "
+        "response is about another person than its request."
+    ),
     ReasonCode.REQUEST_TIMEOUT: (
         "No response came before the request's deadline (a receipt to the requester, not a "
         "rejection of a record)."
@@ -116,5 +127,21 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.UNAUTHORISED_REQUESTER: (
         "The policy does not let this agency ask this request type (or no longer does, for a "
         "response to a request asked before a policy change)."
+    ),
+    ReasonCode.UNKNOWN_ATTRIBUTE: (
+        "The event carries an attribute outside the profile (CloudEvents core attributes and "
+        "the documented xgw* set): it would reach every recipient unprojected."
+    ),
+    ReasonCode.REINJECTED_DELIVERY: (
+        "The record carries attributes only the gateway sets (xgwstamp, xgwrecipient, ...): a "
+        "delivery, or a copy of one, written back to an ingress topic."
+    ),
+    ReasonCode.UNDECODABLE_RECORD: (
+        "The Kafka client cannot decode the record (a header key that is not UTF-8, a corrupt "
+        "or unsupported record batch); the gateway read its bytes itself."
+    ),
+    ReasonCode.INTERNAL_ERROR: (
+        "The gateway failed unexpectedly while deciding this record; the record alone is "
+        "refused, the error is logged and counted, and the batch goes on."
     ),
 }

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from gateway.core.pipeline import Pipeline, PipelineConfig
 from gateway.core.policy import Policy, load_policy
-from gateway.core.replay import ReplayWindow
+from gateway.core.replay import ReplayWindow, SeenIds
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.forgery import CertificateAuthority, certificate_authority
 from gateway.names import GATEWAY_OWNER, TopicNames
@@ -84,7 +84,7 @@ def pipeline(pki: Pki, policy: Policy) -> Pipeline:
     return make_pipeline(pki, policy)
 
 
-def make_pipeline(pki: Pki, policy: Policy) -> Pipeline:
+def make_pipeline(pki: Pki, policy: Policy, replay: SeenIds | None = None) -> Pipeline:
     """A pipeline over the default topic names with its own empty replay window."""
     config = PipelineConfig(
         topics=TopicNames(),
@@ -94,7 +94,9 @@ def make_pipeline(pki: Pki, policy: Policy) -> Pipeline:
         gateway_key=pki.gateway,
         max_record_bytes=64 * 1024,
     )
-    return Pipeline(config, ReplayWindow(timedelta(days=1), 10_000))
+    return Pipeline(
+        config, replay if replay is not None else ReplayWindow(timedelta(days=1), 10_000)
+    )
 
 
 def make_resident(full_name: str = "Nguyễn Thị Minh Khai", **changes: object) -> ResidentRegistered:

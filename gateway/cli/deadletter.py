@@ -92,7 +92,9 @@ def deadletter_replay(
     found = asyncio.run(read_dead_letters(settings, name, where, limit=limit))
     records, refused = replayable(found)
     skipped = (
-        f"; skipped {len(refused)} without an ingress topic of this exchange" if refused else ""
+        f"; skipped {len(refused)} without an ingress topic of this exchange or a whole copy"
+        if refused
+        else ""
     )
     if dry_run:
         for item in records:

@@ -17,12 +17,15 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from gateway.clock import parse_rfc3339
 from gateway.core.profile import (
     CONTENT_TYPE,
     DEFAULT_LIMITS,
+    DELIVERED_ATTRIBUTES,
     DISCLOSURES,
     GATEWAY_ATTRIBUTES,
     LEGAL_BASIS,
+    PUBLISHED_ATTRIBUTES,
     PURPOSE,
     RECIPIENT,
     SIGNATURE,
@@ -160,9 +163,23 @@ def _check_attributes(event: dict[str, Any], *, delivered: bool, limits: Limits)
                 ReasonCode.STRING_TOO_LONG,
                 f"attribute {name!r} is longer than {limits.max_string_chars} characters",
             )
+    _check_names(event, delivered=delivered)
+
+
+def _check_names(event: dict[str, Any], *, delivered: bool) -> None:
+    """Only the profile's attributes, and the gateway's only on a delivery."""
     reserved = GATEWAY_ATTRIBUTES & event.keys()
     if reserved and not delivered:
-        raise _malformed(f"attributes {sorted(reserved)} are reserved for the gateway")
+        raise Rejection(
+            ReasonCode.REINJECTED_DELIVERY,
+            f"attributes {sorted(reserved)} are set only by the gateway on delivery",
+        )
+    unknown = event.keys() - (DELIVERED_ATTRIBUTES if delivered else PUBLISHED_ATTRIBUTES)
+    if unknown:
+        raise Rejection(
+            ReasonCode.UNKNOWN_ATTRIBUTE,
+            f"attributes {sorted(unknown)} are not in the profile (docs/envelope.md)",
+        )
 
 
 def _check_structure(event: dict[str, Any], *, delivered: bool, limits: Limits) -> Envelope:
@@ -173,11 +190,9 @@ def _check_structure(event: dict[str, Any], *, delivered: bool, limits: Limits) 
     if agency is None:
         raise _malformed(f"source must be '{SOURCE_PREFIX}<agency>'")
     try:
-        time = datetime.fromisoformat(event["time"])
+        time = parse_rfc3339(event["time"])
     except ValueError as exc:
-        raise _malformed("time is not an RFC 3339 timestamp") from exc
-    if time.tzinfo is None:
-        raise _malformed("time has no UTC offset")
+        raise _malformed("time is not an RFC 3339 date-time with a UTC offset") from exc
     try:
         signature = parse_detached(event[SIGNATURE])
     except UnsupportedAlgorithm as exc:

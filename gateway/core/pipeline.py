@@ -15,9 +15,11 @@ one); none of them decides anything themselves.
 from __future__ import annotations
 
 import hashlib
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import PurePath
 
 from pydantic import ValidationError
 
@@ -57,6 +59,9 @@ class IngressRecord:
     value: bytes
     headers: Headers = ()
     timestamp_ms: int = 0  # the record's Kafka timestamp; 0 when unknown
+    # Why the Kafka client could not decode the record, which the worker then read itself
+    # (gateway/runtime/rawfetch.py); such a record is refused as ``undecodable_record``.
+    undecodable: str = ""
 
     @property
     def position(self) -> Position:
@@ -128,6 +133,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def internal_detail(exc: BaseException) -> str:
+    """``"KeyError at envelope.py:212 (project)"``: the type and innermost frame, no message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return f"internal error: {type(exc).__name__}"
+    last = frames[-1]
+    where = f"{PurePath(last.filename).name}:{last.lineno} ({last.name})"
+    return f"internal error: {type(exc).__name__} at {where}"
+
+
 # A decision whose outputs are not stamped yet; ``Decision.outputs`` is empty until they are.
 _Drafted = tuple["Decision", tuple[Draft, ...]]
 
@@ -157,7 +172,17 @@ class Pipeline:
         Each decision is the one :meth:`decide` would give (state changes record by record);
         only the stamps differ: one signature over the hash tree of the batch's outputs.
         """
-        return self._stamp([self._draft(record, now) for record in batch])
+        drafted = [self._draft(record, now) for record in batch]
+        try:
+            return self._stamp(drafted)
+        except Exception:  # noqa: BLE001 - find the record that cannot be stamped, refuse it alone
+            return [self._stamp_alone(r, now, d) for r, d in zip(batch, drafted, strict=True)]
+
+    def _stamp_alone(self, record: IngressRecord, now: datetime, drafted: _Drafted) -> Decision:
+        try:
+            return self._stamp([drafted])[0]
+        except Exception as exc:  # noqa: BLE001 - the decision boundary (see _draft)
+            return self._stamp([self._failed(record, now, exc)])[0]
 
     def _stamp(self, drafted: list[_Drafted]) -> list[Decision]:
         stamped = records.stamp_outputs([outs for _, outs in drafted], self._config.gateway_key)
@@ -175,9 +200,29 @@ class Pipeline:
             return self._accept(record, now, facts)
         except Rejection as rejection:
             return self._reject(record, now, facts, rejection)
+        except Exception as exc:  # noqa: BLE001 - the decision boundary: every record ends decided
+            return self._failed(record, now, exc)
+
+    def _failed(self, record: IngressRecord, now: datetime, exc: Exception) -> _Drafted:
+        """A record the gateway failed on, refused alone (``internal_error``).
+
+        The detail names the exception type and where it was raised, never its message, which
+        may quote the record. Only what the topic and the bytes tell is trusted about it.
+        """
+        rejection = Rejection(ReasonCode.INTERNAL_ERROR, internal_detail(exc))
+        facts = _Facts(
+            agency=self._config.topics.agency_of_ingress(record.topic),
+            record_sha256=_sha256(record.value),
+        )
+        try:
+            return self._reject(record, now, facts, rejection)
+        except Exception:  # noqa: BLE001 - then not even its headers are copied
+            return self._reject(replace(record, headers=()), now, facts, rejection)
 
     def _accept(self, record: IngressRecord, now: datetime, facts: _Facts) -> _Drafted:
         config = self._config
+        if record.undecodable:
+            raise Rejection(ReasonCode.UNDECODABLE_RECORD, record.undecodable)
         if facts.agency is None or facts.agency not in config.policy.agencies:
             raise Rejection(
                 ReasonCode.SOURCE_TOPIC_MISMATCH, "record is not on an agency ingress topic"
@@ -197,14 +242,22 @@ class Pipeline:
         if not redelivery:
             self._check_time(env, now)
         signer, disclosures = envelope.verify_origin(env, config.trust, now, config.limits)
-        facts.signer_kid, facts.subject = signer.kid, env.subject
+        facts.signer_kid = signer.kid
         model = config.registry.model_for(env.type)
         if model is None:
             raise Rejection(ReasonCode.UNKNOWN_TYPE, f"type {env.type!r} is not registered")
         try:
-            model.model_validate({name: d.value for name, d in disclosures.items()})
+            fields = model.model_validate({name: d.value for name, d in disclosures.items()})
         except ValidationError as exc:
             raise Rejection(ReasonCode.SCHEMA_VIOLATION, describe_errors(exc)) from exc
+        if envelope.subject_digest(fields.subject_id()) != env.subject:
+            # The subject files the event in the audit trail, keys it, and pairs an answer
+            # with its question: it must be the person the signed data is about.
+            raise Rejection(
+                ReasonCode.SUBJECT_MISMATCH,
+                f"subject is not the digest of the data's {model.subject_field}",
+            )
+        facts.subject = env.subject  # filed under it in the audit trail only once it is bound
         if seen is Seen.DUPLICATE:
             raise Rejection(ReasonCode.DUPLICATE_ID, f"event id already accepted from {env.agency}")
         routing.check_exchange_attributes(env, model)
@@ -366,6 +419,7 @@ class Pipeline:
             reason=rejection.reason,
             detail=rejection.detail,
             event_id=facts.event_id,
+            max_value=min(config.max_record_bytes, records.DEAD_LETTER_MAX_VALUE),
         )
         produced: list[Draft] = [dead]
         if facts.agency is not None:

@@ -46,6 +46,17 @@ CORRELATION_ID = "correlationid"
 STAMP_ATTRIBUTES = frozenset({STAMP, STAMP_PROOF})
 GATEWAY_ATTRIBUTES = STAMP_ATTRIBUTES | {RECIPIENT, PURPOSE, LEGAL_BASIS, SIGNER_CERTIFICATE}
 UNSIGNED_ATTRIBUTES = frozenset({SIGNATURE, DISCLOSURES}) | GATEWAY_ATTRIBUTES
+# The CloudEvents 1.0 attributes of this profile. ``dataschema`` is not among them: the type
+# names the schema (with its major version), and a second, free-text pointer would be one
+# more place for a sender to put what the policy never granted.
+CORE_ATTRIBUTES = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"}
+)
+# Every attribute an agency may publish; any other is refused (``unknown_attribute``), so
+# nothing reaches a recipient that the profile does not define and the policy does not grant.
+PUBLISHED_ATTRIBUTES = CORE_ATTRIBUTES | {SIGNATURE, DISCLOSURES, DEADLINE, CORRELATION_ID}
+# Every attribute of a delivered event: the published ones and the gateway's.
+DELIVERED_ATTRIBUTES = PUBLISHED_ATTRIBUTES | GATEWAY_ATTRIBUTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,10 @@ HEADER_INGRESS_PARTITION = "xgw-ingress-partition"
 HEADER_INGRESS_OFFSET = "xgw-ingress-offset"
 HEADER_DECIDED_AT = "xgw-decided-at"
 HEADER_EVENT_ID = "xgw-event-id"  # only when the event id is known
+# Only when the dead letter could not copy all of the record (see dead_letter): what it left
+# out ("key", "value", "headers", comma-separated) and the SHA-256 of the original value.
+HEADER_OMITTED = "xgw-omitted"
+HEADER_RECORD_SHA256 = "xgw-record-sha256"
 DEAD_LETTER_HEADERS = (
     HEADER_REASON,
     HEADER_DETAIL,
@@ -60,7 +64,15 @@ DEAD_LETTER_HEADERS = (
     HEADER_INGRESS_OFFSET,
     HEADER_DECIDED_AT,
     HEADER_EVENT_ID,
+    HEADER_OMITTED,
+    HEADER_RECORD_SHA256,
 )
+# A dead letter copies a record's value up to this size, its key up to DEAD_LETTER_MAX_KEY and
+# its headers up to DEAD_LETTER_MAX_HEADERS bytes in all: it must always fit a Kafka record
+# (1 MB by default in Apache Kafka), whatever the broker accepted on the ingress topic.
+DEAD_LETTER_MAX_VALUE = 512 * 1024
+DEAD_LETTER_MAX_KEY = 4 * 1024
+DEAD_LETTER_MAX_HEADERS = 16 * 1024
 
 
 class ReceiptStatus(StrEnum):
@@ -316,20 +328,49 @@ def dead_letter(
     reason: ReasonCode,
     detail: str,
     event_id: str | None,
+    max_value: int = DEAD_LETTER_MAX_VALUE,
 ) -> OutRecord:
-    """The rejected record, bytes untouched, with the reason in ``xgw-*`` headers."""
+    """The rejected record, bytes untouched, with the reason in ``xgw-*`` headers.
+
+    What would make the dead letter too large for a Kafka record is left out and named in
+    ``xgw-omitted``; the original stays at its ingress position (``xgw-ingress-*``) for the
+    topic's retention, and ``xgw-record-sha256`` tells it apart from any other record.
+    """
+    # A publisher's own xgw-* headers are dropped: only the gateway's may say why it refused.
+    theirs = tuple((k, v) for k, v in headers if not k.lower().startswith(HEADER_PREFIX))
+    omitted: list[str] = []
+    notes: list[tuple[str, bytes]] = []
+    if len(value) > max_value:
+        omitted.append("value")
+        notes.append((HEADER_RECORD_SHA256, hashlib.sha256(value).hexdigest().encode()))
+        value = b""
+    if key is not None and len(key) > DEAD_LETTER_MAX_KEY:
+        omitted.append("key")
+        key = None
+    if sum(len(_utf8(k)) + len(v) for k, v in theirs) > DEAD_LETTER_MAX_HEADERS:
+        omitted.append("headers")
+        theirs = ()
+    if omitted:
+        notes.insert(0, (HEADER_OMITTED, ",".join(omitted).encode()))
     ours: Headers = (
         (HEADER_REASON, reason.value.encode()),
-        (HEADER_DETAIL, detail.encode()),
-        (HEADER_INGRESS_TOPIC, position.topic.encode()),
+        (HEADER_DETAIL, _utf8(detail[:_MAX_DETAIL_CHARS])),
+        (HEADER_INGRESS_TOPIC, _utf8(position.topic)),
         (HEADER_INGRESS_PARTITION, str(position.partition).encode()),
         (HEADER_INGRESS_OFFSET, str(position.offset).encode()),
         (HEADER_DECIDED_AT, rfc3339(now).encode()),
-        *(((HEADER_EVENT_ID, event_id.encode()),) if event_id else ()),
+        *(((HEADER_EVENT_ID, _utf8(event_id)),) if event_id else ()),
+        *notes,
     )
-    # A publisher's own xgw-* headers are dropped: only the gateway's may say why it refused.
-    theirs = tuple((k, v) for k, v in headers if not k.lower().startswith(HEADER_PREFIX))
     return OutRecord(topic, key, value, theirs + ours)
+
+
+_MAX_DETAIL_CHARS = 1000
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 of any Python text; what cannot be encoded (a lone surrogate) is escaped."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 def audit_record(

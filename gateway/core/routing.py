@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from gateway.clock import parse_rfc3339
 from gateway.core.envelope import Envelope
 from gateway.core.pending import ANSWERED, OPEN, TIMED_OUT, Pending, PendingRequests
 from gateway.core.policy import Grant, Policy, RequesterGrant
@@ -45,12 +46,11 @@ def _deadline(env: Envelope) -> datetime:
     if not isinstance(value, str) or not value:
         raise Rejection(ReasonCode.MISSING_ATTRIBUTE, f"attribute {DEADLINE!r} is missing")
     try:
-        deadline = datetime.fromisoformat(value)
+        return parse_rfc3339(value)
     except ValueError as exc:
-        raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline is not an RFC 3339 time") from exc
-    if deadline.tzinfo is None:
-        raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has no UTC offset")
-    return deadline
+        raise Rejection(
+            ReasonCode.BAD_DEADLINE, "the deadline is not an RFC 3339 date-time with a UTC offset"
+        ) from exc
 
 
 def _grant_to(agency: str, grant: RequesterGrant, fields: frozenset[str]) -> Grant:
@@ -80,10 +80,19 @@ def request_grants(
     deadline = _deadline(env)
     if deadline <= now and not redelivery:
         raise Rejection(ReasonCode.BAD_DEADLINE, "the deadline has already passed")
-    if deadline - env.time > timedelta(seconds=rule.max_timeout_seconds):
+    longest = timedelta(seconds=rule.max_timeout_seconds)
+    if deadline - env.time > longest:
         raise Rejection(
             ReasonCode.BAD_DEADLINE,
             f"the deadline is more than {rule.max_timeout_seconds:g}s after the request time",
+        )
+    if deadline - now > longest:
+        # The sender's time may run ahead of the gateway's by the allowed skew: the bound also
+        # holds from the moment the gateway received the request.
+        raise Rejection(
+            ReasonCode.BAD_DEADLINE,
+            f"the deadline is more than {rule.max_timeout_seconds:g}s after the gateway received "
+            "the request",
         )
     known = pending.get(position.partition, env.id)
     if known is not None and (known.requester, known.offset) != (env.agency, position.offset):

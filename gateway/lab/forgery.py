@@ -61,6 +61,9 @@ class CertificateAuthority:
     root: x509.Certificate
 
 
+_OTHER_PERSON = "079000000001"  # a personal id no forged event is about
+
+
 @dataclass(frozen=True)
 class Forger:
     """Builds bad records from real agency keys (``keys``: agency id -> its signing key)."""
@@ -120,13 +123,13 @@ class Forger:
             ),
             ReasonCode.MISSING_ATTRIBUTE: lambda m, n: self._changed(m, n, lambda e: e.pop("type")),
             ReasonCode.STRING_TOO_LONG: lambda m, n: self._changed(
-                m, n, lambda e: e.update(comment="á" * (self.max_string_chars + 1))
+                m, n, lambda e: e.update(correlationid="á" * (self.max_string_chars + 1))
             ),
             ReasonCode.SOURCE_TOPIC_MISMATCH: lambda m, n: self._police(m, n)._replace(
                 agency="health"
             ),
             ReasonCode.RECORD_KEY_MISMATCH: lambda m, n: self._police(m, n)._replace(
-                key=subject_digest("079000000001").encode()
+                key=subject_digest(_OTHER_PERSON).encode()
             ),
             ReasonCode.STALE_EVENT: lambda m, n: self._police(m, n - timedelta(days=3)),
             ReasonCode.FUTURE_EVENT: lambda m, n: self._police(m, n + timedelta(hours=2)),
@@ -160,6 +163,17 @@ class Forger:
             ),
             ReasonCode.WRONG_RESPONDER: lambda m, n: self._answer("health", m, n),
             ReasonCode.UNKNOWN_REQUEST: lambda m, n: self._answer("police", m, n),
+            # Signed, so only the profile's rule refuses it: a clear address for every recipient.
+            ReasonCode.UNKNOWN_ATTRIBUTE: lambda m, n: self._police(
+                m, n, attributes={"homeaddress": "12 Lê Lợi, Phường Bến Nghé"}
+            ),
+            ReasonCode.REINJECTED_DELIVERY: lambda m, n: self._changed(
+                m, n, lambda e: e.update(xgwrecipient="health", xgwpurpose="anything")
+            ),
+            # Signed by police about one person, filed under another (key and subject agree).
+            ReasonCode.SUBJECT_MISMATCH: lambda m, n: self._police(
+                m, n, attributes={"subject": subject_digest(_OTHER_PERSON)}
+            )._replace(key=subject_digest(_OTHER_PERSON).encode()),
         }
         if self.ca is not None:
             makers |= {

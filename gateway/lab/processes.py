@@ -171,6 +171,11 @@ class WorkerProcess:
         """The process id while it runs."""
         return self._child.pid
 
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._child.running
+
     def start(self) -> None:
         """Launch the worker; its log goes to ``log_path``."""
         self.started_at = time.monotonic()

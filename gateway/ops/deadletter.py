@@ -25,6 +25,7 @@ from gateway.core.records import (
     HEADER_INGRESS_OFFSET,
     HEADER_INGRESS_PARTITION,
     HEADER_INGRESS_TOPIC,
+    HEADER_OMITTED,
     HEADER_PREFIX,
     HEADER_REASON,
     Headers,
@@ -50,6 +51,9 @@ class DeadLetter:
     event_id: str | None
     size: int
     agency: str | None
+    # What the gateway could not copy into the dead letter ("value", "key", "headers"): the
+    # original is at its ingress position, with the value digest of xgw-record-sha256.
+    omitted: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form (timestamps as RFC 3339 strings)."""
@@ -65,6 +69,7 @@ class DeadLetter:
             "reason": self.reason,
             "detail": self.detail,
             "size": self.size,
+            "omitted": list(self.omitted),
         }
 
 
@@ -116,6 +121,7 @@ def parse_dead_letter(
         event_id=_text(ours.get(HEADER_EVENT_ID)),
         size=size,
         agency=topics.agency_of_ingress(ingress_topic) if ingress_topic else None,
+        omitted=tuple(filter(None, (_text(ours.get(HEADER_OMITTED)) or "").split(","))),
     )
 
 
@@ -253,15 +259,17 @@ async def read_dead_letters(
 
 
 def replayable(found: Sequence[Found]) -> tuple[list[Found], list[Found]]:
-    """Split into records that name an ingress topic of this exchange and those that do not.
+    """Split into records that can go back to an ingress topic of this exchange and the rest.
 
     A dead letter may only go back where agencies write, never into a delivery or other topic,
-    even if its headers were tampered with.
+    even if its headers were tampered with; and only whole (not one whose value, key or headers
+    were too large to copy: read the original at its ingress position instead).
     """
     ok: list[Found] = []
     refused: list[Found] = []
     for f in found:
-        (ok if f.letter.agency is not None and f.letter.ingress_topic else refused).append(f)
+        back = f.letter.agency is not None and f.letter.ingress_topic and not f.letter.omitted
+        (ok if back else refused).append(f)
     return ok, refused
 
 

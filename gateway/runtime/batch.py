@@ -20,6 +20,7 @@ from gateway.clock import Clock
 from gateway.core.pipeline import Decision, IngressRecord, Pipeline
 from gateway.core.records import OutRecord
 from gateway.logs import get_logger
+from gateway.reasons import ReasonCode
 from gateway.runtime.metrics import GatewayMetrics
 
 log = get_logger("xgw.batch")
@@ -50,8 +51,17 @@ class BatchProcessor:
         acked_at = await self._write(decisions)
         rejected: Counter[str] = Counter()
         each = log.isEnabledFor(logging.DEBUG)
-        for decision in decisions:
+        for record, decision in zip(records, decisions, strict=True):
             self.metrics.observe(decision, acked_at)
+            if decision.reason is ReasonCode.INTERNAL_ERROR:
+                # A fault of the gateway, not of the sender: one line each, never the payload.
+                log.error(
+                    "internal error; record refused alone",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    detail=decision.detail,
+                )
             if not decision.accepted:
                 rejected[decision.reason.value if decision.reason else "unknown"] += 1
                 if each:

@@ -7,11 +7,12 @@ position only after a whole drain, so the next ``getmany`` fetches the same batc
 the same record again, for ever. aiokafka offers no option or hook to skip such a record or to
 read its bytes.
 
-So the worker reads that partition itself: :func:`fetch_raw` sends the consumer's own request
-(a ``FetchRequest`` through an :class:`~aiokafka.client.AIOKafkaClient`) from the consumer's
-position, and :func:`read_batches` unpacks the record batches (the v2 format of KIP-98, the only
-one Kafka 3 writes) with header keys kept as bytes. The worker decides those records itself,
-valid ones as usual and an undecodable one as a dead letter, and seeks past them.
+So the worker reads that partition itself: :func:`fetch_record_set` sends the consumer's own
+request (a ``FetchRequest`` through an :class:`~aiokafka.client.AIOKafkaClient`) from the
+consumer's position, and :func:`read_batches` unpacks the record batches (the v2 format of
+KIP-98, the only one Kafka 3 writes) with header keys kept as bytes. :func:`ingress_records`
+turns them into the pipeline's records; the worker decides them itself, valid ones as usual
+and an undecodable one as a dead letter (``undecodable_record``), and seeks past them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.util import calc_crc32c, decode_varint
 from aiokafka.structs import TopicPartition
 
+from gateway.core.pipeline import IngressRecord
 from gateway.errors import BrokerError
 
 RawHeaders = tuple[tuple[bytes, bytes | None], ...]
@@ -38,6 +40,7 @@ _BATCH = struct.Struct(">qiibIhiqqqhii")
 _LENGTH_END = 12  # batchLength counts the bytes after baseOffset and itself
 _CRC_FROM = 21  # the CRC covers everything from the attributes on
 _MAGIC_AT = 16
+_LAST_DELTA_AT = 23  # lastOffsetDelta, after baseOffset .. attributes
 _CODEC_MASK = 0x07
 _LOG_APPEND_TIME = 0x08
 _TRANSACTIONAL = 0x10
@@ -181,23 +184,25 @@ def data_records(batches: Sequence[RawBatch], from_offset: int) -> list[RawRecor
     ]
 
 
-async def fetch_raw(
+async def fetch_record_set(
     client: AIOKafkaClient,
     tp: TopicPartition,
     offset: int,
     *,
     max_bytes: int,
     max_wait_ms: int = 500,
-) -> list[RawBatch]:
-    """The record batches of ``tp`` from ``offset``, read from its leader like a consumer.
+) -> bytes:
+    """The record set (record batches, as stored) of ``tp`` from ``offset``, read like a consumer.
 
     Read uncommitted, as the worker's consumer reads: a batch of an aborted transaction is
     returned like any other. The broker answers as soon as it holds a byte; ``max_wait_ms``
     bounds the wait at the end of the partition (some brokers answer nothing to a zero wait).
     """
     try:
-        await client.force_metadata_update()
         leader = client.cluster.leader_for_partition(tp)
+        if leader is None or leader < 0:
+            await client.force_metadata_update()
+            leader = client.cluster.leader_for_partition(tp)
         if leader is None or leader < 0:
             raise BrokerError(f"no leader for {tp.topic}[{tp.partition}] to read from")
         partitions = [(tp.topic, [(tp.partition, offset, max_bytes)])]
@@ -211,5 +216,62 @@ async def fetch_raw(
                 raise BrokerError(
                     f"reading {tp.topic}[{tp.partition}] at {offset}: {for_code(error_code)}"
                 )
-            return read_batches(bytes(rest[-1] or b""))
-    return []
+            return bytes(rest[-1] or b"")
+    return b""
+
+
+def batch_span(data: bytes) -> tuple[int, int]:
+    """The first and the next offset of the first batch in ``data``, from its header alone.
+
+    For skipping a batch :func:`read_batches` refuses (a bad CRC, an unknown codec): the
+    header's offsets are all that is left to go by. Raises :class:`RawReadError` when not even
+    a header is there.
+    """
+    if len(data) < _LAST_DELTA_AT + 4:
+        raise RawReadError("the fetched bytes hold no record batch header")
+    base_offset = int.from_bytes(data[:8], "big", signed=True)
+    last_delta = int.from_bytes(data[_LAST_DELTA_AT : _LAST_DELTA_AT + 4], "big", signed=True)
+    return base_offset, base_offset + max(last_delta, 0) + 1
+
+
+def ingress_records(
+    tp: TopicPartition, data: bytes, offset: int
+) -> tuple[list[IngressRecord], int]:
+    """The ingress records of a fetched record set from ``offset``, and the offset after them.
+
+    A record whose header names are not UTF-8 comes back with ``undecodable`` set (its names
+    decoded with backslash escapes, so its dead letter can carry them). A batch this reader
+    refuses becomes one undecodable record at its first offset, with no bytes, and is skipped.
+    """
+    try:
+        batches = read_batches(data)
+    except RawReadError as exc:
+        first, after = batch_span(data)
+        at = max(first, offset)
+        return [IngressRecord(tp.topic, tp.partition, at, None, b"", undecodable=str(exc))], after
+    records = data_records(batches, offset)
+    after = max((b.next_offset for b in batches), default=offset)
+    return [_ingress(tp, r) for r in records], max(after, offset)
+
+
+def _ingress(tp: TopicPartition, record: RawRecord) -> IngressRecord:
+    names: list[str] = []
+    problem = ""
+    for index, (name, _value) in enumerate(record.headers):
+        try:
+            names.append(name.decode("utf-8"))
+        except UnicodeDecodeError:
+            names.append(name.decode("utf-8", "backslashreplace"))
+            problem = problem or f"the name of header {index} is not UTF-8"
+    return IngressRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        headers=tuple(
+            (name, value or b"") for name, (_, value) in zip(names, record.headers, strict=True)
+        ),
+        timestamp_ms=record.timestamp_ms,
+        undecodable=problem,
+    )

@@ -21,13 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import struct
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    CorruptRecordException,
+    KafkaError,
+    UnsupportedCodecError,
+)
 
 from gateway.clock import utcnow
 from gateway.core.pipeline import IngressRecord, Pipeline
@@ -38,6 +45,7 @@ from gateway.runtime.bootstrap import pipeline_config
 from gateway.runtime.changelog import recover
 from gateway.runtime.metrics import GatewayMetrics, serve_metrics
 from gateway.runtime.producer import OutputWriter, producer_options
+from gateway.runtime.rawfetch import RawReadError, fetch_record_set, ingress_records
 from gateway.runtime.state import PartitionedState
 from gateway.runtime.tables import StatePending, StateSeenIds
 from gateway.runtime.topic_admin import ensure_topics
@@ -52,6 +60,17 @@ _LAG_INTERVAL_S = 5.0
 _EXPIRY_INTERVAL_S = 0.25  # how late after its deadline a timeout receipt may be sent
 _RECOVERY_LIMIT_S = 120.0  # reading a partition's changelog up to the fence
 _IDLE_POLL_MS = 200  # getmany returns as soon as records are fetched; this bounds an idle wait
+_RAW_WAIT_MS = 50  # reading raw: how long a partition with nothing new may keep the answer
+# What getmany raises on a record it cannot unpack: a header name that is not UTF-8, a bad CRC,
+# a codec this install lacks, or bytes that break its reader.
+_UNDECODABLE = (
+    UnicodeDecodeError,
+    CorruptRecordException,
+    UnsupportedCodecError,
+    ValueError,
+    IndexError,
+    struct.error,
+)
 
 
 class GatewayWorker:
@@ -86,6 +105,10 @@ class GatewayWorker:
         self._watcher.poll()  # the folder as of start-up, before the first record
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._raw: AIOKafkaClient | None = None  # reads what the consumer cannot decode
+        # Per partition, the offset after the last record decided (since the last assignment).
+        self._decided: dict[TopicPartition, int] = {}
+        self._raw_bytes = max(1_048_576, 2 * settings.max_record_bytes)
         self._committing: asyncio.Task[None] | None = None
         # True between a completed assignment (state recovered) and the next revocation; batches
         # and timers touch the state only then.
@@ -137,6 +160,8 @@ class GatewayWorker:
             async with self._lock:
                 await self._committed()
             await self._consumer.stop()
+            if self._raw is not None:
+                await self._raw.close()
             await self.writer.stop()
             self.state.close()
         if self._failure is not None:
@@ -164,7 +189,15 @@ class GatewayWorker:
                     with contextlib.suppress(asyncio.CancelledError):
                         await fetch
                     break
-                batches = fetch.result()
+                try:
+                    batches = fetch.result()
+                except _UNDECODABLE as exc:
+                    # The client raises on the record each time it is fetched, and does not move
+                    # on: read past it here (gateway/runtime/rawfetch.py).
+                    log.warning("a fetched record cannot be decoded", error=type(exc).__name__)
+                    async with self._lock:
+                        await self._read_past()
+                    continue
                 if batches:
                     async with self._lock:
                         await self._process(batches)
@@ -202,7 +235,69 @@ class GatewayWorker:
         # The commit overlaps with deciding the next batch; commits still go out in order.
         await self._committed()
         offsets = {tp: batch[-1].offset + 1 for tp, batch in owned.items()}
+        self._decided.update(offsets)
         self._committing = asyncio.create_task(self._commit(offsets))
+
+    async def _read_past(self) -> None:
+        """Decide what the Kafka client could not, read as bytes, and seek past it.
+
+        Which partition's record failed is not said, and the client may already have moved
+        other partitions past records it drained in the failed call and then dropped. So every
+        owned partition is read from where this worker's decisions end (its last batch, else
+        the committed offset), records before and after an undecodable one are decided as
+        usual, and each partition is set to where the reading ended.
+        """
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        if not self._holding:
+            return
+        client = await self._raw_client()
+        records: list[IngressRecord] = []
+        offsets: dict[TopicPartition, int] = {}
+        try:
+            for tp in sorted(consumer.assignment()):
+                if not self.state.owns(tp.partition):
+                    continue
+                start = await self._decided_up_to(tp)
+                data = await fetch_record_set(
+                    client, tp, start, max_bytes=self._raw_bytes, max_wait_ms=_RAW_WAIT_MS
+                )
+                read, offsets[tp] = ingress_records(tp, data, start)
+                records.extend(read)
+        except (BrokerError, KafkaError, RawReadError) as exc:
+            log.warning("cannot read the partitions raw; trying again", error=repr(exc))
+            await asyncio.sleep(1.0)
+            return
+        if records:
+            await self.processor.process(records)
+        for tp, after in offsets.items():
+            consumer.seek(tp, after)
+        self._decided.update(offsets)
+        log.warning(
+            "records read past the Kafka client",
+            records=len(records),
+            undecodable=sum(1 for r in records if r.undecodable),
+        )
+        await self._committed()
+        self._committing = asyncio.create_task(self._commit(offsets))
+
+    async def _decided_up_to(self, tp: TopicPartition) -> int:
+        """The offset after the last record of ``tp`` this worker decided, or the group's."""
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        known = self._decided.get(tp)
+        if known is not None:
+            return known
+        committed = await consumer.committed(tp)
+        if committed is not None and committed >= 0:
+            return int(committed)
+        return int((await consumer.beginning_offsets([tp]))[tp])
+
+    async def _raw_client(self) -> AIOKafkaClient:
+        if self._raw is None:
+            self._raw = AIOKafkaClient(**self.settings.kafka_options())
+            await self._raw.bootstrap()
+        return self._raw
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None  # noqa: S101 - set by run()
@@ -253,6 +348,7 @@ class GatewayWorker:
         async with self._lock:
             await self._committed()
             self._holding = False
+            self._decided.clear()
             self.metrics.assigned_partitions.set(0)
 
     async def _reload_trust(self) -> None:

@@ -153,6 +153,10 @@ class X509TrustStore:
     def resolve(self, header: Mapping[str, Any], at: datetime) -> TrustedKey:
         """Return the owner and key of the certificate the header names, valid at ``at``."""
         leaf, intermediates, thumbprint = self._certificate_for(header)
+        if header.get("kid") != thumbprint:
+            # One name per key: a kid that differs from the certificate would let a log, a
+            # cache or a reader keyed by kid attribute the signature to another certificate.
+            raise _reject(ReasonCode.UNKNOWN_SIGNER, "kid is not the certificate's x5t#S256")
         validated = self._validated.get(thumbprint)
         if validated is not None:
             self._validated.move_to_end(thumbprint)
@@ -198,24 +202,57 @@ class X509TrustStore:
             raise _reject(ReasonCode.UNKNOWN_SIGNER, "x5t#S256 names no known certificate")
         return known, [], thumbprint  # the key it was filed under is its thumbprint
 
-    def _validate(
+    def _why_unverified(
         self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
-    ) -> _Validated:
+    ) -> Rejection:
+        """The reason a certificate failed path validation, asking first who issued it.
+
+        A certificate that no trusted root issued (through the intermediates sent) is
+        untrusted, whatever else is wrong with it: a rogue CA's expired certificate says
+        ``untrusted_certificate``, not ``certificate_expired``. Only for one of the exchange's
+        own is the leaf's key usage or validity the reason.
+        """
+        if not self._issued_by_a_root(leaf, intermediates):
+            return _reject(
+                ReasonCode.UNTRUSTED_CERTIFICATE, "certificate does not chain to a trusted root"
+            )
         if not _signing_only(leaf):
-            raise _reject(ReasonCode.WRONG_KEY_USAGE, "certificate key usage is not signing only")
+            return _reject(ReasonCode.WRONG_KEY_USAGE, "certificate key usage is not signing only")
         if at < leaf.not_valid_before_utc:
-            raise _reject(
+            return _reject(
                 ReasonCode.CERTIFICATE_NOT_YET_VALID, "signing certificate is not valid yet"
             )
         if at > leaf.not_valid_after_utc:
-            raise _reject(ReasonCode.CERTIFICATE_EXPIRED, "signing certificate has expired")
+            return _reject(ReasonCode.CERTIFICATE_EXPIRED, "signing certificate has expired")
+        return _reject(
+            ReasonCode.UNTRUSTED_CERTIFICATE, "certificate path does not validate at this time"
+        )
+
+    def _issued_by_a_root(
+        self, leaf: x509.Certificate, intermediates: list[x509.Certificate]
+    ) -> bool:
+        """Whether signatures lead from ``leaf`` through ``intermediates`` to a trusted root."""
+        current, rest = leaf, list(intermediates)
+        for _ in range(len(intermediates) + 1):
+            if any(_issued(current, root) for root in self._roots):
+                return True
+            issuer = next((c for c in rest if _issued(current, c)), None)
+            if issuer is None:
+                return False
+            rest.remove(issuer)
+            current = issuer
+        return False
+
+    def _validate(
+        self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
+    ) -> _Validated:
         verifier = PolicyBuilder().store(self._store).time(at).build_client_verifier()
         try:
             verified = verifier.verify(leaf, intermediates)
         except VerificationError as exc:
-            raise _reject(
-                ReasonCode.UNTRUSTED_CERTIFICATE, "certificate does not chain to a trusted root"
-            ) from exc
+            raise self._why_unverified(leaf, intermediates, at) from exc
+        if not _signing_only(leaf):
+            raise _reject(ReasonCode.WRONG_KEY_USAGE, "certificate key usage is not signing only")
         owner = owner_of(leaf)
         if owner is None:
             raise _reject(ReasonCode.UNTRUSTED_CERTIFICATE, "certificate names no single agency")
@@ -266,3 +303,12 @@ def _load_certificates(path: Path) -> list[x509.Certificate]:
         ) from exc
     except ValueError as exc:
         raise ConfigError(f"{path} holds no PEM certificate") from exc
+
+
+def _issued(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``certificate`` (names and signature; no time, no policy)."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -335,6 +335,10 @@ def test_alerts_fire_for_the_right_series(promtool: str, tmp_path: Path) -> None
         f'xgw_consumer_lag_records{{topic="xgw.ingress.land",partition="1",{w2}}}': "9000-100x40",
         f"xgw_certificate_expiry_seconds{{{w1}}}": f"{10 * 86400}x40",
         f"up{{{w1}}}": "1x40",
+        # one internal error from land after 25 minutes; none from police's rejections.
+        f'xgw_messages_rejected_total{{agency="land",reason="internal_error",type="t",{w2}}}': (
+            "0x25 1x15"
+        ),
         f"up{{{w2}}}": "1x10 0x30",
     }
     expected = {
@@ -344,6 +348,7 @@ def test_alerts_fire_for_the_right_series(promtool: str, tmp_path: Path) -> None
         "XgwConsumerLagGrowing": ("topic", ['{topic="xgw.ingress.police"}']),
         "XgwCertificateExpiringSoon": ("", ["{}"]),
         "XgwWorkerDown": ("instance", ['{instance="worker-2:9464"}']),
+        "XgwInternalError": ("agency", ['{agency="land"}']),
     }
     assert set(expected) == set(rules)
     tests = {
@@ -381,6 +386,7 @@ def test_every_alert_has_severity_summary_description_and_duration() -> None:
         "XgwConsumerLagGrowing": "5m",
         "XgwCertificateExpiringSoon": "10m",
         "XgwWorkerDown": "2m",
+        "XgwInternalError": "1m",
     }
     rules = alert_rules()
     assert {n: r.get("for") for n, r in rules.items()} == durations

@@ -134,6 +134,9 @@ MATRIX = [
     ReasonCode.UNAUTHORISED_REQUESTER,
     ReasonCode.WRONG_RESPONDER,
     ReasonCode.UNKNOWN_REQUEST,
+    ReasonCode.UNKNOWN_ATTRIBUTE,
+    ReasonCode.REINJECTED_DELIVERY,
+    ReasonCode.SUBJECT_MISMATCH,
 ]
 
 

@@ -86,9 +86,9 @@ def test_changed_attribute_breaks_signature(pki: Pki) -> None:
 
 
 def test_added_attribute_breaks_signature(pki: Pki) -> None:
-    """An extension attribute added in transit is covered by the signature too."""
+    """An attribute of the profile added in transit is covered by the signature too."""
     event = sealed(pki)
-    event["comment"] = "added later"
+    event[profile.CORRELATION_ID] = "added later"
     with pytest.raises(Rejection) as excinfo:
         envelope.verify_origin(roundtrip(event), pki.trust, NOW)
     assert reason_of(excinfo) is ReasonCode.BAD_SIGNATURE
@@ -205,13 +205,13 @@ MALFORMED: list[tuple[str, Any, ReasonCode]] = [
     (
         "reserved purpose",
         lambda e: {**e, profile.PURPOSE: "anything"},
-        ReasonCode.MALFORMED_ENVELOPE,
+        ReasonCode.REINJECTED_DELIVERY,
     ),
-    ("reserved stamp", lambda e: {**e, profile.STAMP: "a..b"}, ReasonCode.MALFORMED_ENVELOPE),
+    ("reserved stamp", lambda e: {**e, profile.STAMP: "a..b"}, ReasonCode.REINJECTED_DELIVERY),
     (
         "reserved stamp proof",
         lambda e: {**e, profile.STAMP_PROOF: "0.1"},
-        ReasonCode.MALFORMED_ENVELOPE,
+        ReasonCode.REINJECTED_DELIVERY,
     ),
     ("long attribute", lambda e: {**e, "note": "ư" * 20_000}, ReasonCode.STRING_TOO_LONG),
     (

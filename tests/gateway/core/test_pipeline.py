@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from gateway.core import envelope, profile, stamp
+from gateway.core import envelope, profile, records, stamp
 from gateway.core.envelope import subject_digest
 from gateway.core.pipeline import Decision, IngressRecord, Pipeline
 from gateway.core.policy import Policy
-from gateway.core.records import RECEIPT_TYPE, decision_id
-from gateway.core.replay import Position
+from gateway.core.records import RECEIPT_TYPE, Unstamped, decision_id
+from gateway.core.replay import Position, ReplayWindow, Seen
 from gateway.lab.forgery import Forger
 from gateway.reasons import ReasonCode
 from gateway.wire import merkle
@@ -123,10 +125,13 @@ NOT_FORGEABLE = {
     ReasonCode.DUPLICATE_ID,
     ReasonCode.NO_RECIPIENTS,
     ReasonCode.REVOKED_CERTIFICATE,
-    # These need a request delivered first (tests/gateway/test_requests.py).
+    # These need a request delivered first (tests/gateway/core/test_requests.py).
     ReasonCode.REQUEST_EXPIRED,
-    ReasonCode.SUBJECT_MISMATCH,
     ReasonCode.REQUEST_TIMEOUT,
+    # A record the Kafka client cannot decode (tests/system/test_poison.py), and a failure
+    # inside the gateway (test_an_internal_error_refuses_only_its_record).
+    ReasonCode.UNDECODABLE_RECORD,
+    ReasonCode.INTERNAL_ERROR,
 }
 FORGEABLE = [r for r in ReasonCode if r not in NOT_FORGEABLE]
 
@@ -140,9 +145,17 @@ def test_each_forged_record_is_rejected_for_its_own_reason(
     assert decision.reason is reason, decision.detail
     assert not any(o.topic.startswith("xgw.deliver.") for o in decision.outputs)
     (dead,) = [o for o in decision.outputs if o.topic == "xgw.deadletter"]
-    assert dead.value == raw
-    assert dead.key == (key if key is not None else b"not-an-event")
     headers = dict(dead.headers)
+    if reason is ReasonCode.RECORD_TOO_LARGE:
+        # Not copied: the dead letter must fit a Kafka record; the original is found by its
+        # ingress position and told apart by its digest.
+        assert dead.value == b""
+        assert headers["xgw-omitted"] == b"value"
+        assert headers["xgw-record-sha256"] == hashlib.sha256(raw).hexdigest().encode()
+    else:
+        assert dead.value == raw
+        assert "xgw-omitted" not in headers
+    assert dead.key == (key if key is not None else b"not-an-event")
     assert headers["xgw-reason"] == reason.value.encode()
     assert headers["trace"] == b"t-1"
     (raw_receipt,) = outputs_on(decision, f"xgw.receipts.{agency}")
@@ -337,3 +350,68 @@ def test_dead_letter_drops_the_publishers_own_xgw_headers(pipeline: Pipeline) ->
     reasons = [v for k, v in dead.headers if k == "xgw-reason"]
     assert reasons == [b"malformed_envelope"]
     assert ("trace", b"t-1") in dead.headers
+
+
+class _FailingWindow(ReplayWindow):
+    """A replay window with a defect: it raises on one event id."""
+
+    def check(self, key: tuple[str, str], position: Position, now: datetime) -> Seen:
+        if key[1] == POISON_ID:
+            raise KeyError("079190012345")  # a message quoting data must not reach any output
+        return super().check(key, position, now)
+
+
+POISON_ID = "3f0c7b8e-poison"
+
+
+def _batch_with_poison(pki: Pki, resident: ResidentRegistered) -> list[IngressRecord]:
+    signed = Forger(pki.keys).signed
+    poison = envelope.encode(signed("police", resident, now=NOW, event_id=POISON_ID))
+    valid = envelope.encode(signed("police", make_resident("Trần Văn Bình"), now=NOW))
+    return [record(poison, offset=1), record(valid, offset=2)]
+
+
+def _assert_refused_alone(decisions: list[Decision], poison: IngressRecord) -> None:
+    failed, after = decisions
+    assert failed.reason is ReasonCode.INTERNAL_ERROR
+    assert outputs_on(failed, "xgw.deadletter") == [poison.value]
+    (receipt,) = outputs_on(failed, "xgw.receipts.police")
+    assert json.loads(receipt)["data"]["reason"] == "internal_error"
+    assert len(outputs_on(failed, "xgw.audit")) == 1
+    assert not [o for o in failed.outputs if o.topic.startswith("xgw.deliver.")]
+    for out in failed.outputs:
+        assert b"079190012345" not in b"".join(v for _, v in out.headers)
+    assert "079190012345" not in failed.detail
+    assert after.accepted, after.detail
+    assert {o.topic for o in after.outputs} >= {"xgw.deliver.health", "xgw.deliver.land"}
+
+
+def test_an_internal_error_refuses_only_its_record(
+    pki: Pki, policy: Policy, resident: ResidentRegistered
+) -> None:
+    """A component that raises while deciding one record costs that record alone."""
+    pipeline = make_pipeline(pki, policy, _FailingWindow(timedelta(days=1), 100))
+    batch = _batch_with_poison(pki, resident)
+    decisions = pipeline.decide_batch(batch, NOW)
+    _assert_refused_alone(decisions, batch[0])
+    assert decisions[0].detail.startswith("internal error: KeyError at test_pipeline.py:")
+
+
+def test_a_record_that_cannot_be_stamped_is_refused_alone(
+    pipeline: Pipeline, pki: Pki, resident: ResidentRegistered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while stamping the batch is traced to its record; the others are stamped."""
+    real = records.stamp_outputs
+
+    def failing(drafts: Any, key: Any) -> Any:
+        for outs in drafts:
+            for draft in outs:
+                if isinstance(draft, Unstamped) and draft.leaf.event.get("id") == POISON_ID:
+                    raise ValueError("cannot stamp")
+        return real(drafts, key)
+
+    monkeypatch.setattr(records, "stamp_outputs", failing)
+    batch = _batch_with_poison(pki, resident)
+    decisions = pipeline.decide_batch(batch, NOW)
+    _assert_refused_alone(decisions, batch[0])
+    assert "ValueError" in decisions[0].detail

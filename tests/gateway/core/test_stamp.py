@@ -179,7 +179,7 @@ def test_a_publisher_may_not_set_the_proof(pki: Pki) -> None:
     event = Forger(pki.keys).signed("police", make_resident(), now=NOW)
     with pytest.raises(Rejection) as excinfo:
         envelope.read_envelope(envelope.encode({**event, profile.STAMP_PROOF: "0.1"}))
-    assert excinfo.value.reason is ReasonCode.MALFORMED_ENVELOPE
+    assert excinfo.value.reason is ReasonCode.REINJECTED_DELIVERY
     env = envelope.read_envelope(
         envelope.encode({**event, profile.STAMP_PROOF: "0.1"}), delivered=True
     )

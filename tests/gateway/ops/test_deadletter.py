@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,15 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import cli
-from gateway.core.records import DEAD_LETTER_HEADERS, OutRecord
+from gateway.core.records import (
+    DEAD_LETTER_HEADERS,
+    DEAD_LETTER_MAX_HEADERS,
+    DEAD_LETTER_MAX_KEY,
+    DEAD_LETTER_MAX_VALUE,
+    OutRecord,
+    dead_letter,
+)
+from gateway.core.replay import Position
 from gateway.errors import XgwError
 from gateway.names import TopicNames
 from gateway.ops.deadletter import (
@@ -26,6 +35,7 @@ from gateway.ops.deadletter import (
     parse_dead_letter,
     replayable,
 )
+from gateway.reasons import ReasonCode
 from tests.support.deadletters import DECIDED, ORIGINAL_HEADERS, PAYLOAD, dead_letter_record
 
 
@@ -53,10 +63,12 @@ def test_headers_of_a_gateway_dead_letter_are_parsed() -> None:
 
 def test_the_gateway_writes_the_dead_letter_headers_after_the_agencys() -> None:
     """The writer appends DEAD_LETTER_HEADERS in order (no event id: none), as documented."""
+    always, optional = DEAD_LETTER_HEADERS[:6], DEAD_LETTER_HEADERS[6:]
+    assert optional == ("xgw-event-id", "xgw-omitted", "xgw-record-sha256")
     ours = [name for name, _ in dead_letter_record().headers[len(ORIGINAL_HEADERS) :]]
-    assert ours == list(DEAD_LETTER_HEADERS)
+    assert ours == [*always, "xgw-event-id"]
     anonymous = dead_letter_record(event_id=None).headers[len(ORIGINAL_HEADERS) :]
-    assert [name for name, _ in anonymous] == list(DEAD_LETTER_HEADERS[:-1])
+    assert [name for name, _ in anonymous] == list(always)
     documented = (Path(__file__).parents[3] / "docs" / "envelope.md").read_text(encoding="utf-8")
     assert [name for name in DEAD_LETTER_HEADERS if f"`{name}`" not in documented] == []
 
@@ -174,3 +186,48 @@ def test_replay_needs_a_destination() -> None:
 
 
 # --- against the real broker -------------------------------------------------------------------
+
+
+def test_a_dead_letter_copies_no_more_than_a_kafka_record_holds() -> None:
+    """An oversized value, key or header set is left out, named, and the value's digest kept."""
+    value = b"x" * (DEAD_LETTER_MAX_VALUE + 1)
+    key = b"k" * (DEAD_LETTER_MAX_KEY + 1)
+    headers = tuple((f"h{n}", b"v" * 1024) for n in range(DEAD_LETTER_MAX_HEADERS // 1024 + 1))
+    out = dead_letter(
+        topic="xgw.deadletter",
+        position=Position("xgw.ingress.police", 2, 41),
+        key=key,
+        value=value,
+        headers=headers,
+        now=DECIDED,
+        reason=ReasonCode.RECORD_TOO_LARGE,
+        detail="too large",
+        event_id=None,
+    )
+    assert (out.key, out.value) == (None, b"")
+    named = dict(out.headers)
+    assert named["xgw-omitted"] == b"value,key,headers"
+    assert named["xgw-record-sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert [k for k, _ in out.headers if not k.startswith("xgw-")] == []
+    assert sum(len(k) + len(v) for k, v in out.headers) < 1024
+    letter = parse_dead_letter(0, 0, out.headers, 0, TopicNames())
+    assert letter.omitted == ("value", "key", "headers")
+    found = Found(letter, None, b"", ())
+    assert replayable([found]) == ([], [found])
+
+
+def test_text_that_is_not_unicode_never_stops_a_dead_letter() -> None:
+    """Whatever text reached it, the builder writes headers (a lone surrogate is escaped)."""
+    out = dead_letter(
+        topic="xgw.deadletter",
+        position=Position("xgw.ingress.police", 0, 1),
+        key=None,
+        value=b"{}",
+        headers=(),
+        now=DECIDED,
+        reason=ReasonCode.MALFORMED_ENVELOPE,
+        detail="bad \ud800 text",
+        event_id="\ud800",
+    )
+    assert dict(out.headers)["xgw-event-id"] == b"\\ud800"
+    assert dict(out.headers)["xgw-detail"] == b"bad \\ud800 text"

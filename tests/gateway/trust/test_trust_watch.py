@@ -156,7 +156,7 @@ def test_a_newly_enrolled_certificate_resolves_after_a_poll(own_pki: Pki) -> Non
     before = certs.stat()
     info = ca_files.enroll(own_pki.directory, "police", now=NOW - timedelta(hours=1))
     _changed(certs, before)
-    header = {"alg": info.alg, "x5t#S256": info.fingerprint}
+    header = {"alg": info.alg, "kid": info.fingerprint, "x5t#S256": info.fingerprint}
     assert _reason(store, header) is ReasonCode.UNKNOWN_SIGNER
     assert watcher.poll() is False  # the CRL did not change
     trusted = store.resolve(header, NOW)
@@ -176,4 +176,5 @@ def test_an_unreadable_certificate_file_does_not_stop_the_others(own_pki: Pki) -
     info = ca_files.enroll(own_pki.directory, "health", now=NOW - timedelta(hours=1))
     _changed(certs, before)
     watcher.poll()
-    assert store.resolve({"x5t#S256": info.fingerprint}, NOW).owner == "health"
+    header = {"kid": info.fingerprint, "x5t#S256": info.fingerprint}
+    assert store.resolve(header, NOW).owner == "health"

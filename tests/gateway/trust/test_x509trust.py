@@ -63,7 +63,8 @@ def _der_b64(certificate: x509.Certificate) -> str:
 
 
 def _by_x5t(certificate: x509.Certificate) -> dict[str, Any]:
-    return {"alg": "EdDSA", "x5t#S256": certificate_thumbprint(certificate)}
+    thumbprint = certificate_thumbprint(certificate)
+    return {"alg": "EdDSA", "kid": thumbprint, "x5t#S256": thumbprint}
 
 
 def _by_x5c(certificate: x509.Certificate) -> dict[str, Any]:
@@ -185,14 +186,15 @@ def test_an_x5c_certificate_from_the_exchange_ca_resolves_without_being_known(pk
 )
 def test_a_malformed_x5c_is_a_malformed_envelope(pki: Pki, x5c: object) -> None:
     """An x5c that is not a list of base64 DER certificates makes the envelope malformed."""
-    header = {"alg": "EdDSA", "x5c": x5c}
+    header = {"alg": "EdDSA", "kid": "k", "x5c": x5c}
     assert _reason(_store(pki), header) is ReasonCode.MALFORMED_ENVELOPE
 
 
 def test_an_x5c_of_more_than_four_certificates_is_a_malformed_envelope(pki: Pki) -> None:
     """A chain longer than four certificates is refused; four are accepted."""
     _, certificate = _leaf(pki.ca)
-    header = {"alg": "EdDSA", "x5c": [_der_b64(certificate)] * 5}
+    header = {"alg": "EdDSA", "kid": certificate_thumbprint(certificate)}
+    header["x5c"] = [_der_b64(certificate)] * 5
     assert _reason(_store(pki), header) is ReasonCode.MALFORMED_ENVELOPE
     header["x5c"] = header["x5c"][:4]
     assert _store(pki).resolve(header, NOW).owner == "police"
