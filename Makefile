@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 1800
 
-.PHONY: demo test lint unit integration venv clean
+.PHONY: demo test lint unit integration fuzz venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,11 @@ unit: venv
 
 integration: venv
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+# Coverage-guided fuzzing of the record-to-decision path (docs/fuzzing.md); the corpus in
+# var/fuzz/corpus grows from run to run, a crash is written to var/fuzz/crashes.
+fuzz: venv
+	$(BIN)/python -m gateway.lab.fuzz --seconds $(FUZZ_SECONDS) --corpus var/fuzz/corpus --crashes var/fuzz/crashes
 
 lint: venv
 	$(BIN)/ruff check gateway schemas connectors tests

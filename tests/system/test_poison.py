@@ -25,17 +25,18 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.structs import TopicPartition
 
-from gateway.core import envelope, profile
+from gateway.core import envelope
 from gateway.core.envelope import subject_digest
+from gateway.core.pipeline import IngressRecord
+from gateway.core.policy import Policy
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import WorkerProcess
 from gateway.reasons import ReasonCode
 from gateway.runtime.producer import CachedPartitioner
-from gateway.wire.canonical import canonical_bytes
-from gateway.wire.jws import sign_detached
-from tests.conftest import Pki, make_resident
+from tests.conftest import Pki, make_pipeline, make_resident
 from tests.support.batches import batch, with_header_name
 from tests.support.harness import Exchange, exchange_settings, running_exchange
+from tests.support.poison import every_position, resigned
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 RECIPIENTS = ("health", "education", "land")
@@ -59,9 +60,7 @@ def _signed(exchange: Exchange, **attributes: Any) -> dict[str, Any]:
 
 
 def _resigned(exchange: Exchange, event: dict[str, Any]) -> dict[str, Any]:
-    signed = {k: v for k, v in event.items() if k not in profile.UNSIGNED_ATTRIBUTES}
-    signature = sign_detached(canonical_bytes(signed), exchange.pki.keys["police"])
-    return {**event, profile.SIGNATURE: signature}
+    return resigned(event, exchange.pki.keys["police"])
 
 
 async def _write_batch(exchange: Exchange, key: bytes, data: bytes) -> None:
@@ -130,11 +129,18 @@ async def _delivered_everywhere(exchange: Exchange, event_id: str) -> None:
 
 
 def _nothing_delivered_of(exchange: Exchange, raws: list[bytes]) -> None:
-    ids = {
-        json.loads(raw.decode("utf-8", "replace")).get("id") for raw in raws if raw.startswith(b"{")
-    }
+    ids = {_event_id(raw) for raw in raws} - {None}
     for recipient in RECIPIENTS:
         assert not ids & {e.id for e in exchange.deliveries[recipient]}
+
+
+def _event_id(raw: bytes) -> str | None:
+    try:
+        event = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    found = event.get("id") if isinstance(event, dict) else None
+    return found if isinstance(found, str) else None
 
 
 async def _committed(exchange: Exchange, tp: TopicPartition) -> int:
@@ -194,6 +200,35 @@ async def test_each_poison_class_is_refused_alone(exchange: Exchange, index: int
     await _refused(exchange, raw, reason)
     await _delivered_everywhere(exchange, follow_up.id)
     _nothing_delivered_of(exchange, [raw])
+    assert exchange.worker.running
+
+
+async def test_every_position_of_every_poison_class_is_refused_as_the_pure_pipeline_refuses_it(
+    exchange: Exchange, policy: Policy
+) -> None:
+    """A surrogate in each string attribute, each wrong type at each position: all at once.
+
+    Each gets the reason the pure pipeline gives the same bytes (never ``internal_error``), a
+    negative receipt and a dead letter; nothing is delivered, and the record after them is.
+    """
+    event = _signed(exchange)
+    key = str(event["subject"]).encode()
+    pure = make_pipeline(exchange.pki, policy)  # over the default topic names
+    police = exchange.clients["police"]
+    sent: list[tuple[str, bytes, ReasonCode]] = []
+    for what, raw in every_position(event, exchange.pki.keys["police"]):
+        record = IngressRecord("xgw.ingress.police", 0, len(sent), key, raw)
+        expected = pure.decide(record, datetime.now(UTC))
+        assert expected.reason not in (None, ReasonCode.INTERNAL_ERROR), (what, expected.detail)
+        await police.send_raw(raw, key=key)
+        sent.append((what, raw, expected.reason))
+    follow_up = await police.publish(_person())
+    for what, raw, reason in sent:
+        receipt = await exchange.receipt_for("police", raw, "rejected")
+        assert receipt.reason == reason, (what, receipt.detail)
+        assert [m for m in exchange.dead_letters if m.value == raw], what
+    await _delivered_everywhere(exchange, follow_up.id)
+    _nothing_delivered_of(exchange, [raw for _, raw, _ in sent])
     assert exchange.worker.running
 
 

@@ -24,23 +24,15 @@ from gateway.lab.forgery import Forger
 from gateway.reasons import ReasonCode
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
-from gateway.wire.canonical import CanonicalisationError, canonical_bytes
-from gateway.wire.jws import sign_detached
 from schemas.police import IdentityVerificationRequested, IdentityVerified
 from tests.conftest import NOW, Pki, make_resident
-
-STRING_ATTRIBUTES = (
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "datacontenttype",
-    profile.SIGNATURE,
-    profile.DISCLOSURES,
+from tests.support.poison import (
+    STRING_ATTRIBUTES,
+    SURROGATES,
+    WRONG_VALUES,
+    resigned,
+    with_surrogate,
 )
-WRONG_VALUES: tuple[Any, ...] = ({}, [], {"a": [1]}, 0, -1.5, 10**30, None, True, False, "")
 
 
 def _event(pki: Pki, **attributes: Any) -> dict[str, Any]:
@@ -48,16 +40,7 @@ def _event(pki: Pki, **attributes: Any) -> dict[str, Any]:
 
 
 def _resigned(pki: Pki, event: dict[str, Any], agency: str = "police") -> dict[str, Any]:
-    """``event`` signed again as is by ``agency``: only the gateway's other rules can refuse it.
-
-    An event with no RFC 8785 form (a number beyond double precision) cannot be signed: as is.
-    """
-    signed = {k: v for k, v in event.items() if k not in profile.UNSIGNED_ATTRIBUTES}
-    try:
-        signature = sign_detached(canonical_bytes(signed), pki.keys[agency])
-    except CanonicalisationError:
-        return event
-    return {**event, profile.SIGNATURE: signature}
+    return resigned(event, pki.keys[agency])
 
 
 def _decide(pipeline: Pipeline, raw: bytes, key: bytes, agency: str = "police") -> Decision:
@@ -74,14 +57,13 @@ def _assert_refused(decision: Decision, raw: bytes, reason: ReasonCode, agency: 
 
 
 @pytest.mark.parametrize("name", STRING_ATTRIBUTES)
-@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "x\\ud83d", "\\ud83d\\u0041"])
+@pytest.mark.parametrize("escape", SURROGATES)
 def test_a_lone_surrogate_in_any_string_attribute_is_a_malformed_envelope(
     pipeline: Pipeline, pki: Pki, name: str, escape: str
 ) -> None:
     """RFC 7493: no lone surrogate anywhere; refused at parse time, the place named."""
     event = _event(pki)
-    text = json.dumps({k: ("@@" if k == name else v) for k, v in event.items()})
-    raw = text.replace('"@@"', f'"{escape}"').encode()
+    raw = with_surrogate(event, name, escape)
     decision = _decide(pipeline, raw, str(event["subject"]).encode())
     _assert_refused(decision, raw, ReasonCode.MALFORMED_ENVELOPE)
     assert f"/{name}" in decision.detail
