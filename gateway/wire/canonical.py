@@ -8,6 +8,7 @@ canonicalise differently. Publishers therefore normalise every string to NFC bef
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -86,6 +87,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_number(text: str) -> float:
+    # 1e400 is valid JSON grammar but no IEEE 754 double: Python reads it as infinity, which
+    # RFC 8785 cannot serialise and RFC 7493 section 2.2 excludes.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number is beyond the range of an IEEE 754 double (RFC 7493)")
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Two parsers that disagree on which duplicate wins can be made to verify one value and
     # act on another, so duplicate keys are refused outright.
@@ -113,7 +123,7 @@ def nesting_depth_exceeds(raw: bytes, limit: int) -> bool:
 
 # Built once: json.loads with hooks builds a new decoder on every call.
 _strict_decode = json.JSONDecoder(
-    object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
+    object_pairs_hook=_unique_keys, parse_constant=_refuse_constant, parse_float=_finite_number
 ).decode
 
 
@@ -161,7 +171,8 @@ def _forbidden_at(value: Any, path: list[str | int]) -> str | None:
 def loads_strict(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse UTF-8 I-JSON (RFC 7493), as RFC 8785 requires of what it canonicalises.
 
-    Refuses other encodings, deep nesting, duplicate member names, NaN and Infinity, and
+    Refuses other encodings, deep nesting, duplicate member names, NaN and Infinity (also as a
+    number too large for a double, such as ``1e400``), and
     strings holding surrogates or noncharacters (:class:`NotIJson`, naming the place as a JSON
     pointer). Depth is checked before parsing: a deeply nested document would otherwise exhaust
     the interpreter's recursion limit inside the parser.

@@ -67,11 +67,17 @@ def make(name: str, value: Any, salt: str | None = None) -> Disclosure:
 def parse(encoded: str, max_depth: int = MAX_JSON_DEPTH) -> Disclosure:
     """Decode one disclosure, refusing short salts, reserved names and non-arrays."""
     try:
-        decoded = loads_strict(b64url.decode(encoded), max_depth)
+        text = b64url.decode(encoded)
+    except ValueError as exc:
+        raise DisclosureError("disclosure is not base64url (unpadded, RFC 4648 section 5)") from exc
+    try:
+        decoded = loads_strict(text, max_depth)
     except JsonTooDeep:
         raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DisclosureError("disclosure is not base64url of UTF-8 JSON") from exc
+    except UnicodeDecodeError as exc:
+        raise DisclosureError("disclosure is not UTF-8 text") from exc
+    except ValueError as exc:  # the parser's messages name places, never quote values
+        raise DisclosureError(f"disclosure is not I-JSON: {exc}") from exc
     if not isinstance(decoded, list) or len(decoded) != 3:  # noqa: PLR2004 - [salt, name, value]
         raise DisclosureError("disclosure is not a [salt, name, value] array")
     salt, name, value = decoded

@@ -144,6 +144,45 @@ def test_a_disclosure_of_wrong_shape_is_a_malformed_disclosure(
     _assert_refused(decision, raw, ReasonCode.MALFORMED_DISCLOSURE)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["c2FsdHNhbHRzYWx0c2FsdA", "full_name", 1e400]',
+        '["c2FsdHNhbHRzYWx0c2FsdA", "full_name", "Nguy\\ud800n"]',
+        '["c2FsdHNhbHRzYWx0c2FsdA", "full_name", "\\uffff"]',
+        '["c2FsdHNhbHRzYWx0c2FsdA", "full_name", {"a": 1, "a": 2}]',
+        '["c2FsdHNhbHRzYWx0c2FsdA", "full_name", NaN]',
+        '\ufeff["c2FsdHNhbHRzYWx0c2FsdA", "full_name", "x"]',
+    ],
+)
+def test_a_disclosure_that_is_not_i_json_is_a_malformed_disclosure(
+    pipeline: Pipeline, pki: Pki, text: str
+) -> None:
+    """Signed by its digest, but no I-JSON inside: refused, whichever field it would fill."""
+    event = _event(pki)
+    encoded = b64url.encode(text.encode())
+    kept = [p for p in sd.split(event[profile.DISCLOSURES]) if sd.parse(p).name != "full_name"]
+    event["data"] = {
+        **event["data"],
+        "_sd": sorted([*map(sd.digest_of, kept), sd.digest_of(encoded)]),
+    }
+    event[profile.DISCLOSURES] = sd.SEPARATOR.join([*kept, encoded])
+    event = _resigned(pki, event)
+    raw = envelope.encode(event)
+    decision = _decide(pipeline, raw, str(event["subject"]).encode())
+    _assert_refused(decision, raw, ReasonCode.MALFORMED_DISCLOSURE)
+
+
+def test_a_number_beyond_a_double_anywhere_in_the_record_is_a_malformed_envelope(
+    pipeline: Pipeline, pki: Pki
+) -> None:
+    event = _event(pki)
+    raw = envelope.encode(event)[:-1] + b',"data2":1e400}'
+    decision = _decide(pipeline, raw, str(event["subject"]).encode())
+    _assert_refused(decision, raw, ReasonCode.MALFORMED_ENVELOPE)
+    assert "IEEE 754" in decision.detail
+
+
 @pytest.mark.parametrize("name", ["homeaddress", "dataschema", "traceparent", "xgwother", "x"])
 def test_an_attribute_outside_the_profile_is_refused(
     pipeline: Pipeline, pki: Pki, name: str

@@ -286,3 +286,14 @@ def test_any_other_text_is_read_escaped_or_not(text: str) -> None:
 def test_an_escaped_backslash_before_u_is_not_an_escape() -> None:
     """A backslash written as an escape, then the letters u d 8 0 0, is ordinary text."""
     assert loads_strict(b'{"a": "\\\\ud800"}') == {"a": "\\ud800"}
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+309", "123456789e999"])
+def test_loads_strict_refuses_a_number_beyond_a_double(number: str) -> None:
+    """RFC 7493 section 2.2: such a number would be read as infinity, which has no JSON form."""
+    with pytest.raises(ValueError, match="IEEE 754 double"):
+        loads_strict(f'{{"area_m2": {number}}}'.encode())
+    assert loads_strict(b'{"a": 1.7976931348623157e308, "b": 5e-324}') == {
+        "a": 1.7976931348623157e308,
+        "b": 5e-324,
+    }

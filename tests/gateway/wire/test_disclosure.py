@@ -153,8 +153,8 @@ def test_reveal_refuses_signed_data_without_sd_list(signed: dict[str, Any]) -> N
     ("encoded", "message"),
     [
         ("not base64!", "not base64url"),
-        (b64url.encode(b"\xff\xfe"), "not base64url"),
-        (b64url.encode(b"[1, 2"), "not base64url"),
+        (b64url.encode(b"\xff\xfe"), "not UTF-8 text"),
+        (b64url.encode(b"[1, 2"), "not I-JSON"),
         (_encode({"salt": SALT, "name": "x", "value": 1}), "not a \\[salt, name, value\\]"),
         (_encode([SALT, "x"]), "not a \\[salt, name, value\\]"),
         (_encode([SALT, "x", 1, 2]), "not a \\[salt, name, value\\]"),
@@ -205,12 +205,32 @@ def test_conceal_then_reveal_round_trips(data: dict[str, Any]) -> None:
     assert signed["_sd"] == sorted(signed["_sd"])
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e400", "-1E+309"])
 def test_parse_refuses_non_json_constants(constant: str) -> None:
-    """A disclosure whose value is NaN or Infinity is not JSON and is refused."""
+    """A disclosure whose value is NaN, Infinity or a number beyond a double is refused."""
     encoded = b64url.encode(f'["{SALT}", "x", {constant}]'.encode("ascii"))
     with pytest.raises(sd.DisclosureError):
         sd.parse(encoded)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (f'["{SALT}", "x", "Nguy\\ud800n"]'.encode(), "not I-JSON: the string at /2 holds"),
+        (f'["{SALT}", "x", 1e400]'.encode(), "not I-JSON: a number is beyond"),
+        (f'["{SALT}", "x", ]'.encode(), "not I-JSON: Expecting value"),
+    ],
+)
+def test_parse_says_why_a_disclosure_is_not_json(text: bytes, why: str) -> None:
+    """The reason names the layer that failed (text, I-JSON) and the place, never the value."""
+    with pytest.raises(sd.DisclosureError, match=why) as refused:
+        sd.parse(b64url.encode(text))
+    assert "Nguy" not in str(refused.value)
+
+
+def test_parse_refuses_a_disclosure_that_is_not_base64url() -> None:
+    with pytest.raises(sd.DisclosureError, match="not base64url"):
+        sd.parse("not base64url!")
 
 
 def test_parse_refuses_duplicate_keys_in_value() -> None:
