@@ -16,7 +16,8 @@ One input is one small scenario, chosen by its first byte:
 Whatever the input, :func:`check` asserts what docs/architecture.md promises: one decision per
 record and nothing raised; an accepted record delivers to each recipient only the attributes
 of the profile (``DELIVERED_ATTRIBUTES``) and the fields the policy grants that recipient; a
-refused one has a reason code and a dead letter and delivers nothing; every output record can
+refused one has a reason code (never ``internal_error``, which is a gateway defect even though
+it is refused safely) and a dead letter and delivers nothing; every output record can
 be produced (UTF-8 header names, bytes, within Kafka's default record size).
 The world (a PKI in a temporary folder, the shipped policy, a fixed clock) is built once per
 process; every input gets a fresh pipeline, so a finding replays alone.
@@ -259,6 +260,9 @@ class FuzzWorld:
             else:
                 if not isinstance(decision.reason, ReasonCode):
                     raise InvariantBroken(f"refused without a reason code: {decision.reason!r}")
+                if decision.reason is ReasonCode.INTERNAL_ERROR:
+                    # Refused safely, but a defect all the same: the gateway had no reason.
+                    raise InvariantBroken(decision.detail)
                 if deliveries:
                     raise InvariantBroken(f"refused ({decision.reason}) yet delivered")
                 if not any(o.topic == self.topics.deadletter for o in decision.outputs):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -38,6 +38,17 @@ from gateway.wire.keys import VerificationKey, certificate_thumbprint
 
 _CACHE_SIZE = 10_000
 _MAX_CHAIN = 4
+# What cryptography raises on a certificate it cannot read, at load time (a bad version) or only
+# when a field is first used (extensions, the public key): a sender's x5c can hold any of them.
+_UNREADABLE = (
+    TypeError,
+    ValueError,
+    binascii.Error,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    UnsupportedAlgorithm,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +172,15 @@ class X509TrustStore:
         if validated is not None:
             self._validated.move_to_end(thumbprint)
         else:
-            validated = self._validate(leaf, intermediates, at)
+            try:
+                validated = self._validate(leaf, intermediates, at)
+            except Rejection:
+                raise
+            except _UNREADABLE as exc:
+                raise _reject(
+                    ReasonCode.UNTRUSTED_CERTIFICATE,
+                    f"certificate cannot be read ({type(exc).__name__})",
+                ) from exc
             self._validated[thumbprint] = validated
             if len(self._validated) > _CACHE_SIZE:
                 self._validated.popitem(last=False)
@@ -280,7 +299,7 @@ def _decode_chain(chain: object) -> list[x509.Certificate]:
         raise _reject(ReasonCode.MALFORMED_ENVELOPE, f"x5c must list 1-{_MAX_CHAIN} certificates")
     try:
         return [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in chain]
-    except (TypeError, ValueError, binascii.Error) as exc:
+    except _UNREADABLE as exc:
         raise _reject(ReasonCode.MALFORMED_ENVELOPE, "x5c holds no DER certificate") from exc
 
 

@@ -9,8 +9,11 @@ can refuse them.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -260,6 +263,46 @@ def test_requests_and_responses_are_bound_to_the_person_of_their_data(
     raw = envelope.encode(reply)
     decision = _decide(pipeline, raw, asked["subject"].encode())
     _assert_refused(decision, raw, ReasonCode.SUBJECT_MISMATCH)
+
+
+def _with_carried_certificate(pki: Pki, change: Callable[[bytes], bytes]) -> bytes:
+    """A police event whose x5c certificate (issued by the exchange CA) is changed as DER."""
+    forger = Forger(pki.keys, pki.ca)
+    event = forger.signed("police", make_resident(), now=NOW, key=forger.issue(NOW))
+    protected, _, signature = event[profile.SIGNATURE].split(".")
+    header = json.loads(b64url.decode(protected))
+    der = change(base64.b64decode(header["x5c"][0]))
+    thumbprint = b64url.encode(hashlib.sha256(der).digest())  # x5t#S256 names the changed one
+    header |= {"x5c": [base64.b64encode(der).decode()], "x5t#S256": thumbprint, "kid": thumbprint}
+    event[profile.SIGNATURE] = f"{b64url.encode(json.dumps(header).encode())}..{signature}"
+    return envelope.encode(event)
+
+
+def test_a_carried_certificate_with_an_unknown_version_is_refused_not_an_internal_error(
+    pipeline: Pipeline, pki: Pki
+) -> None:
+    """Found by the fuzzer: cryptography raises InvalidVersion (not a ValueError) on load."""
+    raw = _with_carried_certificate(
+        pki, lambda der: der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x05", 1)
+    )
+    decision = _decide(pipeline, raw, json.loads(raw)["subject"].encode())
+    _assert_refused(decision, raw, ReasonCode.MALFORMED_ENVELOPE)
+
+
+def test_a_carried_certificate_with_an_unreadable_extension_is_refused(
+    pipeline: Pipeline, pki: Pki
+) -> None:
+    """An extension cryptography reads only when it is used: refused, never an internal error."""
+
+    def break_key_usage(der: bytes) -> bytes:
+        at = der.index(b"\x06\x03\x55\x1d\x0f")  # the key usage OID
+        bits = der.index(b"\x03\x02", at)
+        return der[:bits] + b"\x05\x02" + der[bits + 2 :]
+
+    raw = _with_carried_certificate(pki, break_key_usage)
+    decision = _decide(pipeline, raw, json.loads(raw)["subject"].encode())
+    assert decision.reason in {ReasonCode.UNTRUSTED_CERTIFICATE, ReasonCode.MALFORMED_ENVELOPE}
+    _assert_refused(decision, raw, decision.reason)
 
 
 def test_a_kid_that_is_not_the_certificate_thumbprint_is_an_unknown_signer(

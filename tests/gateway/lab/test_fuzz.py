@@ -113,6 +113,9 @@ def test_a_refusal_without_a_dead_letter_or_with_a_delivery_breaks_the_invariant
         world.check(scenario, [bare])
     with pytest.raises(InvariantBroken, match="decisions"):
         world.check(scenario, [])
+    failed = replace(bare, reason=ReasonCode.INTERNAL_ERROR, detail="internal error: KeyError")
+    with pytest.raises(InvariantBroken, match="KeyError"):  # refused safely, still a finding
+        world.check(scenario, [failed])
 
 
 def test_an_unproducible_header_breaks_the_invariant(world: FuzzWorld) -> None:
