@@ -412,6 +412,10 @@ class AgencyClient:
             if not isinstance(event, dict) or event.get("type") != outputs.RECEIPT_TYPE:
                 raise RefusedDelivery(ReasonCode.MALFORMED_ENVELOPE, "not a receipt")
             stamp.verify_stamp(event, self._trust, self._clock())
+            if event.get(profile.RECIPIENT) != self.agency:
+                raise RefusedDelivery(
+                    ReasonCode.MALFORMED_ENVELOPE, "receipt is addressed to another agency"
+                )
         except Rejection as exc:
             raise RefusedDelivery(exc.reason, exc.detail) from exc
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -76,7 +76,8 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
     ReasonCode.STALE_EVENT: "The event's time is older than the accepted age.",
     ReasonCode.FUTURE_EVENT: "The event's time is further ahead than the accepted clock skew.",
     ReasonCode.UNSUPPORTED_ALGORITHM: (
-        "The signature's alg is not EdDSA or ES256 ('none' and HMAC are refused)."
+        "The signature's alg is not Ed25519, ES256 or EdDSA (the deprecated name of Ed25519);"
+        " 'none' and HMAC are refused."
     ),
     ReasonCode.UNKNOWN_SIGNER: (
         "The signature names no certificate the trust store knows, or its kid is not the "

@@ -61,7 +61,10 @@ class Pki:
 def make_pki(directory: Path) -> Pki:
     """A root CA and certificates for the gateway and the four agencies in ``directory``."""
     ensure_exchange(directory, AGENCIES, now=NOW - timedelta(hours=1))
-    keys = {owner: load_signing_key(directory, owner) for owner in (GATEWAY_OWNER, *AGENCIES)}
+    keys = {
+        owner: load_signing_key(directory, owner, embed=owner == GATEWAY_OWNER)
+        for owner in (GATEWAY_OWNER, *AGENCIES)
+    }
     trust = X509TrustStore.from_directory(directory)
     return Pki(directory, trust, keys, certificate_authority(directory))
 

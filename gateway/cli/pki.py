@@ -62,7 +62,13 @@ def pki_init(pki_dir: Path | None, force: bool, days: int) -> None:
 @pki.command("enroll")
 @pki_dir_option
 @click.argument("agency")
-@click.option("--alg", type=click.Choice(["EdDSA", "ES256"]), default="EdDSA", show_default=True)
+@click.option(
+    "--alg",
+    type=click.Choice(["Ed25519", "ES256", "EdDSA"]),
+    default="Ed25519",
+    show_default=True,
+    help="The key's JWS algorithm; EdDSA is the deprecated name of Ed25519 (RFC 9864).",
+)
 @click.option(
     "--days",
     type=click.IntRange(1, 36_500),
@@ -75,7 +81,7 @@ def pki_enroll(pki_dir: Path | None, agency: str, alg: str, days: int) -> None:
     from gateway.trust.ca import enroll  # noqa: PLC0415
 
     settings = load_settings(pki_dir=pki_dir)
-    info = enroll(settings.pki_dir, agency, alg="ES256" if alg == "ES256" else "EdDSA", days=days)
+    info = enroll(settings.pki_dir, agency, alg=alg, days=days)
     click.echo(_certificate_line("enrolled", info))
 
 

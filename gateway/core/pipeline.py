@@ -108,6 +108,13 @@ class PipelineConfig:
     # skip the check (tools and tests that place records by hand).
     key_partition: Callable[[bytes], int] | None = None
 
+    def __post_init__(self) -> None:
+        if not self.gateway_key.x5c:
+            # A recipient finds the stamping certificate in the stamp, even after a rotation.
+            raise ValueError(
+                "the stamp carries the gateway's certificate: load its key with embed=True"
+            )
+
     def partition_of(self, key: bytes | None) -> int | None:
         """Where a record with ``key`` must be, when the check is on."""
         if self.key_partition is None or key is None:
@@ -367,6 +374,7 @@ class Pipeline:
                 kind=DecisionKind.TIMEOUT,
             )
             receipt = records.unstamped_timeout_receipt(
+                agency=pending.requester,
                 topic=topics.receipts(pending.requester),
                 position=position,
                 now=now,
@@ -451,6 +459,7 @@ class Pipeline:
     ) -> Unstamped:
         assert facts.agency is not None  # noqa: S101 - callers only ask for receipts of agency topics
         return records.unstamped_receipt(
+            agency=facts.agency,
             topic=self._config.topics.receipts(facts.agency),
             position=record.position,
             now=now,

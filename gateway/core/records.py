@@ -29,7 +29,7 @@ import orjson
 from gateway import names
 from gateway.clock import rfc3339
 from gateway.core import stamp
-from gateway.core.profile import CONTENT_TYPE, SPECVERSION
+from gateway.core.profile import CONTENT_TYPE, RECIPIENT, SPECVERSION
 from gateway.core.replay import Position
 from gateway.reasons import ReasonCode
 from gateway.wire.keys import SigningKey
@@ -227,6 +227,7 @@ def timeout_id(position: Position, record_sha256: str) -> str:
 
 def unstamped_receipt(
     *,
+    agency: str,
     topic: str,
     position: Position,
     now: datetime,
@@ -237,8 +238,9 @@ def unstamped_receipt(
     recipients: Sequence[str],
     record_sha256: str,
 ) -> Unstamped:
-    """The receipt for the agency that wrote the ingress record, to be stamped."""
+    """The receipt for ``agency``, which wrote the ingress record, to be stamped."""
     return _receipt(
+        agency,
         topic,
         decision_id(position, record_sha256),
         ReceiptStatus.ACCEPTED if reason is None else ReceiptStatus.REJECTED,
@@ -255,6 +257,7 @@ def unstamped_receipt(
 
 def unstamped_timeout_receipt(
     *,
+    agency: str,
     topic: str,
     position: Position,
     now: datetime,
@@ -262,8 +265,9 @@ def unstamped_timeout_receipt(
     request_type: str,
     record_sha256: str,
 ) -> Unstamped:
-    """The receipt telling a requester that no response came before its deadline, unstamped."""
+    """The receipt telling ``agency`` (the requester) that no response came in time, unstamped."""
     return _receipt(
+        agency,
         topic,
         timeout_id(position, record_sha256),
         ReceiptStatus.TIMED_OUT,
@@ -279,6 +283,7 @@ def unstamped_timeout_receipt(
 
 
 def _receipt(
+    agency: str,
     topic: str,
     receipt_id: str,
     status: ReceiptStatus,
@@ -313,6 +318,8 @@ def _receipt(
         "time": rfc3339(now),
         "datacontenttype": CONTENT_TYPE,
         "data": data,
+        # The addressee, under the stamp: a receipt copied to another agency's topic is refused.
+        RECIPIENT: agency,
     }
     return Unstamped(topic, (event_id or record_sha256).encode(), stamp.leaf(event))
 

@@ -4,7 +4,10 @@ The gateway stamps every delivery and receipt of a batch together. Each event, w
 stamp attributes, is a leaf; ``xgwstamp`` is the gateway's detached JWS over the tree's root
 (its protected header names the tree and its size), and ``xgwstampproof`` the event's leaf
 index, the tree size and its audit path: ``<index>.<size>[.<sibling>...]``, decimals then
-base64url hashes from the leaf up (see docs/envelope.md).
+base64url hashes from the leaf up (see docs/envelope.md). The header declares ``xgw`` critical
+(``"crit": ["xgw"]``, RFC 7515 4.1.11), so a library that does not understand the signed tree
+size refuses the stamp instead of ignoring it, and carries the gateway's certificate (``x5c``),
+so a recipient finds a rotated gateway key without a new copy of the PKI folder.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ STAMP_TYP = "xgw-stamp+jws"
 # The stamp's protected header names the tree: {"xgw": {"tree": STAMP_TREE, "size": n}}. The
 # size is signed because RFC 9162 roots do not commit to it (CT signs it in the tree head).
 STAMP_TREE = "rfc9162-sha256"
+# "xgw" is this profile's private header parameter, so the header must declare it critical.
+STAMP_CRIT = ["xgw"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +55,16 @@ def leaf(event: Mapping[str, Any]) -> Leaf:
     return Leaf(unstamped, canonical, leaf_hash(canonical))
 
 
+def stamp_header(size: int) -> dict[str, Any]:
+    """The stamp's header parameters besides the key's: its type and the tree, declared critical."""
+    return {"typ": STAMP_TYP, "crit": STAMP_CRIT, "xgw": {"tree": STAMP_TREE, "size": size}}
+
+
 def _stamp_texts(leaves: list[Leaf], key: SigningKey) -> tuple[str, list[str]]:
     """The one stamp token over ``leaves``' tree and each leaf's proof text, in order."""
     root, paths = merkle_tree([item.hash for item in leaves])
     size = len(leaves)
-    token = sign_detached(root, key, {"typ": STAMP_TYP, "xgw": {"tree": STAMP_TREE, "size": size}})
+    token = sign_detached(root, key, stamp_header(size))
     # A node is on the path of up to half the leaves: encode each one once.
     names: dict[bytes, str] = {}
     for path in paths:
@@ -111,6 +121,8 @@ def verify_stamp(event: Mapping[str, Any], trust: TrustStore, at: datetime) -> T
         raise _bad_stamp(str(exc)) from exc
     if jws.header.get("typ") != STAMP_TYP:
         raise _bad_stamp(f"typ is not {STAMP_TYP!r}")
+    if jws.header.get("crit") != STAMP_CRIT:
+        raise _bad_stamp('header must declare its tree critical: "crit": ["xgw"]')
     tree = jws.header.get("xgw")
     if (
         not isinstance(tree, dict)

@@ -105,7 +105,8 @@ class FuzzWorld:
         self.agencies = self.policy.agencies
         ensure_exchange(directory, self.agencies, now=NOW - timedelta(hours=1))
         self.keys: dict[str, SigningKey] = {
-            owner: load_signing_key(directory, owner) for owner in (GATEWAY_OWNER, *self.agencies)
+            owner: load_signing_key(directory, owner, embed=owner == GATEWAY_OWNER)
+            for owner in (GATEWAY_OWNER, *self.agencies)
         }
         self.topics = TopicNames()
         self.config = PipelineConfig(

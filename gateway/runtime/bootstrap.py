@@ -31,7 +31,7 @@ def pipeline_config(
         trust=trust,
         registry=REGISTRY,
         policy=load_policy(settings.policy_file, REGISTRY),
-        gateway_key=load_signing_key(settings.pki_dir, GATEWAY_OWNER),
+        gateway_key=load_signing_key(settings.pki_dir, GATEWAY_OWNER, embed=True),
         max_record_bytes=settings.max_record_bytes,
         limits=Limits(settings.max_json_depth, settings.max_string_chars),
         max_event_age=timedelta(seconds=settings.max_event_age_seconds),

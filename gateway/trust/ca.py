@@ -2,7 +2,7 @@
 
 One root CA certifies the signing key of the gateway and of each agency. The root key is ECDSA
 P-256 and signs with ecdsa-with-SHA256, because ``cryptography``'s path validation refuses
-Ed25519-signed certificates; leaf keys are Ed25519 (JWS EdDSA, the default) or P-256 (ES256).
+Ed25519-signed certificates; leaf keys are Ed25519 (JWS Ed25519, the default) or P-256 (ES256).
 A leaf binds its key to one owner by its SAN URI (built and read by :mod:`gateway.trust.certs`),
 with key usage for signing only and no extended key usage.
 
@@ -36,11 +36,16 @@ from gateway.names import AGENCY_ID, GATEWAY_OWNER, ROOT_OWNER
 from gateway.trust.certs import build_certificate, build_crl, build_root, owner_of
 from gateway.trust.layout import PkiLayout
 from gateway.trust.pem import load_crl, load_private_pem, write_private_pem
-from gateway.wire.keys import Algorithm, SigningKey, VerificationKey, certificate_thumbprint
+from gateway.wire.keys import (
+    Algorithm,
+    SigningKey,
+    VerificationKey,
+    algorithm,
+    certificate_thumbprint,
+)
 
 CRL_VALIDITY = timedelta(days=7)
 _CRL_REFRESH_MARGIN = timedelta(days=1)
-_ALGORITHMS: tuple[Algorithm, ...] = ("EdDSA", "ES256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +265,7 @@ def init_ca(
     force: bool = False,
     now: datetime | None = None,
 ) -> CertInfo:
-    """Create the root CA, an empty CRL and the gateway's certificate (EdDSA).
+    """Create the root CA, an empty CRL and the gateway's certificate (Ed25519).
 
     An existing CA is returned untouched, unless ``force``: then its files move to ``retired/``.
     """
@@ -300,7 +305,7 @@ def enroll(
     pki_dir: Path,
     owner: str,
     *,
-    alg: Algorithm = "EdDSA",
+    alg: Algorithm | str = "Ed25519",
     days: int = 365,
     not_before: datetime | None = None,
     key_usage: x509.KeyUsage | None = None,
@@ -309,11 +314,14 @@ def enroll(
     """Create a key for ``owner`` and a certificate for it signed by the root CA.
 
     Validity starts at ``not_before`` (default ``now``) and ends after ``days``, or when the
-    root expires if that is sooner. ``key_usage`` replaces the signing-only default.
+    root expires if that is sooner. ``key_usage`` replaces the signing-only default. ``alg`` is
+    ``Ed25519`` or ``ES256`` (``EdDSA``, the name RFC 9864 deprecates, means ``Ed25519``).
     """
     _check_owner(owner)
-    if alg not in _ALGORITHMS:
-        raise ConfigError(f"unsupported algorithm {alg!r}; use EdDSA or ES256")
+    try:
+        key_alg = algorithm(alg)
+    except KeyMaterialError as exc:
+        raise ConfigError(str(exc)) from exc
     if days < 1:
         raise ConfigError("a certificate must be valid for at least one day")
     layout = PkiLayout(pki_dir)
@@ -326,7 +334,7 @@ def enroll(
     serial = x509.random_serial_number()
     while f"{serial:x}" in index["certificates"] or serial == root.serial_number:
         serial = x509.random_serial_number()
-    key = SigningKey.generate(alg)
+    key = SigningKey.generate(key_alg)
     certificate = build_certificate(
         issuer_key=root_key,
         issuer=root,

@@ -1,4 +1,8 @@
-"""Detached JWS in compact serialisation (RFC 7515 appendix F), algs EdDSA (RFC 8037) and ES256.
+"""Detached JWS in compact serialisation (RFC 7515 appendix F), algs Ed25519 (RFC 9864) and ES256.
+
+``EdDSA`` (RFC 8037, deprecated by RFC 9864) is still accepted for Ed25519 keys. The one private
+header parameter of this profile, ``xgw`` (the gateway stamp's tree), is declared in ``crit``
+(RFC 7515 section 4.1.11), so a stock library refuses the token unless it understands it.
 
 A detached JWS is ``<protected header>..<signature>``: the payload is left out of the token and
 supplied by the verifier, which recomputes it (here: canonical bytes of the event).
@@ -12,12 +16,14 @@ from typing import Any
 
 from gateway.wire import b64url
 from gateway.wire.canonical import loads_strict
-from gateway.wire.keys import SigningKey, VerificationKey
+from gateway.wire.keys import ALGORITHMS as KEY_ALGORITHMS
+from gateway.wire.keys import LEGACY_EDDSA, SigningKey, VerificationKey
 
-ALGORITHMS = frozenset({"EdDSA", "ES256"})
-# Header parameters this profile understands; anything else, and any "crit", is refused
-# rather than ignored, because an ignored critical parameter changes what was signed.
-_KNOWN_HEADER = frozenset({"alg", "kid", "typ", "x5t#S256", "x5c", "iat", "xgw"})
+ALGORITHMS = frozenset({*KEY_ALGORITHMS, LEGACY_EDDSA})
+# Header parameters this profile understands; anything else is refused rather than ignored.
+# ``crit`` may name only the extensions below, each present in the header (RFC 7515 4.1.11).
+EXTENSIONS = frozenset({"xgw"})
+_KNOWN_HEADER = frozenset({"alg", "kid", "typ", "x5t#S256", "x5c", "iat", "crit"}) | EXTENSIONS
 
 
 class JwsError(ValueError):
@@ -47,7 +53,7 @@ class DetachedJws:
 
     def verify(self, payload: bytes, key: VerificationKey) -> bool:
         """Return whether the signature is valid for ``payload`` under ``key``."""
-        if self.header["alg"] != key.alg:
+        if not key.accepts(self.header["alg"]):
             return False
         return key.verify(self.signature, self.signing_input(payload))
 
@@ -80,4 +86,25 @@ def parse_detached(token: str) -> DetachedJws:
         raise JwsError(f"JWS header has unsupported parameters: {sorted(unknown)}")
     if not isinstance(header.get("kid"), str) or not header["kid"]:
         raise JwsError("JWS header has no kid")
+    if "crit" in header:
+        _check_crit(header, header["crit"])
     return DetachedJws(header, parts[0], signature)
+
+
+def _check_crit(header: Mapping[str, Any], crit: object) -> None:
+    """RFC 7515 4.1.11: a non-empty list of distinct extension names, each in the header."""
+    if (
+        not isinstance(crit, list)
+        or not crit
+        or not all(isinstance(name, str) for name in crit)
+        or len(set(crit)) != len(crit)
+    ):
+        raise JwsError("JWS crit must be a non-empty list of distinct parameter names")
+    not_understood = set(crit) - EXTENSIONS
+    if not_understood:
+        raise JwsError(
+            f"JWS crit names parameters this profile does not understand: {sorted(not_understood)}"
+        )
+    missing = set(crit) - set(header)
+    if missing:
+        raise JwsError(f"JWS crit names parameters the header does not carry: {sorted(missing)}")

@@ -1,4 +1,8 @@
-"""Signing and verification keys: Ed25519 (JWS alg EdDSA) and ECDSA P-256 (ES256).
+"""Signing and verification keys: Ed25519 (JWS alg Ed25519) and ECDSA P-256 (ES256).
+
+Keys sign with the fully specified algorithm name ``Ed25519`` (RFC 9864). RFC 9864 deprecates
+the polymorphic ``EdDSA`` of RFC 8037; an Ed25519 key still verifies a signature whose header
+says ``EdDSA``, for publishers that have not moved yet (a documented transition).
 
 A key's id (``kid``) is its RFC 7638 JWK thumbprint, so the same key has the same id wherever it
 is loaded, and an X.509 trust store can later name keys by certificate instead.
@@ -34,7 +38,10 @@ from gateway.errors import KeyMaterialError
 from gateway.wire import b64url
 from gateway.wire.canonical import canonical_bytes
 
-Algorithm = Literal["EdDSA", "ES256"]
+Algorithm = Literal["Ed25519", "ES256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("Ed25519", "ES256")
+# RFC 8037's polymorphic name, deprecated by RFC 9864: accepted for Ed25519 keys, never emitted.
+LEGACY_EDDSA = "EdDSA"
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
@@ -42,6 +49,16 @@ _P256_BYTES = 32
 _ED25519_SIGNATURE_BYTES = 64
 # Protected headers cached per key (see SigningKey.protected_header); a handful of typ values.
 _MAX_CACHED_HEADERS = 16
+
+
+def algorithm(name: str) -> Algorithm:
+    """The algorithm ``name`` stands for: ``Ed25519``, ``ES256``, or the legacy ``EdDSA``."""
+    if name == LEGACY_EDDSA:
+        return "Ed25519"
+    for known in ALGORITHMS:
+        if name == known:
+            return known
+    raise KeyMaterialError(f"unsupported algorithm {name!r}; use Ed25519 or ES256")
 
 
 def _ed25519_public_bytes(public_key: PublicKey) -> bytes | None:
@@ -79,7 +96,7 @@ def jwk_thumbprint(public_key: PublicKey) -> str:
 
 def _algorithm_of(key: PrivateKey | PublicKey) -> Algorithm:
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
-        return "EdDSA"
+        return "Ed25519"
     if isinstance(key.curve, ec.SECP256R1):
         return "ES256"
     raise KeyMaterialError(f"unsupported curve {key.curve.name}; use Ed25519 or P-256")
@@ -101,6 +118,10 @@ class VerificationKey:
     def from_public_key(cls, public_key: PublicKey) -> VerificationKey:
         """Wrap a ``cryptography`` public key."""
         return cls(public_key, _algorithm_of(public_key), jwk_thumbprint(public_key))
+
+    def accepts(self, alg: object) -> bool:
+        """Whether a JWS header's ``alg`` names this key's algorithm (``EdDSA`` for Ed25519)."""
+        return alg == self.alg or (alg == LEGACY_EDDSA and self.alg == "Ed25519")
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         """Return whether ``signature`` (JWS form) is valid for ``message``."""
@@ -204,9 +225,9 @@ class SigningKey:
         )
 
     @classmethod
-    def generate(cls, alg: Algorithm = "EdDSA") -> SigningKey:
+    def generate(cls, alg: Algorithm = "Ed25519") -> SigningKey:
         """Create a new random key."""
-        if alg == "EdDSA":
+        if alg == "Ed25519":
             return cls.from_private_key(ed25519.Ed25519PrivateKey.generate())
         return cls.from_private_key(ec.generate_private_key(ec.SECP256R1()))
 

@@ -7,7 +7,9 @@ import contextlib
 import json
 import unicodedata
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,13 +21,16 @@ from connectors.transport import MemoryTransport
 from gateway.core import envelope, profile
 from gateway.core.envelope import subject_digest
 from gateway.core.pipeline import IngressRecord, Pipeline
-from gateway.errors import ConfigError
+from gateway.core.policy import Policy
+from gateway.errors import ConfigError, Rejection
+from gateway.names import GATEWAY_OWNER
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings
+from gateway.trust.ca import enroll, load_signing_key
 from gateway.wire import disclosure as sd
 from gateway.wire.keys import SigningKey
 from schemas.police import IdentityVerificationRequested, IdentityVerified, ResidentRegistered
-from tests.conftest import NOW, Pki, make_resident
+from tests.conftest import NOW, Pki, make_pipeline, make_pki, make_resident
 from tests.support import stamping
 
 T = TypeVar("T")
@@ -239,6 +244,51 @@ async def test_receipts_report_acceptance_and_rejection(
     assert [r.status for r in receipts] == ["accepted", "rejected"]
     assert receipts[1].reason == ReasonCode.DUPLICATE_ID
     assert all(r.event_id == published.id for r in receipts)
+
+
+async def test_a_receipt_copied_to_another_agencys_topic_is_refused(
+    pki: Pki, pipeline: Pipeline, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """The receipt names its addressee under the stamp: health refuses the police's receipt."""
+    police, health = client(pki, transport, "police"), client(pki, transport, "health")
+    await police.publish(resident)
+    run_gateway(pipeline, transport)
+    (original,) = transport.logs["xgw.receipts.police"]
+    assert json.loads(original.value)[profile.RECIPIENT] == "police"
+    await transport.send("xgw.receipts.health", original.value)
+    # Rewriting the addressee breaks the stamp instead.
+    moved = {**json.loads(original.value), profile.RECIPIENT: "health"}
+    await transport.send("xgw.receipts.health", json.dumps(moved).encode())
+    with pytest.raises(TimeoutError):
+        await take(health.receipts(), 1)
+    assert health.refused == {ReasonCode.MALFORMED_ENVELOPE: 1, ReasonCode.BAD_SIGNATURE: 1}
+    (receipt,) = await take(police.receipts(), 1)
+    assert receipt.accepted
+
+
+async def test_a_stamp_by_a_rotated_gateway_key_verifies_from_its_own_certificate(
+    tmp_path: Path, policy: Policy, transport: MemoryTransport, resident: ResidentRegistered
+) -> None:
+    """A stamp by a gateway key newer than the client's trust store verifies (x5c).
+
+    The stamp carries the gateway's certificate, so the client validates it against the
+    exchange root itself and needs no new copy of the PKI folder after a rotation.
+    """
+    exchange = make_pki(tmp_path)
+    enroll(tmp_path, GATEWAY_OWNER, now=NOW - timedelta(minutes=30))
+    rotated = load_signing_key(tmp_path, GATEWAY_OWNER, embed=True, at=NOW)
+    assert rotated.kid != exchange.gateway.kid
+    with pytest.raises(Rejection):  # the client's store has never seen the new certificate
+        exchange.trust.resolve({"kid": rotated.kid, "x5t#S256": rotated.kid}, NOW)
+    pipeline = make_pipeline(
+        replace(exchange, keys={**exchange.keys, GATEWAY_OWNER: rotated}), policy
+    )
+    await client(exchange, transport, "police").publish(resident)
+    run_gateway(pipeline, transport)
+    (event,) = await take(client(exchange, transport, "health").subscribe(), 1)
+    assert event.id
+    (receipt,) = await take(client(exchange, transport, "police").receipts(), 1)
+    assert receipt.accepted
 
 
 async def test_unstamped_receipt_is_refused(pki: Pki, transport: MemoryTransport) -> None:

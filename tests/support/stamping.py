@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.core.profile import STAMP, STAMP_PROOF
-from gateway.core.stamp import STAMP_TREE, STAMP_TYP, Leaf, leaf
+from gateway.core.stamp import Leaf, leaf, stamp_header
 from gateway.wire import b64url
 from gateway.wire.jws import sign_detached
 from gateway.wire.keys import SigningKey
@@ -28,7 +28,7 @@ def stamp_leaves(leaves: list[Leaf], key: SigningKey) -> list[dict[str, Any]]:
         return []
     root, paths = merkle_tree([item.hash for item in leaves])
     size = len(leaves)
-    token = sign_detached(root, key, {"typ": STAMP_TYP, "xgw": {"tree": STAMP_TREE, "size": size}})
+    token = sign_detached(root, key, stamp_header(size))
     return [
         {**item.event, STAMP: token, STAMP_PROOF: encode_proof(index, size, path)}
         for index, (item, path) in enumerate(zip(leaves, paths, strict=True))

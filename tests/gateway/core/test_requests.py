@@ -193,6 +193,7 @@ def test_an_unanswered_request_gets_one_timeout_receipt(pipeline: Pipeline, pki:
     stamp.verify_stamp(body, pki.trust, NOW)
     assert body["data"]["status"] == "timed_out"
     assert body["data"]["event_id"] == _request_id(asked)
+    assert body["xgwrecipient"] == "land"  # the requester, under the stamp
     (audit,) = [o for o in decision.outputs if o.topic == "xgw.audit"]
     assert audit.value is not None
     assert json.loads(audit.value)["outcome"] == TIMED_OUT
@@ -221,6 +222,7 @@ def test_timeout_receipts_due_together_share_one_stamp(pipeline: Pipeline, pki: 
     for receipt in receipts:
         stamp.verify_stamp(receipt, pki.trust, NOW)
     alone = outputs.unstamped_timeout_receipt(
+        agency="land",
         topic="xgw.receipts.land",
         position=Position("xgw.ingress.land", PARTITION, 0),
         now=NOW + timedelta(seconds=7),

@@ -98,6 +98,9 @@ def test_a_single_stamp_is_a_tree_of_one(pki: Pki) -> None:
     header = json.loads(b64url.decode(stamped[profile.STAMP].split(".")[0]))
     assert header["typ"] == stamp.STAMP_TYP
     assert header["xgw"] == {"tree": "rfc9162-sha256", "size": 1}
+    assert header["crit"] == ["xgw"]
+    assert header["alg"] == "Ed25519"
+    assert header["x5c"] == list(pki.gateway.x5c)
     restamped = stamping.stamp(stamped, pki.gateway)
     assert restamped == stamped  # the old stamp is not part of the leaf
 
@@ -166,12 +169,33 @@ def test_header_must_sign_the_tree_and_its_size(pki: Pki) -> None:
     (event,) = _events(1)
     leaf = stamp.leaf(event).hash
     for extra in (
-        {"typ": stamp.STAMP_TYP},
-        {"typ": stamp.STAMP_TYP, "xgw": {"tree": "x", "size": 1}},
+        {"typ": stamp.STAMP_TYP, "crit": ["xgw"], "xgw": {"tree": "x", "size": 1}},
+        {"typ": stamp.STAMP_TYP, "crit": ["xgw"], "xgw": {"tree": "rfc9162-sha256"}},
+        {"typ": stamp.STAMP_TYP, "crit": ["xgw"], "xgw": {"tree": "rfc9162-sha256", "size": "1"}},
     ):
         token = sign_detached(leaf, pki.gateway, extra)
         detail = _refused({**event, profile.STAMP: token, profile.STAMP_PROOF: "0.1"}, pki)
-        assert "tree" in detail
+        assert "must name the tree" in detail
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"typ": stamp.STAMP_TYP},
+        {"typ": stamp.STAMP_TYP, "xgw": {"tree": "rfc9162-sha256", "size": 1}},
+        {"typ": stamp.STAMP_TYP, "crit": [], "xgw": {"tree": "rfc9162-sha256", "size": 1}},
+        {"typ": stamp.STAMP_TYP, "crit": ["typ"], "xgw": {"tree": "rfc9162-sha256", "size": 1}},
+    ],
+)
+def test_the_tree_must_be_declared_critical(pki: Pki, extra: dict[str, object]) -> None:
+    """RFC 7515 4.1.11: a stamp whose header does not list "xgw" in crit is refused.
+
+    A library that ignores unknown parameters would otherwise skip the signed tree size.
+    """
+    (event,) = _events(1)
+    token = sign_detached(stamp.leaf(event).hash, pki.gateway, extra)
+    detail = _refused({**event, profile.STAMP: token, profile.STAMP_PROOF: "0.1"}, pki)
+    assert "crit" in detail
 
 
 def test_a_publisher_may_not_set_the_proof(pki: Pki) -> None:

@@ -31,7 +31,7 @@ def _leaf(
     ca: CertificateAuthority,
     *,
     owner: str = "police",
-    alg: Algorithm = "EdDSA",
+    alg: Algorithm = "Ed25519",
     not_before: datetime = NOW - HOUR,
     not_after: datetime = NOW + 30 * DAY,
     key_usage: x509.KeyUsage | None = None,
@@ -308,7 +308,7 @@ def test_a_certificate_naming_its_agency_twice_has_that_owner(pki: Pki) -> None:
     assert _store(pki, certificate).resolve(_by_x5t(certificate), NOW).owner == "police"
 
 
-@pytest.mark.parametrize("alg", ["EdDSA", "ES256"])
+@pytest.mark.parametrize("alg", ["Ed25519", "ES256"])
 def test_ed25519_and_p256_agency_keys_resolve_and_verify(pki: Pki, alg: Algorithm) -> None:
     """A certified Ed25519 or P-256 key resolves with its JWS alg and verifies its signature."""
     key, certificate = _leaf(pki.ca, owner="education", alg=alg)

@@ -13,7 +13,7 @@ from gateway.wire.canonical import canonical_bytes
 from gateway.wire.jws import JwsError, parse_detached, sign_detached
 from gateway.wire.keys import SigningKey
 
-ALGS = ["EdDSA", "ES256"]
+ALGS = ["Ed25519", "ES256"]
 PAYLOAD = b'{"id":"e-1","subject":"s"}'
 
 
@@ -103,7 +103,7 @@ def test_alg_mismatch_between_header_and_key_fails() -> None:
 
 def test_verifying_with_a_key_of_the_other_alg_fails() -> None:
     """An EdDSA token is refused by an ES256 key, and the other way round."""
-    ed, es = SigningKey.generate("EdDSA"), SigningKey.generate("ES256")
+    ed, es = SigningKey.generate("Ed25519"), SigningKey.generate("ES256")
     assert not parse_detached(sign_detached(PAYLOAD, ed)).verify(PAYLOAD, es.verification_key)
     assert not parse_detached(sign_detached(PAYLOAD, es)).verify(PAYLOAD, ed.verification_key)
 
@@ -125,10 +125,52 @@ def test_refuses_tokens_not_in_detached_form(token: str) -> None:
         parse_detached(token)
 
 
-def test_refuses_crit() -> None:
-    """A header with 'crit' is refused, since this profile understands no extensions."""
-    with pytest.raises(JwsError, match="crit"):
-        parse_detached(_token({"alg": "EdDSA", "kid": "k", "crit": ["exp"], "exp": 1}))
+def test_crit_may_declare_the_profile_extension() -> None:
+    """RFC 7515 4.1.11: "crit" naming "xgw", which the header carries, is understood."""
+    jws = parse_detached(_token({"alg": "Ed25519", "kid": "k", "crit": ["xgw"], "xgw": {}}))
+    assert jws.header["crit"] == ["xgw"]
+
+
+@pytest.mark.parametrize(
+    ("crit", "why"),
+    [
+        (["iat"], "does not understand"),  # a registered name, never an extension
+        (["b64"], "does not understand"),  # RFC 7797, not of this profile
+        (["xgw", "xgw"], "distinct"),
+        ([], "non-empty"),
+        ("xgw", "non-empty list"),
+        ([1], "distinct parameter names"),
+        (None, "non-empty list"),
+    ],
+)
+def test_refuses_crit_outside_the_profile(crit: object, why: str) -> None:
+    """Crit naming anything but this profile's extension, or malformed, is refused."""
+    with pytest.raises(JwsError, match=why):
+        parse_detached(_token({"alg": "Ed25519", "kid": "k", "crit": crit, "xgw": {}, "iat": 1}))
+
+
+def test_refuses_crit_naming_an_absent_parameter() -> None:
+    """Crit must not name a parameter the header does not carry."""
+    with pytest.raises(JwsError, match="does not carry"):
+        parse_detached(_token({"alg": "Ed25519", "kid": "k", "crit": ["xgw"]}))
+
+
+def test_ed25519_keys_sign_with_the_fully_specified_name() -> None:
+    """RFC 9864: Ed25519 keys emit alg "Ed25519", never the polymorphic "EdDSA"."""
+    key = SigningKey.generate("Ed25519")
+    jws = parse_detached(sign_detached(PAYLOAD, key))
+    assert key.alg == jws.header["alg"] == "Ed25519"
+    assert jws.verify(PAYLOAD, key.verification_key)
+
+
+def test_legacy_eddsa_header_still_verifies_under_an_ed25519_key() -> None:
+    """The transition: a publisher's "EdDSA" token verifies under its Ed25519 key, not ES256."""
+    key, other = SigningKey.generate("Ed25519"), SigningKey.generate("ES256")
+    protected = b64url.encode(canonical_bytes({"alg": "EdDSA", "kid": key.kid}))
+    signature = key.sign(f"{protected}.{b64url.encode(PAYLOAD)}".encode("ascii"))
+    jws = parse_detached(f"{protected}..{b64url.encode(signature)}")
+    assert jws.verify(PAYLOAD, key.verification_key)
+    assert not jws.verify(PAYLOAD, other.verification_key)
 
 
 @pytest.mark.parametrize("name", ["jku", "jwk", "x5u", "b64", "zip", "enc"])
@@ -138,9 +180,11 @@ def test_refuses_unknown_header_parameters(name: str) -> None:
         parse_detached(_token({"alg": "EdDSA", "kid": "k", name: "x"}))
 
 
-@pytest.mark.parametrize("alg", ["none", "None", "HS256", "RS256", "ES384", "eddsa", None, 1])
+@pytest.mark.parametrize(
+    "alg", ["none", "None", "HS256", "RS256", "ES384", "eddsa", "ed25519", "Ed448", None, 1]
+)
 def test_refuses_algorithms_outside_the_profile(alg: object) -> None:
-    """Only EdDSA and ES256 are accepted; 'none', HMAC and other algs are refused."""
+    """Only Ed25519, EdDSA and ES256 are accepted; 'none', HMAC and other algs are refused."""
     with pytest.raises(JwsError, match="alg must be one of"):
         parse_detached(_token({"alg": alg, "kid": "k"}))
 
@@ -197,7 +241,7 @@ def test_refuses_deeply_nested_header() -> None:
 
 def test_eddsa_tokens_are_deterministic_and_equal_to_cryptography_signatures() -> None:
     """Two EdDSA tokens over one payload are identical, and their signature is cryptography's."""
-    key = SigningKey.generate("EdDSA")
+    key = SigningKey.generate("Ed25519")
     first = sign_detached(PAYLOAD, key, {"typ": "xgw-stamp+jws"})
     assert sign_detached(PAYLOAD, key, {"typ": "xgw-stamp+jws"}) == first
     jws = parse_detached(first)

@@ -25,7 +25,7 @@ from gateway.wire import b64url
 from gateway.wire.canonical import canonical_bytes
 from gateway.wire.keys import SigningKey, VerificationKey, jwk_thumbprint
 
-ALGS = ["EdDSA", "ES256"]
+ALGS = ["Ed25519", "ES256"]
 
 # RFC 8037 appendix A.1 (private d, public x) and A.3 (the JWK thumbprint of that key).
 RFC8037_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"
@@ -335,7 +335,7 @@ def test_ed25519_jws_signature_matches_rfc8037() -> None:
 @pytest.fixture(scope="module")
 def ed25519_key() -> SigningKey:
     """One Ed25519 key for the property tests."""
-    return SigningKey.generate("EdDSA")
+    return SigningKey.generate("Ed25519")
 
 
 @given(message=st.binary(max_size=4096))
@@ -372,15 +372,15 @@ def test_ed25519_signature_with_s_not_reduced_is_refused(ed25519_key: SigningKey
 
 def test_verification_key_built_positionally_uses_the_fast_path() -> None:
     """A VerificationKey made field by field (as the trust store does) verifies as usual."""
-    key = SigningKey.generate("EdDSA")
-    rebuilt = VerificationKey(key.private_key.public_key(), "EdDSA", "another-kid")
+    key = SigningKey.generate("Ed25519")
+    rebuilt = VerificationKey(key.private_key.public_key(), "Ed25519", "another-kid")
     assert rebuilt.verify(key.sign(b"message"), b"message")
     assert not rebuilt.verify(key.sign(b"message"), b"other message")
 
 
 def test_signing_key_repr_shows_no_secret_bytes() -> None:
     """The libsodium secret key is left out of the key's repr."""
-    key = SigningKey.generate("EdDSA")
+    key = SigningKey.generate("Ed25519")
     assert "_ed25519" not in repr(key)
 
 
@@ -403,7 +403,7 @@ def test_protected_header_is_base64url_of_canonical_header(
 
 def test_protected_headers_with_different_extras_do_not_collide() -> None:
     """Two typ values give two headers, each cached under its own parameters."""
-    key = SigningKey.generate("EdDSA")
+    key = SigningKey.generate("Ed25519")
     first, second = key.protected_header({"typ": "a"}), key.protected_header({"typ": "b"})
     assert first != second
     assert key.protected_header({"typ": "a"}) == first
@@ -412,7 +412,7 @@ def test_protected_headers_with_different_extras_do_not_collide() -> None:
 
 def test_protected_header_cache_is_bounded() -> None:
     """Many distinct extra parameters are still encoded correctly, and the cache stays small."""
-    key = SigningKey.generate("EdDSA")
+    key = SigningKey.generate("Ed25519")
     for n in range(100):
         extra = {"typ": f"t{n}"}
         assert key.protected_header(extra) == b64url.encode(
