@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -202,9 +202,18 @@ def _check_structure(event: dict[str, Any], *, delivered: bool, limits: Limits) 
     return Envelope(event, agency, time, signature)
 
 
-def seal(attributes: Mapping[str, Any], data: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
-    """Build a publishable event: conceal each field of ``data`` behind a digest, then sign."""
-    signed_data, disclosures = sd.conceal(data)
+def seal(
+    attributes: Mapping[str, Any],
+    data: Mapping[str, Any],
+    key: SigningKey,
+    *,
+    salt: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """Build a publishable event: conceal each field of ``data`` behind a digest, then sign.
+
+    ``salt`` fixes the disclosure salts (test vectors only; see :func:`sd.conceal`).
+    """
+    signed_data, disclosures = sd.conceal(data, salt)
     event: dict[str, Any] = {**attributes, "data": signed_data}
     event[SIGNATURE] = sign_detached(canonical_bytes(event), key)
     event[DISCLOSURES] = sd.join(disclosures)

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +98,16 @@ def join(disclosures: Iterable[Disclosure]) -> str:
     return SEPARATOR.join(d.encoded for d in disclosures)
 
 
-def conceal(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[Disclosure]]:
-    """Return the signed form of ``data`` (digests only) and one disclosure per top-level field."""
-    disclosures = [make(name, value) for name, value in data.items()]
+def conceal(
+    data: Mapping[str, Any], salt: Callable[[str], str] | None = None
+) -> tuple[dict[str, Any], list[Disclosure]]:
+    """Return the signed form of ``data`` (digests only) and one disclosure per top-level field.
+
+    Salts are random; ``salt`` (field name -> salt) is for test vectors, whose bytes are fixed.
+    """
+    disclosures = [
+        make(name, value, None if salt is None else salt(name)) for name, value in data.items()
+    ]
     signed = {"_sd": sorted(d.digest for d in disclosures), "_sd_alg": SD_ALG}
     return signed, disclosures
 
