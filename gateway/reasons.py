@@ -134,8 +134,10 @@ _DESCRIPTIONS: dict[ReasonCode, str] = {
         "the documented xgw* set): it would reach every recipient unprojected."
     ),
     ReasonCode.REINJECTED_DELIVERY: (
-        "The record carries attributes only the gateway sets (xgwstamp, xgwrecipient, ...): a "
-        "delivery, or a copy of one, written back to an ingress topic."
+        "The record carries an attribute only the gateway sets (the reserved attributes of "
+        "docs/envelope.md: xgwrecipient, xgwpurpose, xgwlegalbasis, xgwsignercert, xgwstamp, "
+        "xgwstampproof): a delivery or a receipt, or a copy of one, written back to an ingress "
+        "topic."
     ),
     ReasonCode.UNDECODABLE_RECORD: (
         "The Kafka client cannot decode the record (a header key that is not UTF-8, a corrupt "

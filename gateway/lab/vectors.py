@@ -409,6 +409,24 @@ def write(
     """Write the ingress records, the cases and the manifest into ``directory``."""
     world = _World(pki_dir, at, salt)
     ingress, cases = _cases(world)
+    write_cases(directory, pki_dir, at=at, ingress=ingress, cases=cases)
+
+
+def write_cases(
+    directory: Path,
+    pki_dir: Path,
+    *,
+    at: datetime,
+    ingress: Iterable[tuple[str, str, bytes]],
+    cases: Iterable[Case],
+) -> None:
+    """Write ingress records ``(name, agency, bytes)``, cases and their manifest.
+
+    The layout every verifier reads; ``at`` is the instant they verify at, and ``pki_dir`` the
+    exchange whose root and CRL they trust (any exchange: a test writes what a live gateway
+    delivered through Kafka).
+    """
+    ingress, cases = list(ingress), list(cases)
     (directory / "ingress").mkdir(parents=True, exist_ok=True)
     (directory / "cases").mkdir(parents=True, exist_ok=True)
     for name, _, value in ingress:

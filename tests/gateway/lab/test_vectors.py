@@ -7,33 +7,16 @@ case, on the committed vectors and on a set the gateway makes in this run (rando
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from connectors.client import AgencyClient
-from connectors.errors import RefusedDelivery
-from connectors.transport import MemoryTransport
-from gateway.clock import parse_rfc3339
 from gateway.lab import vectors
-from gateway.trust.ca import load_signing_key
-from gateway.trust.x509 import X509TrustStore
 from tests.conftest import NOW, Pki
+from tests.support.verifiers import all_as_expected, client_conclusions, verify
 
 VECTORS = Path(__file__).parents[2] / "vectors"
-VERIFIERS = Path(__file__).parents[3] / "connectors" / "verifiers"
-
-
-def _tool_missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing in CI")
-    pytest.skip(f"{what} is not installed; CI runs this")
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -56,33 +39,6 @@ def test_the_vectors_regenerate_byte_for_byte(tmp_path: Path) -> None:
     )
 
 
-def _conclusions(directory: Path) -> list[tuple[str, str | None, str | None]]:
-    """(case, expected reason, the agency client's reason) for every case of the manifest."""
-    manifest = json.loads((directory / vectors.MANIFEST).read_text(encoding="utf-8"))
-    at: datetime = parse_rfc3339(manifest["verify_at"])
-    pki_dir = (directory / manifest["root_certificate"]).parents[1]
-    trust = X509TrustStore.from_directory(pki_dir)
-    found = []
-    for case in manifest["cases"]:
-        client = AgencyClient(
-            agency=case["verifier"],
-            signing_key=load_signing_key(pki_dir, case["verifier"], at=at),
-            trust=trust,
-            transport=MemoryTransport(),
-            clock=lambda: at,
-        )
-        check: Callable[[bytes], object] = (
-            client.verify_delivery if case["kind"] == "delivery" else client.verify_receipt
-        )
-        try:
-            check((directory / case["file"]).read_bytes())
-            reason = None
-        except RefusedDelivery as exc:
-            reason = exc.reason.value
-        found.append((case["name"], case["reason"], reason))
-    return found
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Path:
     """Vectors the gateway makes in this run from the session's exchange (random salts)."""
@@ -94,82 +50,30 @@ def live(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Path:
 @pytest.mark.parametrize("which", ["committed", "live"])
 def test_the_agency_client_concludes_what_the_manifest_says(which: str, live: Path) -> None:
     """Valid cases verify; each invalid one is refused for the reason the manifest names."""
-    found = _conclusions(VECTORS if which == "committed" else live)
+    found = client_conclusions(VECTORS if which == "committed" else live)
     assert len(found) >= 14
     assert [(name, got) for name, want, got in found if got != want] == []
     assert sum(1 for _, want, _ in found if want is None) == 7
 
 
-@pytest.fixture(scope="module")
-def node_verifier() -> list[str]:
-    """``node verify.mjs``, its npm dependencies installed from the lock file once."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        _tool_missing("Node.js (node, npm)")
-    directory = VERIFIERS / "node"
-    if not (directory / "node_modules").exists():
-        subprocess.run(  # noqa: S603 - the tools found on PATH, fixed arguments
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=directory, check=True, timeout=600
-        )
-    return [str(node), str(directory / "verify.mjs")]
-
-
-@pytest.fixture(scope="module")
-def java_verifier() -> list[str]:
-    """``java -cp ... Verify``, compiled by Maven (dependencies from Maven Central, once)."""
-    java, mvn = shutil.which("java"), shutil.which("mvn")
-    if java is None or mvn is None:
-        _tool_missing("Java and Maven (java, mvn)")
-    directory = VERIFIERS / "java"
-    subprocess.run(  # noqa: S603 - the tools found on PATH, fixed arguments
-        [
-            mvn,
-            "-B",
-            "-q",
-            "compile",
-            "dependency:build-classpath",
-            "-Dmdep.outputFile=target/classpath.txt",
-        ],
-        cwd=directory,
-        check=True,
-        timeout=900,
-    )
-    target = directory / "target"
-    classpath = f"{target / 'classes'}:{(target / 'classpath.txt').read_text().strip()}"
-    return [str(java), "-cp", classpath, "vn.hcm.xgw.verifier.Verify"]
-
-
-def _run(command: list[str], directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the verifiers built above
-        [*command, str(directory)], capture_output=True, text=True, timeout=300, check=False
-    )
-
-
 @pytest.mark.parametrize("which", ["committed", "live"])
 @pytest.mark.parametrize("language", ["node", "java"])
 def test_the_verifiers_in_other_languages_conclude_what_the_manifest_says(
-    language: str, which: str, live: Path, request: pytest.FixtureRequest
+    language: str, which: str, live: Path
 ) -> None:
     """Each case ends as the manifest says (the same reason code) in Java and in Node.js."""
-    command = request.getfixturevalue(f"{language}_verifier")
-    result = _run(command, VECTORS if which == "committed" else live)
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[-1] == "14 of 14 cases as expected", result.stdout
-    assert sum(line.startswith("ok ") for line in lines) == 14
+    result = verify(language, VECTORS if which == "committed" else live)
+    assert all_as_expected(result, 14), result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("language", ["node", "java"])
-def test_a_changed_byte_fails_the_verifiers(
-    language: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_a_changed_byte_fails_the_verifiers(language: str, tmp_path: Path) -> None:
     """A valid delivery with one byte of its purpose changed no longer verifies."""
-    command = request.getfixturevalue(f"{language}_verifier")
     shutil.copytree(VECTORS, tmp_path / "v")
     case = tmp_path / "v" / "cases" / "delivery-health.json"
     raw = case.read_bytes()
     at = raw.index(b'"xgwpurpose":"') + len(b'"xgwpurpose":"')
     case.write_bytes(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :])
-    result = _run(command, tmp_path / "v")
+    result = verify(language, tmp_path / "v")
     assert result.returncode == 1
     assert "FAIL delivery-health: invalid (bad_signature), expected valid" in result.stdout
