@@ -65,9 +65,23 @@ def pki_init(pki_dir: Path | None, force: bool, days: int) -> None:
 @click.option(
     "--alg",
     type=click.Choice(["Ed25519", "ES256", "EdDSA"]),
-    default="Ed25519",
-    show_default=True,
-    help="The key's JWS algorithm; EdDSA is the deprecated name of Ed25519 (RFC 9864).",
+    default=None,
+    help="The new key's JWS algorithm [default: Ed25519]; EdDSA is the deprecated name of "
+    "Ed25519 (RFC 9864). Not with --csr: the request's key decides.",
+)
+@click.option(
+    "--csr",
+    "request_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Certify the key of this PKCS#10 request (PEM or DER) instead of making one: the "
+    "agency keeps its private key.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the certificate (PEM) here, to send back to the agency.",
 )
 @click.option(
     "--days",
@@ -76,12 +90,33 @@ def pki_init(pki_dir: Path | None, force: bool, days: int) -> None:
     show_default=True,
     help="Validity in days (never past the root CA's).",
 )
-def pki_enroll(pki_dir: Path | None, agency: str, alg: str, days: int) -> None:
-    """Create a signing key for AGENCY (or 'gateway') and a certificate from the root CA."""
-    from gateway.trust.ca import enroll  # noqa: PLC0415
+def pki_enroll(
+    pki_dir: Path | None,
+    agency: str,
+    alg: str | None,
+    request_file: Path | None,
+    out: Path | None,
+    days: int,
+) -> None:
+    """Certify a signing key for AGENCY (or 'gateway'): a new one, or the one of a --csr."""
+    from gateway.trust.ca import enroll, enroll_request  # noqa: PLC0415
 
     settings = load_settings(pki_dir=pki_dir)
-    info = enroll(settings.pki_dir, agency, alg=alg, days=days)
+    if request_file is None:
+        info = enroll(settings.pki_dir, agency, alg=alg or "Ed25519", days=days)
+    elif alg is not None:
+        raise XgwError("--alg and --csr exclude each other: the request's key decides")
+    else:
+        try:
+            request = request_file.read_bytes()
+        except OSError as exc:
+            raise XgwError(f"cannot read {request_file}: {exc.strerror}") from exc
+        info = enroll_request(settings.pki_dir, agency, request, days=days)
+    if out is not None:
+        try:
+            out.write_bytes(info.path.read_bytes())
+        except OSError as exc:
+            raise XgwError(f"cannot write {out}: {exc.strerror}") from exc
     click.echo(_certificate_line("enrolled", info))
 
 

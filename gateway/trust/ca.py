@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -322,6 +323,70 @@ def enroll(
         key_alg = algorithm(alg)
     except KeyMaterialError as exc:
         raise ConfigError(str(exc)) from exc
+    key = SigningKey.generate(key_alg)
+    return _issue(
+        pki_dir,
+        owner,
+        key.private_key.public_key(),
+        key,
+        days=days,
+        not_before=not_before,
+        key_usage=key_usage,
+        now=now,
+    )
+
+
+def enroll_request(
+    pki_dir: Path, owner: str, request: bytes, *, days: int = 365, now: datetime | None = None
+) -> CertInfo:
+    """Certify the key of a PKCS#10 certificate signing request (PEM or DER) for ``owner``.
+
+    The agency keeps its private key: only the request comes to the CA. The request must be
+    signed by its own key (proof of possession) and hold an Ed25519 or P-256 key; its subject
+    and extensions are ignored, since the CA alone decides what the certificate says (owner by
+    SAN URI, signing only). The certificate is written to ``certs/`` as any other.
+    """
+    _check_owner(owner)
+    csr = _load_request(request)
+    try:
+        valid = csr.is_signature_valid
+        public = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(f"the certificate request cannot be read: {exc}") from exc
+    if not valid:
+        raise ConfigError("the certificate request is not signed by its own key")
+    if not isinstance(public, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise ConfigError("the certificate request's key is not Ed25519 or P-256")
+    try:
+        VerificationKey.from_public_key(public)  # the key's algorithm, P-256 only among curves
+    except KeyMaterialError as exc:
+        raise ConfigError(f"the certificate request's key: {exc}") from exc
+    return _issue(pki_dir, owner, public, None, days=days, not_before=None, key_usage=None, now=now)
+
+
+def _load_request(request: bytes) -> x509.CertificateSigningRequest:
+    try:
+        if request.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_csr(request)
+        return x509.load_der_x509_csr(request)
+    except ValueError as exc:
+        raise ConfigError(
+            "not a PKCS#10 certificate signing request (PEM 'CERTIFICATE REQUEST' or DER)"
+        ) from exc
+
+
+def _issue(
+    pki_dir: Path,
+    owner: str,
+    public_key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey,
+    key: SigningKey | None,
+    *,
+    days: int,
+    not_before: datetime | None,
+    key_usage: x509.KeyUsage | None,
+    now: datetime | None,
+) -> CertInfo:
+    """Sign a certificate for ``public_key``; keep ``key`` beside it when the CA made it."""
     if days < 1:
         raise ConfigError("a certificate must be valid for at least one day")
     layout = PkiLayout(pki_dir)
@@ -334,11 +399,10 @@ def enroll(
     serial = x509.random_serial_number()
     while f"{serial:x}" in index["certificates"] or serial == root.serial_number:
         serial = x509.random_serial_number()
-    key = SigningKey.generate(key_alg)
     certificate = build_certificate(
         issuer_key=root_key,
         issuer=root,
-        public_key=key.private_key.public_key(),
+        public_key=public_key,
         owner=owner,
         serial=serial,
         not_before=start,
@@ -346,7 +410,8 @@ def enroll(
         key_usage=key_usage,
     )
     path = layout.certificate(owner, serial)
-    _write_key(key, layout.key_of(path))
+    if key is not None:
+        _write_key(key, layout.key_of(path))
     _write_atomic(path, _pem(certificate))
     info = _info(certificate, path, None, owner)
     index["certificates"][f"{serial:x}"] = {

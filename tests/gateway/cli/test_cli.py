@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
 
 from gateway.cli import cli
 
@@ -94,6 +98,41 @@ def test_missing_keys_are_one_line(tmp_path: Path) -> None:
     _one_line_error(_xgw("pki", "list", "--pki-dir", str(tmp_path)), "xgw pki init")
     _one_line_error(_xgw("pki", "enroll", "police", "--pki-dir", str(tmp_path)), "xgw pki init")
     _one_line_error(_xgw("pki", "revoke", "not-hex", "--pki-dir", str(tmp_path)), "hexadecimal")
+
+
+def test_enrol_from_a_certificate_request(tmp_path: Path) -> None:
+    """--csr certifies the agency's own key and --out writes the certificate to send back."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    request = tmp_path / "police.csr.pem"
+    request.write_bytes(
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "police")]))
+        .sign(key, None)
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    pki_dir, out = tmp_path / "pki", tmp_path / "police.crt.pem"
+    assert _xgw("pki", "init", "--pki-dir", str(pki_dir)).returncode == 0
+    made = _xgw(
+        "pki",
+        "enroll",
+        "police",
+        "--pki-dir",
+        str(pki_dir),
+        "--csr",
+        str(request),
+        "--out",
+        str(out),
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("enrolled police serial=")
+    assert x509.load_pem_x509_certificate(out.read_bytes()).public_key() == key.public_key()
+    assert list((pki_dir / "private").glob("police.*")) == []
+    both = ("--csr", str(request), "--alg", "ES256")
+    _one_line_error(_xgw("pki", "enroll", "police", "--pki-dir", str(pki_dir), *both), "--csr")
+    _one_line_error(
+        _xgw("pki", "enroll", "police", "--pki-dir", str(pki_dir), "--csr", str(out)),
+        "not a PKCS#10 certificate signing request",
+    )
 
 
 def test_broken_policy_file_is_one_line(tmp_path: Path) -> None:

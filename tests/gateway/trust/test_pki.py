@@ -381,3 +381,69 @@ def test_the_layout_files_each_key_beside_its_certificate(tmp_path: Path) -> Non
     assert layout.key_of(path) == tmp_path / "private" / "police.abc.key.pem"
     assert layout.root_certificate == tmp_path / "ca" / "root.crt.pem"
     assert layout.certificate_files() == []
+
+
+def _request(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey, cn: str = "x") -> bytes:
+    """A PKCS#10 request as ``openssl req -new`` makes it, with a subject the CA must ignore."""
+    hash_alg = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("urn:hcm:xgw:gateway")]),
+            critical=False,
+        )
+        .sign(key, hash_alg)
+    )
+    return request.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    "make_key",
+    [ed25519.Ed25519PrivateKey.generate, lambda: ec.generate_private_key(ec.SECP256R1())],
+    ids=ALGS,
+)
+def test_a_certificate_request_is_certified_and_the_private_key_stays_with_the_agency(
+    ca: Path, make_key: object
+) -> None:
+    """The CA certifies the request's key for the agency it names, not the request's subject."""
+    key = make_key()  # type: ignore[operator]
+    info = pki.enroll_request(ca, "police", _request(key, cn="gateway"), now=NOW)
+    leaf = _cert(info.path)
+    assert leaf.public_key() == key.public_key()
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "police"
+    assert _verify_path(ca, leaf, NOW + timedelta(minutes=1)) == [
+        x509.UniformResourceIdentifier(agency_source("police"))
+    ]
+    assert not PkiLayout(ca).key_of(info.path).exists()
+    assert info in pki.list_certificates(ca)
+    with pytest.raises(ConfigError, match="no valid certificate with a key"):
+        pki.load_signing_key(ca, "police", at=NOW + timedelta(minutes=1))
+
+
+def test_a_request_in_der_is_read_too(ca: Path) -> None:
+    pem = _request(ed25519.Ed25519PrivateKey.generate())
+    der = x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
+    assert pki.enroll_request(ca, "land", der, now=NOW).owner == "land"
+
+
+def test_a_bad_certificate_request_is_refused_with_a_reason(ca: Path) -> None:
+    """Not a request, another key's signature, an unsupported curve: a ConfigError each."""
+    with pytest.raises(ConfigError, match="not a PKCS#10"):
+        pki.enroll_request(ca, "police", b"-----BEGIN PRIVATE KEY-----\nAAAA\n", now=NOW)
+    with pytest.raises(ConfigError, match="not a PKCS#10"):
+        pki.enroll_request(ca, "police", b"\x30\x03\x02\x01\x00", now=NOW)
+    forged = bytearray(
+        x509.load_pem_x509_csr(_request(ed25519.Ed25519PrivateKey.generate())).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
+    forged[-1] ^= 1  # the last byte of the signature
+    with pytest.raises(ConfigError, match="not signed by its own key"):
+        pki.enroll_request(ca, "police", bytes(forged), now=NOW)
+    p384 = _request(ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(ConfigError, match="secp384r1"):
+        pki.enroll_request(ca, "police", p384, now=NOW)
+    with pytest.raises(ConfigError, match="not an agency id"):
+        pki.enroll_request(ca, "Police!", p384, now=NOW)
+    assert [i.owner for i in pki.list_certificates(ca)] == [GATEWAY_OWNER]  # nothing issued
