@@ -78,12 +78,16 @@ def _java_classpath() -> tuple[str, str]:
     return java, f"{target / 'classes'}:{(target / 'classpath.txt').read_text().strip()}"
 
 
+def _program(language: str, node_file: str, java_class: str) -> list[str]:
+    if language == "node":
+        return node_script(node_file)
+    java, classpath = _java_classpath()
+    return [java, "-cp", classpath, f"vn.hcm.xgw.verifier.{java_class}"]
+
+
 def verifier(language: str) -> list[str]:
     """The command that verifies a vectors folder (given as its last argument)."""
-    if language == "node":
-        return node_script("verify.mjs")
-    java, classpath = _java_classpath()
-    return [java, "-cp", classpath, "vn.hcm.xgw.verifier.Verify"]
+    return _program(language, "verify.mjs", "Verify")
 
 
 def verify(language: str, directory: Path) -> subprocess.CompletedProcess[str]:
@@ -151,16 +155,26 @@ def key_files(pki_dir: Path, agency: str, folder: Path) -> tuple[Path, Path]:
     return key_file, cert_file
 
 
-def node_sign(
-    pki_dir: Path, agency: str, event_type: str, data: dict[str, Any], at: datetime, folder: Path
+def sign(
+    language: str,
+    pki_dir: Path,
+    agency: str,
+    event_type: str,
+    data: dict[str, Any],
+    at: datetime,
+    folder: Path,
 ) -> tuple[bytes, bytes]:
-    """The record key and value ``sign.mjs`` makes of ``data``, signed as ``agency`` at ``at``."""
+    """The record key and value ``language``'s signer makes of ``data``, as ``agency`` at ``at``.
+
+    ``sign.mjs`` (jose, canonicalize) or ``Sign.java`` (nimbus-jose-jwt, the RFC 8785 library);
+    the key and certificate are ``agency``'s newest in ``pki_dir``, as PEM files.
+    """
     key_file, cert_file = key_files(pki_dir, agency, folder)
     data_file = folder / "data.json"
     data_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     result = subprocess.run(  # noqa: S603 - node and the signer of this repository
         [
-            *node_script("sign.mjs"),
+            *_program(language, "sign.mjs", "Sign"),
             f"--agency={agency}",
             f"--key={key_file}",
             f"--cert={cert_file}",
@@ -172,6 +186,6 @@ def node_sign(
         check=False,
         timeout=60,
     )
-    assert result.returncode == 0, result.stderr.decode()
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
     key, value = result.stdout.rstrip(b"\n").split(b"\t", 1)
     return key, value

@@ -25,7 +25,7 @@ from gateway.lab.broker import EmbeddedBroker
 from schemas.police import ResidentRegistered
 from tests.conftest import Pki, make_resident
 from tests.support.harness import Exchange, exchange_settings, running_exchange
-from tests.support.verifiers import all_as_expected, client_conclusions, node_sign, verify
+from tests.support.verifiers import all_as_expected, client_conclusions, sign, verify
 
 RECIPIENTS = ("health", "education", "land")
 
@@ -65,7 +65,8 @@ async def test_a_live_delivery_and_receipt_verify_in_java_node_and_python(
 ) -> None:
     """Valid as written to Kafka; a changed byte or the wrong reader is refused everywhere."""
     person = make_resident(personal_id=f"079190{uuid.uuid4().int % 10**6:06d}")
-    key, value = node_sign(
+    key, value = sign(
+        "node",
         pki.directory,
         "police",
         ResidentRegistered.event_type,
