@@ -243,6 +243,11 @@ def _envelope(event_type: str, sources: Sequence[str], *, signed: bool) -> dict[
             "xgwsig": {**_STRING, "description": "the origin agency's detached JWS"},
             "xgwdisclosures": {**_STRING, "description": "disclosures joined by '~'"},
             "correlationid": {**_STRING, "description": "responses: the request's id"},
+            "xgwdeadline": {
+                "type": "string",
+                "format": "date-time",
+                "description": "requests: when an answer is no longer useful (signed)",
+            },
             "xgwrecipient": {**_STRING, "description": "on delivery: the recipient agency"},
             "xgwpurpose": {**_STRING, "description": "on delivery: the granted purpose"},
             "xgwlegalbasis": {**_STRING, "description": "on delivery: the legal basis"},
@@ -251,12 +256,18 @@ def _envelope(event_type: str, sources: Sequence[str], *, signed: bool) -> dict[
         required = ["data", "xgwsig", "xgwdisclosures"]
     else:
         required = ["data"]
-    properties["xgwstamp"] = {**_STRING, "description": "the gateway's detached JWS"}
+    properties["xgwstamp"] = {**_STRING, "description": "on delivery: the gateway's detached JWS"}
+    properties["xgwstampproof"] = {
+        **_STRING,
+        "description": "on delivery: <leaf index>.<tree size>.<audit path> (RFC 9162)",
+    }
     return {
         "type": "object",
         "required": ["specversion", "id", "source", "type", "subject", "time", *required],
         "properties": properties,
-        "additionalProperties": {"type": ["string", "integer", "boolean"]},
+        # Any other attribute is refused by the gateway (unknown_attribute), and the agency
+        # client refuses a delivery that carries one: docs/envelope.md has the one list.
+        "additionalProperties": False,
     }
 
 
@@ -301,28 +312,42 @@ def _receipt_message(reason_codes: Sequence[str]) -> dict[str, Any]:
     if reason_codes:
         reason["enum"] = list(reason_codes)
     payload = _envelope(RECEIPT_TYPE, [GATEWAY_SOURCE], signed=False)
+    payload["properties"]["subject"] = {
+        "type": "string",
+        "description": "the event's id, or 'record:' + record_sha256 when it has none; "
+        "also the Kafka record key (without 'record:')",
+    }
+    payload["properties"]["xgwrecipient"] = {
+        **_STRING,
+        "description": "the agency the receipt is for, under the stamp",
+    }
+    payload["required"] += ["datacontenttype", "xgwrecipient", "xgwstamp", "xgwstampproof"]
     payload["properties"]["data"] = {
         "type": "object",
         "required": ["status", "event_id", "event_type", "recipients", "ingress", "record_sha256"],
         "properties": {
-            "status": {"enum": ["accepted", "rejected"]},
+            "status": {"enum": ["accepted", "rejected", "timed_out"]},
             "event_id": {"type": ["string", "null"]},
             "event_type": {"type": ["string", "null"]},
             "recipients": {"type": "array", "items": _STRING},
             "ingress": {
                 "type": "object",
+                "required": ["topic", "partition", "offset"],
                 "properties": {
                     "topic": _STRING,
                     "partition": {"type": "integer"},
                     "offset": {"type": "integer"},
                 },
             },
-            "record_sha256": _STRING,
+            "record_sha256": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "SHA-256 of the record value bytes, lower-case hex",
+            },
             "reason": reason,
             "detail": _STRING,
         },
     }
-    payload["required"].append("xgwstamp")
     return {
         "name": "receipt",
         "title": "Receipt",

@@ -177,3 +177,37 @@ def test_requests_flow_as_the_policy_rules_say(document: dict[str, Any]) -> None
     assert answer in names("police.publish")
     assert answer in names("land.receiveDeliveries")
     assert answer not in names("health.receiveDeliveries")
+
+
+VECTORS = Path(__file__).parents[1] / "vectors"
+
+
+def _payload_validator(document: dict[str, Any], message: str) -> Draft202012Validator:
+    payload = document["components"]["messages"][message]["payload"]
+    return Draft202012Validator({**payload, "components": document["components"]})
+
+
+def test_every_record_of_the_test_vectors_matches_its_message(document: dict[str, Any]) -> None:
+    """Ingress events, deliveries and receipts, as the gateway wrote them, fit the document.
+
+    The payload schemas allow no other attribute, so an attribute the document forgot (or one
+    the gateway started to write) fails here.
+    """
+    manifest = json.loads((VECTORS / "manifest.json").read_text(encoding="utf-8"))
+    files = [entry["file"] for entry in manifest["ingress"]] + [
+        case["file"] for case in manifest["cases"] if case["expect"] == "valid"
+    ]
+    kinds = set()
+    for file in files:
+        record = json.loads((VECTORS / file).read_text(encoding="utf-8"))
+        receipt = record["type"] == asyncapi.RECEIPT_TYPE
+        validator = _payload_validator(document, "receipt" if receipt else record["type"])
+        errors = [e.message for e in validator.iter_errors(record)]
+        assert errors == [], file
+        kinds.add("receipt" if receipt else "xgwstamp" in record)
+    assert kinds == {"receipt", True, False}  # receipts, deliveries and ingress events
+    receipt = json.loads((VECTORS / "cases" / "receipt-accepted.json").read_text("utf-8"))
+    assert not _payload_validator(document, "receipt").is_valid({**receipt, "xgwextra": "x"})
+    assert not _payload_validator(document, "receipt").is_valid(
+        {k: v for k, v in receipt.items() if k != "xgwrecipient"}
+    )
