@@ -19,6 +19,7 @@ from gateway.names import TopicNames
 # The defaults other modules need live here, so that settings stay a leaf (import-linter).
 DEFAULT_POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
 DEFAULT_CACHE_BYTES = 4 * 1024 * 1024  # the state store's SQLite page cache
+_MAX_PORT = 65535
 
 
 class Settings(BaseSettings):
@@ -105,6 +106,36 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _connection_is_complete(self) -> Settings:
+        # Checked here, not by the Kafka client deep in a traceback: the mistakes a host user
+        # makes against a secured broker (docs/operations.md, "Deploying on Apache Kafka").
+        for server in filter(None, (s.strip() for s in self.bootstrap_servers.split(","))):
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) <= _MAX_PORT:
+                raise ValueError(
+                    f"XGW_BOOTSTRAP_SERVERS: {server!r} is not host:port (e.g. 127.0.0.1:9092)"
+                )
+        if self.security_protocol.startswith("SASL_"):
+            missing = [
+                f"XGW_{name.upper()}"
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"XGW_SECURITY_PROTOCOL={self.security_protocol} needs XGW_SASL_MECHANISM, "
+                    f"XGW_SASL_USERNAME and XGW_SASL_PASSWORD (missing: {', '.join(missing)})"
+                )
+        elif self.sasl_mechanism is not None:
+            raise ValueError(
+                f"XGW_SASL_MECHANISM is set but XGW_SECURITY_PROTOCOL={self.security_protocol} "
+                "does not use it (SASL_PLAINTEXT or SASL_SSL)"
+            )
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ValueError(f"XGW_SSL_CAFILE {self.ssl_cafile}: no such file")
+        return self
+
     @property
     def topics(self) -> TopicNames:
         """The topic names of this exchange."""
@@ -155,5 +186,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
-        where = f"setting XGW_{name.upper()}" if name else "settings"
-        raise ConfigError(f"{where}: {first['msg']}") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if not name:  # a rule across settings names its variables itself
+            raise ConfigError(message) from exc
+        raise ConfigError(f"setting XGW_{name.upper()}: {message}") from exc

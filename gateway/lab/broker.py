@@ -48,6 +48,20 @@ def broker_binary() -> str:
         raise BrokerError(f"embedded broker binary not found ({exc}); reinstall hcmc-xgw") from exc
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on: its broker would answer our readiness probe."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not in use
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise BrokerError(
+                f"cannot start the embedded broker on {host}:{port}: {reason} "
+                "(another broker? choose another --port)"
+            ) from exc
+
+
 def probe_metadata(bootstrap_servers: str, timeout: float = 2.0) -> bool:
     """Return whether a Kafka metadata request to ``bootstrap_servers`` is answered."""
     host, _, port = bootstrap_servers.split(",", maxsplit=1)[0].rpartition(":")
@@ -100,6 +114,7 @@ class EmbeddedBroker:
     def start(self, timeout: float = 15.0) -> str:
         """Start the broker and wait until it answers metadata requests; return the bootstrap."""
         url = f"tcp://{self.bootstrap_servers}"
+        _check_free(self.host, self.port)
         binary = broker_binary()
         self._child.start(
             [

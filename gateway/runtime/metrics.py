@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from gateway import __version__
 from gateway.core.pipeline import Decision
+from gateway.errors import ConfigError
 from gateway.reasons import ReasonCode
 
 UNKNOWN = "unknown"
@@ -191,6 +192,17 @@ class MetricsServer:
 
 
 def serve_metrics(metrics: GatewayMetrics, host: str, port: int) -> MetricsServer:
-    """Serve ``/metrics`` from a daemon thread; ``port=0`` picks a free port."""
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    """Serve ``/metrics`` from a daemon thread; ``port=0`` picks a free port.
+
+    A port in use or an address this machine does not have is a :class:`ConfigError` naming
+    both and the settings to change (a second worker on one machine meets it first).
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(
+            f"cannot serve /metrics on {host}:{port}: {reason} "
+            "(set XGW_METRICS_PORT, 0 for any free port, or XGW_METRICS_HOST)"
+        ) from exc
     return MetricsServer(host, int(server.server_port))

@@ -479,8 +479,13 @@ def load_signing_key(
     layout = PkiLayout(pki_dir)
     usable = _usable(layout, list_certificates(pki_dir), owner, _utc(at))
     if not usable:
-        fix = "xgw pki init" if owner == GATEWAY_OWNER else f"xgw pki enroll {owner}"
-        raise ConfigError(f"no valid certificate with a key for {owner} in {pki_dir}; run '{fix}'")
+        fix = (
+            "copy private/gateway.*.key.pem and its certificate from the CA operator, or run "
+            "'xgw pki init' where the CA lives"
+            if owner == GATEWAY_OWNER
+            else f"run 'xgw pki enroll {owner}'"
+        )
+        raise ConfigError(f"no valid certificate with a key for {owner} in {pki_dir}; {fix}")
     newest = max(usable, key=lambda i: (i.not_before, i.serial))
     return load_private_pem(layout.key_of(newest.path)).with_certificate(
         _load_certificate(newest.path), embed=embed

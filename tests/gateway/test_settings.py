@@ -193,3 +193,54 @@ def test_state_dir_is_read_and_unset_by_default(monkeypatch: pytest.MonkeyPatch)
     assert load_settings().state_dir is None
     monkeypatch.setenv("XGW_STATE_DIR", "/var/lib/xgw/state")
     assert load_settings().state_dir == Path("/var/lib/xgw/state")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"security_protocol": "SASL_SSL"},
+            "XGW_SECURITY_PROTOCOL=SASL_SSL needs XGW_SASL_MECHANISM, XGW_SASL_USERNAME and "
+            "XGW_SASL_PASSWORD (missing: XGW_SASL_MECHANISM, XGW_SASL_USERNAME, "
+            "XGW_SASL_PASSWORD)",
+        ),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "u",
+            },
+            "(missing: XGW_SASL_PASSWORD)",
+        ),
+        ({"sasl_mechanism": "PLAIN"}, "XGW_SASL_MECHANISM is set but XGW_SECURITY_PROTOCOL"),
+        (
+            {"security_protocol": "SSL", "ssl_cafile": Path("/nonexistent.pem")},
+            "XGW_SSL_CAFILE /nonexistent.pem: no such file",
+        ),
+        ({"bootstrap_servers": "127.0.0.1"}, "'127.0.0.1' is not host:port"),
+        ({"bootstrap_servers": "a:9092,b:99999"}, "'b:99999' is not host:port"),
+    ],
+)
+def test_an_incomplete_connection_is_refused_in_one_sentence(
+    values: dict[str, object], message: str
+) -> None:
+    """The mistakes a host user makes against a secured broker, caught before any client."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(**values)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert not str(raised.value).startswith("Value error")
+
+
+def test_a_complete_secured_connection_loads(tmp_path: Path) -> None:
+    cafile = tmp_path / "ca.pem"
+    cafile.write_text("not read until a client connects")
+    settings = load_settings(
+        bootstrap_servers="kafka-1:9093, kafka-2:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="police",
+        sasl_password=SecretStr(SECRET),
+        ssl_cafile=cafile,
+    )
+    assert settings.ssl_cafile == cafile

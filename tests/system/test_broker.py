@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,3 +69,13 @@ def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("CALF_TANSU_BIN", "/nonexistent/tansu")
     with pytest.raises(BrokerError, match="binary not found"):
         EmbeddedBroker().start()
+
+
+def test_a_busy_port_is_refused_not_reported_ready() -> None:
+    """Another process listening on the port would answer the probe: refuse before starting."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"127.0.0.1:{port}: address already in use"):
+            EmbeddedBroker(port=port).start()
