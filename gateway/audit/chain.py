@@ -231,15 +231,18 @@ def verify(
             problem = "differs from the signed checkpoint (the chain was rewritten up to here)"
         if problem is not None:
             return Report(count, len(checkpoints), first, last, Finding(checkpoint.seq, problem))
+    return Report(count, len(checkpoints), first, last, _seal_finding(seal, count, last))
+
+
+def _seal_finding(seal: Checkpoint | None, count: int, last: int) -> Finding | None:
+    """What is wrong with the seal of a chain whose entries were all in order, if anything."""
+    if seal is None and count:
+        # The writer seals after every batch: a chain without its seal may have lost its tail
+        # together with it (rows after the last checkpoint cannot be told from none otherwise).
+        return Finding(last, "the signed seal is missing (rows may have been cut off the end)")
     if seal is not None and seal.seq != last:
-        return Report(
-            count,
-            len(checkpoints),
-            first,
-            last,
-            Finding(seal.seq, f"the signed seal ends at {seal.seq} but the chain ends at {last}"),
-        )
-    return Report(count, len(checkpoints), first, last, None)
+        return Finding(seal.seq, f"the signed seal ends at {seal.seq} but the chain ends at {last}")
+    return None
 
 
 def build_evidence(

@@ -299,9 +299,11 @@ class _SqlStore(AuditStore):
 class SQLiteStore(_SqlStore):
     """The audit chain in a SQLite file (WAL, synchronous=FULL), or in memory for ``":memory:"``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         super().__init__()
         memory = str(path) == ":memory:"
+        if not create and not memory:
+            _check_existing_file(Path(path))
         try:
             if not memory:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -312,6 +314,8 @@ class SQLiteStore(_SqlStore):
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"audit store: cannot open SQLite file {path}: {exc}") from exc
         try:
+            if not create and not memory:
+                self._check_is_audit_trail(Path(path))  # before WAL mode changes the file
             self._conn.execute("PRAGMA journal_mode=WAL")
             # An audit trail must survive power loss, not only a crash of the process.
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -321,6 +325,13 @@ class SQLiteStore(_SqlStore):
         except (sqlite3.Error, AuditStoreError) as exc:
             self._conn.close()
             raise ConfigError(f"audit store: cannot use SQLite file {path}: {exc}") from exc
+
+    def _check_is_audit_trail(self, path: Path) -> None:
+        found = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_entries'"
+        ).fetchone()
+        if found is None:
+            raise AuditStoreError(f"{path} holds no audit trail (no audit_entries table)")
 
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
@@ -401,6 +412,13 @@ class PostgresStore(_SqlStore):
             raise
         return conn
 
+    def _check_is_audit_trail(self, path: Path) -> None:
+        found = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_entries'"
+        ).fetchone()
+        if found is None:
+            raise AuditStoreError(f"{path} holds no audit trail (no audit_entries table)")
+
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
         with self._lock:
@@ -433,11 +451,22 @@ def _sqlite_path(rest: str) -> str:
     return path[1:]
 
 
-def open_store(url: str) -> AuditStore:
-    """The store a URL names (``sqlite://...`` or ``postgresql://...``), tables created."""
+def _check_existing_file(path: Path) -> None:
+    if not path.is_file() or path.stat().st_size == 0:
+        what = "an empty file" if path.is_file() else "no such file"
+        raise ConfigError(f"no audit trail at {path}: {what} (check XGW_AUDIT_STORE or --store)")
+
+
+def open_store(url: str, *, create: bool = True) -> AuditStore:
+    """The store a URL names (``sqlite://...`` or ``postgresql://...``), tables created.
+
+    With ``create=False`` (the commands that only read: verify, subject, evidence) a SQLite
+    file that does not exist, is empty or holds no audit trail is a :class:`ConfigError`, and
+    nothing is written: a mistyped path must not be reported as an intact, empty trail.
+    """
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
-        return SQLiteStore(_sqlite_path(rest))
+        return SQLiteStore(_sqlite_path(rest), create=create)
     if scheme in {"postgresql", "postgres"}:
         return PostgresStore(url)
     raise ConfigError(f"audit store: URL scheme {scheme[:20]!r} is not sqlite:// or postgresql://")

@@ -53,7 +53,7 @@ def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> 
     from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
 
     settings = load_settings(pki_dir=pki_dir, audit_store=store_url)
-    with contextlib.closing(open_store(settings.audit_store)) as store:
+    with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
         report = verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
     if as_json:
         click.echo(
@@ -96,7 +96,7 @@ def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> Non
     from gateway.audit.writer import load_subject_secret  # noqa: PLC0415
 
     settings = load_settings(audit_store=store_url)
-    with contextlib.closing(open_store(settings.audit_store)) as store:
+    with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
         rows = subject_report(store, load_subject_secret(settings.audit_key_file), personal_id)
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
@@ -131,7 +131,7 @@ def audit_evidence(
     from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
 
     settings = load_settings(pki_dir=pki_dir, audit_store=store_url)
-    with contextlib.closing(open_store(settings.audit_store)) as store:
+    with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
         document = export_evidence(store, X509TrustStore.from_directory(settings.pki_dir), event_id)
     path = output or Path(f"evidence-{event_id}.json")
     path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -102,6 +102,7 @@ def pki_enroll(
     from gateway.trust.ca import enroll, enroll_request  # noqa: PLC0415
 
     settings = load_settings(pki_dir=pki_dir)
+    _check_known(agency, settings.policy_file)
     if request_file is None:
         info = enroll(settings.pki_dir, agency, alg=alg or "Ed25519", days=days)
     elif alg is not None:
@@ -118,6 +119,20 @@ def pki_enroll(
         except OSError as exc:
             raise XgwError(f"cannot write {out}: {exc.strerror}") from exc
     click.echo(_certificate_line("enrolled", info))
+
+
+def _check_known(agency: str, policy_file: Path) -> None:
+    """A certificate for an id the policy does not know is a typo (``polise``), not an agency."""
+    from gateway.core.policy import load_policy  # noqa: PLC0415
+    from gateway.names import GATEWAY_OWNER  # noqa: PLC0415
+    from schemas.registry import REGISTRY  # noqa: PLC0415
+
+    agencies = load_policy(policy_file, REGISTRY).agencies
+    if agency != GATEWAY_OWNER and agency not in agencies:
+        raise XgwError(
+            f"{agency!r} is not an agency of the policy ({', '.join(agencies)}); "
+            f"add it to {policy_file} first"
+        )
 
 
 @pki.command("revoke")

@@ -161,6 +161,13 @@ TAMPERING = [
         2,
     ),
     ("truncated tail", "DELETE FROM audit_entries WHERE seq > 10", 12),
+    # Cut after the last checkpoint (10) together with the seal: nothing signed covers 11..12,
+    # so only the missing seal betrays it.
+    (
+        "truncated tail and seal",
+        "DELETE FROM audit_entries WHERE seq > 10; DELETE FROM audit_seal",
+        10,
+    ),
 ]
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +176,35 @@ def test_worker_without_broker_is_a_usage_error() -> None:
 def test_audit_verify_of_a_broken_store_url_is_one_line() -> None:
     """An audit store URL of an unknown kind fails with one readable line."""
     _one_line_error(_xgw("audit", "verify", "--store", "mysql://nowhere/db"), "mysql")
+
+
+def test_reading_an_audit_trail_that_is_not_there_is_one_line_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """verify, subject and evidence refuse a missing, empty or foreign file, and leave it so."""
+    missing, empty, foreign = tmp_path / "typo.db", tmp_path / "empty.db", tmp_path / "other.db"
+    empty.touch()
+    with contextlib.closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.commit()
+    before = foreign.read_bytes()
+    for path, says in ((missing, "no such file"), (empty, "an empty file"), (foreign, "no audit")):
+        store = f"sqlite:///{path}"
+        for command in (("verify",), ("subject", "079190012345"), ("evidence", "x")):
+            result = _xgw("audit", *command, "--store", store)
+            _one_line_error(result, says)
+            assert "OK" not in result.stdout
+    assert not missing.exists()
+    assert empty.stat().st_size == 0
+    assert foreign.read_bytes() == before
+    with contextlib.closing(sqlite3.connect(foreign)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"t"}
+
+
+def test_enrolling_an_id_the_policy_does_not_know_is_one_line(tmp_path: Path) -> None:
+    """A typo (polise) gets no certificate."""
+    assert _xgw("pki", "init", "--pki-dir", str(tmp_path)).returncode == 0
+    result = _xgw("pki", "enroll", "polise", "--pki-dir", str(tmp_path))
+    _one_line_error(result, "'polise' is not an agency of the policy (police, health")
+    assert list((tmp_path / "certs").glob("polise.*")) == []
