@@ -140,6 +140,15 @@ def _message(record: Any) -> Message:
     )
 
 
+_STOP_SECONDS = 5.0
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer whose start was interrupted, in bounded time, whatever it raises."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(consumer.stop(), _STOP_SECONDS)
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     """The partitions of ``topic``, waiting briefly for metadata of a just-created topic."""
     for _ in range(50):
@@ -240,6 +249,9 @@ class KafkaTransport:
         except KafkaError as exc:
             await consumer.stop()
             raise TransportError(f"cannot subscribe to {list(topics)}: {exc!r}") from exc
+        except asyncio.CancelledError:  # stopped while joining: close what start() opened
+            await _stop_quietly(consumer)
+            raise
         last_commit = time.monotonic()
         handled: dict[TopicPartition, int] = {}
         try:
@@ -281,6 +293,9 @@ class KafkaTransport:
         except KafkaError as exc:
             await consumer.stop()
             raise TransportError(f"cannot read {list(topics)}: {exc!r}") from exc
+        except asyncio.CancelledError:
+            await _stop_quietly(consumer)
+            raise
         if ready is not None:
             ready.set()
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 from datetime import UTC, datetime
 
 from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
@@ -20,6 +19,7 @@ from connectors.errors import ConnectorError
 from connectors.mock.lifeevents import CONNECTORS, MockAgency, connector_for, react_forever
 from connectors.mock.people import local_day
 from gateway.logs import configure_logging, get_logger
+from gateway.runtime.stopping import stop_on_signals
 from gateway.settings import Settings
 
 log = get_logger("xgw.agency")
@@ -87,9 +87,8 @@ def main(settings: Settings, agency: str, rate: float, duration: float | None) -
 
     async def go() -> None:
         stop = asyncio.Event()
+        stop_on_signals(stop, f"agency {agency}")
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
         await run_agency(settings, agency, rate, stop)

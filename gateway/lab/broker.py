@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,17 +22,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from gateway.errors import BrokerError
-from gateway.lab.processes import ChildProcess, free_port
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGTERM the broker when the
-    # process that started it dies, so a SIGKILLed test run or demo leaves no orphan broker.
-    if sys.platform == "linux":
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+from gateway.lab.processes import ChildProcess, die_with_parent, free_port
 
 
 def broker_binary() -> str:
@@ -128,7 +115,7 @@ class EmbeddedBroker:
                 "memory://tansu/",
             ],
             {k: v for k, v in os.environ.items() if k not in _TANSU_ENV},
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,10 +167,57 @@ class _Tracker:
 
 
 async def run_demo(settings: Settings, options: DemoOptions) -> DemoSummary:
-    """Run the whole demo and return its summary."""
+    """Run the whole demo and return its summary; one demo at a time in a folder."""
+    with _only_demo(Path("var") / "demo.lock"):
+        return await _run_with_broker(settings, options)
+
+
+@contextlib.contextmanager
+def _only_demo(lock_path: Path) -> Iterator[None]:
+    """Hold ``lock_path`` for the run: two demos in one folder share its audit store and PKI."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise ConfigError(
+                f"another xgw demo (pid {holder}) is running in this folder ({lock_path}); "
+                "wait for it or run the demo from another folder"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
+
+
+def isolated(settings: Settings, run_id: str) -> Settings:
+    """A demo against a broker given by the user: its own topics, groups and audit store.
+
+    It must never join the groups of an exchange running there, nor append to its audit trail.
+    """
+    return settings.model_copy(
+        update={
+            "topic_prefix": f"demo-{run_id}",
+            "app_id": f"xgw-demo-{run_id}",
+            "audit_group": f"xgw-demo-audit-{run_id}",
+            "audit_store": f"sqlite:///var/demo/{run_id}/audit.db",
+        }
+    )
+
+
+async def _run_with_broker(settings: Settings, options: DemoOptions) -> DemoSummary:
     console = Console(stderr=True, quiet=options.quiet)
     broker: EmbeddedBroker | None = None
-    if not settings.bootstrap_servers:
+    if settings.bootstrap_servers:
+        settings = isolated(settings, datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+        console.print(
+            f"[green]exchange[/] on {settings.bootstrap_servers} with topics "
+            f"{settings.topic_prefix}.* and audit store {settings.audit_store} of its own"
+        )
+    else:
         broker = EmbeddedBroker()
         with console.status("starting the embedded broker"):
             bootstrap = await asyncio.to_thread(broker.start)
@@ -215,7 +265,7 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         tracker = _Tracker()
         tasks, readiness = listen(tracker, life, run_id)
         with console.status("agencies subscribing"):
-            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readiness)), 60)
+            await asyncio.wait_for(_all_set(readiness), 60)
         started = time.monotonic()
         playing = asyncio.create_task(life.play(options.story_rounds, console))
         tasks.append(playing)
@@ -235,15 +285,31 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
                 await _audit_caught_up(settings, target, options.settle_timeout) - audit_before
             )
     finally:
+        # Also the way out of a Ctrl-C: every wait is bounded, since a Kafka client closing
+        # can wait for a broker that is gone. The broker stops last (run_demo).
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for made in clients:
-            await made.close()
+        await _bounded(asyncio.gather(*tasks, return_exceptions=True))
+        await _bounded(asyncio.gather(*(made.close() for made in clients), return_exceptions=True))
         worker.stop()
         auditor.stop()
     await _verify_audit(summary, settings)
     return summary
+
+
+_CLOSE_SECONDS = 5.0
+
+
+async def _all_set(events: list[asyncio.Event]) -> None:
+    """Until every event is set (no gather: a Ctrl-C here leaves no orphaned future)."""
+    for event in events:
+        await event.wait()
+
+
+async def _bounded(awaitable: Awaitable[object]) -> None:
+    """Wait for ``awaitable`` at most :data:`_CLOSE_SECONDS`, then go on without it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(awaitable, _CLOSE_SECONDS)
 
 
 def _agencies(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -27,6 +28,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.errors import XgwError
 from gateway.settings import Settings, settings_env
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Between fork and exec: have the kernel SIGTERM this child when its parent dies.
+
+    Children run in their own session (a terminal's Ctrl-C reaches only the parent, which stops
+    them in order), so without this a SIGKILLed demo or test run would leave them orphaned.
+    The kernel ties it to the thread that started the child: start children from a thread
+    that lives as long as they do (the event loop's, or a pool thread).
+    """
+    if sys.platform == "linux":
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -100,6 +116,9 @@ class ChildProcess:
             stderr=self._log if stdout_pipe else subprocess.STDOUT,
             env=dict(env),
             preexec_fn=preexec_fn,  # noqa: PLW1509 - callers pass only prctl, no locks taken
+            # Its own session: the terminal's Ctrl-C goes to the parent alone, which stops its
+            # children in order (clients, worker, audit writer, then the broker they need).
+            start_new_session=True,
         )
 
     def stop(self, timeout: float) -> int | None:
@@ -182,6 +201,7 @@ class WorkerProcess:
         self._child.start(
             [sys.executable, "-m", "gateway", *self.command],
             {**os.environ, **settings_env(self.settings)},
+            preexec_fn=die_with_parent,
         )
 
     async def wait_ready(self, limit_s: float = 60.0) -> float:

@@ -7,7 +7,6 @@ SIGKILL at any point loses nothing and doubles nothing (the writer drops repeats
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -17,6 +16,7 @@ from gateway.audit.writer import AuditWriter, load_subject_secret
 from gateway.errors import BrokerError
 from gateway.logs import configure_logging, get_logger
 from gateway.names import GATEWAY_OWNER
+from gateway.runtime.stopping import stop_on_signals
 from gateway.settings import Settings
 from gateway.trust.ca import load_signing_key
 
@@ -71,9 +71,7 @@ def run_audit_writer(settings: Settings) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop_on_signals(stop, "audit writer")
         await consume(settings, writer, stop)
 
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import struct
 from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
@@ -47,6 +46,7 @@ from gateway.runtime.metrics import GatewayMetrics, serve_metrics
 from gateway.runtime.producer import OutputWriter, producer_options
 from gateway.runtime.rawfetch import RawReadError, fetch_record_set, ingress_records
 from gateway.runtime.state import PartitionedState
+from gateway.runtime.stopping import stop_on_signals
 from gateway.runtime.tables import StatePending, StateSeenIds
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
@@ -429,9 +429,7 @@ def run_worker(settings: Settings) -> None:
         server = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("worker starting", metrics_url=server.url, settings=settings.masked())
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop_on_signals(stop, "worker")
         await worker.run(stop)
         log.info("worker stopped")
 
