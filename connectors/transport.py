@@ -190,7 +190,8 @@ class KafkaTransport:
                 producer = AIOKafkaProducer(
                     **self._options,
                     acks="all",
-                    # The embedded broker has no idempotent producer (see docs/broker.md).
+                    # The embedded broker has no idempotent producer (docs/operations.md,
+                    # "The embedded broker").
                     enable_idempotence=False,
                     linger_ms=2,
                     request_timeout_ms=int(self._send_timeout * 1000),

@@ -10,8 +10,8 @@ import click
 
 from gateway.cli.options import (
     EXIT_ERROR,
-    bootstrap_option,
     duration_option,
+    embedded_bootstrap_option,
     json_option,
     pki_dir_option,
     rate_option,
@@ -21,7 +21,7 @@ from gateway.settings import load_settings
 
 
 @click.command()
-@bootstrap_option
+@embedded_bootstrap_option
 @pki_dir_option
 @click.option(
     "-n",

@@ -16,7 +16,15 @@ bootstrap_option = click.option(
     "--bootstrap-servers",
     envvar="XGW_BOOTSTRAP_SERVERS",
     default=None,
-    help="Kafka bootstrap servers (env XGW_BOOTSTRAP_SERVERS); empty: embedded broker.",
+    help="Kafka host:port[,host:port] (env XGW_BOOTSTRAP_SERVERS); required: 'xgw broker' "
+    "runs a local one.",
+)
+embedded_bootstrap_option = click.option(
+    "--bootstrap-servers",
+    envvar="XGW_BOOTSTRAP_SERVERS",
+    default=None,
+    help="Kafka host:port[,host:port] (env XGW_BOOTSTRAP_SERVERS); empty: start the embedded "
+    "broker for this run.",
 )
 pki_dir_option = click.option(
     "--pki-dir",

@@ -12,6 +12,7 @@ from gateway.cli.options import (
     EXIT_ERROR,
     bootstrap_option,
     duration_option,
+    embedded_bootstrap_option,
     json_option,
     pki_dir_option,
     rate_option,
@@ -21,7 +22,7 @@ from gateway.settings import load_settings
 
 
 @click.command()
-@bootstrap_option
+@embedded_bootstrap_option
 @pki_dir_option
 @duration_option(1, 3600, 20.0, "Seconds of publishing.")
 @rate_option(1, 20_000, 100.0, "Events per second offered by the mock agencies.")
