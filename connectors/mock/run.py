@@ -57,13 +57,25 @@ async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio
                 "receipt", event_id=receipt.event_id, status=receipt.status, reason=receipt.reason
             )
 
+    failing: list[str] = []  # the current publish error, logged once until it changes
+    published = 0
+
     async def publish(connector: MockAgency) -> None:
+        nonlocal published
         while not stop.is_set():
             try:
                 await connector.publish_next(local_day(datetime.now(UTC)))
             except ConnectorError as exc:
-                # An unanswered request or a refused event must not stop the stream.
-                log.warning("publish failed", agency=agency, error=type(exc).__name__)
+                # An unanswered request or a refused event must not stop the stream; the cause
+                # is logged once, not at every attempt.
+                if failing != [str(exc)]:
+                    log.warning("publish failing", agency=agency, error=str(exc))
+                    failing[:] = [str(exc)]
+            else:
+                published += 1
+                if failing:
+                    log.info("publish recovered", agency=agency)
+                    failing.clear()
             await asyncio.sleep(1.0 / rate)
 
     tasks = [asyncio.create_task(deliveries()), asyncio.create_task(receipts())]
@@ -71,14 +83,22 @@ async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio
     if connector is not None and publishing:
         tasks.append(asyncio.create_task(publish(connector)))
     log.info("agency connector running", agency=agency, publishing=publishing)
+    stopped = asyncio.create_task(stop.wait())
     try:
-        await stop.wait()
+        await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        ended = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
+        stopped.cancel()
         for task in tasks:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        with contextlib.suppress(ConnectorError, TimeoutError):
+            await asyncio.wait_for(client.close(), 5)
+    if ended:  # a subscription that fails stops the connector: its supervisor restarts it
+        raise ConnectorError(f"agency {agency} stopped: {ended[0].exception()}")
+    if publishing and not published and failing:
+        raise ConnectorError(f"agency {agency} published nothing: {failing[0]}")
 
 
 def main(settings: Settings, agency: str, rate: float, duration: float | None) -> None:
