@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from datetime import timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -83,13 +85,12 @@ def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> 
 @audit.command("subject")
 @click.argument("personal_id")
 @store_option
-@json_option("Print JSON lines instead of a table.")
+@json_option("Print one JSON array of the records instead.")
 def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> None:
     """Which agencies received data about PERSONAL_ID, when, for which purpose and legal basis."""
     from dataclasses import asdict  # noqa: PLC0415
 
     from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
 
     from gateway.audit.ops import subject_report  # noqa: PLC0415
     from gateway.audit.store import open_store  # noqa: PLC0415
@@ -101,14 +102,41 @@ def audit_subject(personal_id: str, store_url: str | None, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps([asdict(r) for r in rows], ensure_ascii=False))
         return
-    table = Table(title=f"Data about this person shared through the exchange ({len(rows)})")
-    for column in ("when (UTC)", "data", "from", "to", "purpose", "legal basis"):
-        table.add_column(column)
+    console = Console()
+    console.print(
+        "[bold]Data about this person shared through the exchange[/] "
+        f"(Dữ liệu về người này được chia sẻ qua hệ thống): {len(rows)}"
+    )
     for row in rows:
-        table.add_row(
-            row.decided_at, row.event_type, row.source, row.recipient, row.purpose, row.legal_basis
-        )
-    Console().print(table)
+        console.print()
+        console.print(_subject_record(row))
+
+
+# A citizen reads times in Vietnam's time (UTC+7, no daylight saving), not in UTC.
+_VIETNAM = timezone(timedelta(hours=7), "ICT")
+_SUBJECT_LABELS = (
+    ("data", "dữ liệu", "event_type"),
+    ("from", "từ", "source"),
+    ("to", "đến", "recipient"),
+    ("purpose", "mục đích", "purpose"),
+    ("legal basis", "căn cứ pháp lý", "legal_basis"),
+)
+
+
+def _subject_record(row: Any) -> Any:
+    """One record as a small labelled block that wraps in an 80-column terminal."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from gateway.clock import parse_rfc3339  # noqa: PLC0415
+
+    when = parse_rfc3339(row.decided_at).astimezone(_VIETNAM)
+    block = Table.grid(padding=(0, 2))
+    block.add_column(style="bold", no_wrap=True)
+    block.add_column(overflow="fold")
+    block.add_row("when (lúc)", f"{when:%d/%m/%Y %H:%M} (Vietnam time, UTC+7)")
+    for english, vietnamese, attribute in _SUBJECT_LABELS:
+        block.add_row(f"{english} ({vietnamese})", str(getattr(row, attribute)))
+    return block
 
 
 @audit.command("evidence")

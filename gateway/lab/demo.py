@@ -91,6 +91,8 @@ class DemoSummary:
     audit_total: int = 0
     audit_ok: bool = False
     audit_report: str = ""
+    audit_store: str = ""
+    sample_personal_id: str = ""  # a resident the demo registered, for `xgw audit subject`
     life: LifeSummary = field(default_factory=LifeSummary)
 
     @property
@@ -133,6 +135,8 @@ class DemoSummary:
             "worker_log": self.worker_log,
             "audit_entries": self.audit_entries,
             "audit_verified": self.audit_ok,
+            "audit_store": self.audit_store,
+            "sample_personal_id": self.sample_personal_id,
             "life_events": self.life.as_dict(),
             "ok": self.ok,
         }
@@ -246,6 +250,7 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         metrics_url=worker.metrics_url,
         worker_log=str(worker.log_path),
         bootstrap_servers=settings.bootstrap_servers,
+        audit_store=settings.audit_store,
     )
     auditor = WorkerProcess(settings, Path("var/logs") / f"audit-{run_id}.log", ("audit", "writer"))
     audit_before = await asyncio.to_thread(_audit_count, settings)
@@ -270,6 +275,8 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         playing = asyncio.create_task(life.play(options.story_rounds, console))
         tasks.append(playing)
         await _publish(tracker, police, health, keys, settings, options, console)
+        if police.register:
+            summary.sample_personal_id = police.register[0].personal_id
         await _settle(tracker, options, console)
         summary.elapsed_s = time.monotonic() - started
         with console.status("life events finishing"):
@@ -461,6 +468,12 @@ def _fill(summary: DemoSummary, tracker: _Tracker, clients: list[AgencyClient]) 
     summary.refused_by_clients = sum(sum(c.refused.values()) for c in clients)
 
 
+_WHY_REJECTED = {
+    "no_recipients": "health vaccinations: the policy grants them to nobody, on purpose",
+    "duplicate_id": "the same event sent again (a replay)",
+}
+
+
 def print_summary(summary: DemoSummary) -> None:
     """The human summary, on standard output."""
     console = Console()
@@ -472,8 +485,16 @@ def print_summary(summary: DemoSummary) -> None:
     table.add_row("accepted and delivered", str(summary.accepted))
     for agency, count in data["delivered_by_agency"].items():
         table.add_row(f"  deliveries to {agency}", str(count))
+    forged = {r: n for r, n in data["rejected"].items() if r not in _WHY_REJECTED}
     for reason, count in data["rejected"].items():
-        table.add_row(f"  rejected: {reason}", str(count))
+        if reason in _WHY_REJECTED:
+            table.add_row(f"  rejected: {reason}", f"{count}: {_WHY_REJECTED[reason]}")
+    if forged:
+        table.add_row(
+            "  rejected: forged or malformed",
+            f"{sum(forged.values())}, one bad record in twenty, each with its reason: "
+            + ", ".join(f"{r} {n}" for r, n in forged.items()),
+        )
     table.add_row("receipts received", f"{summary.receipts} (missing {summary.missing_receipts})")
     table.add_row("deliveries refused by clients", str(summary.refused_by_clients))
     table.add_row("throughput", f"{data['msgs_per_s']} records/s offered and settled")
@@ -486,6 +507,12 @@ def print_summary(summary: DemoSummary) -> None:
         "audit trail",
         f"{summary.audit_entries} entries added, {summary.audit_total} in the chain, {audit}",
     )
+    table.add_row("audit store", summary.audit_store)
+    if summary.sample_personal_id:
+        table.add_row(
+            "who received a citizen's data",
+            f"xgw audit subject {summary.sample_personal_id} --store {summary.audit_store}",
+        )
     table.add_row("worker metrics (stopped now)", summary.metrics_url)
     table.add_row("worker log", summary.worker_log)
     console.print(table)

@@ -44,6 +44,27 @@ def test_demo_runs_end_to_end_and_reports(tmp_path: Path) -> None:
     assert {"no_recipients", "record_too_large", "malformed_envelope"} <= set(summary["rejected"])
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
     assert summary["metrics_url"].startswith("http://127.0.0.1:")
+    # Where the trail is, and a resident to ask it about: `xgw audit subject` finds them.
+    assert summary["audit_store"] == "sqlite:///var/audit/audit.db"
+    subject = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "audit",
+            "subject",
+            summary["sample_personal_id"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert subject.returncode == 0, subject.stderr
+    assert json.loads(subject.stdout), "the sample resident's data went nowhere"
     assert (tmp_path / "pki" / "ca" / "root.crt.pem").exists()
     assert list((tmp_path / "pki" / "certs").glob("police.*.crt.pem"))
     check_life_events(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sqlite3
 import subprocess
@@ -15,8 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
+from rich.console import Console
 
+from gateway.audit.ops import SharedRecord
 from gateway.cli import cli
+from gateway.cli.audit import _subject_record
 
 COMMANDS = [
     [],
@@ -208,3 +212,26 @@ def test_enrolling_an_id_the_policy_does_not_know_is_one_line(tmp_path: Path) ->
     result = _xgw("pki", "enroll", "polise", "--pki-dir", str(tmp_path))
     _one_line_error(result, "'polise' is not an agency of the policy (police, health")
     assert list((tmp_path / "certs").glob("polise.*")) == []
+
+
+def test_the_citizen_report_reads_in_80_columns() -> None:
+    """Each record a labelled block, Vietnamese beside English, in Vietnam's time, no cut text."""
+    row = SharedRecord(
+        decided_at="2026-12-06T19:38:00.000000Z",
+        event_type="vn.hcm.police.resident_registered.v1",
+        source="police",
+        recipient="health",
+        purpose="health_insurance_enrolment",
+        legal_basis="Law on Health Insurance 2008 (amended 2024); Law 91/2025/QH15 on personal "
+        "data protection",
+        event_id="5b0e8f8e-2d5c-4a53-9a65-2f3f2f0d6a11",
+    )
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(_subject_record(row))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "07/12/2026 02:38 (Vietnam time, UTC+7)" in text
+    assert "vn.hcm.police.resident_registered.v1" in text  # not cut to "vn.hcm.pol…"
+    assert "…" not in text
+    assert "căn cứ pháp lý" in text
+    assert "protection" in text
