@@ -39,9 +39,10 @@ fuzz: venv
 	$(BIN)/python -m gateway.lab.fuzz --seconds $(FUZZ_SECONDS) --corpus var/fuzz/corpus --crashes var/fuzz/crashes
 
 lint: venv
-	$(BIN)/ruff check gateway schemas connectors tests
-	$(BIN)/ruff format --check gateway schemas connectors tests
+	$(BIN)/ruff check gateway schemas connectors tests examples
+	$(BIN)/ruff format --check gateway schemas connectors tests examples
 	$(BIN)/mypy
+	$(BIN)/mypy examples
 	$(BIN)/lint-imports --no-cache
 
 clean:
