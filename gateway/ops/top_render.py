@@ -39,12 +39,20 @@ def format_expiry(seconds: float | None) -> str:
     return f"in {span}" if seconds >= 0 else f"EXPIRED {span} ago"
 
 
+# What fits a 24-line terminal with four agencies: the rest is summed into one line.
+TOP_REASONS = 5
+
+
 def _table(
     title: str, columns: Iterable[str], rows: Iterable[Sequence[str]], text_columns: int = 1
 ) -> RenderableType:
-    from rich.table import Table  # noqa: PLC0415 - rich is only needed to draw
+    from rich import box  # noqa: PLC0415 - rich is only needed to draw
+    from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title=title, title_justify="left", expand=False)
+    # No outer frame: a title, a header, a rule and the rows, so the view fits 80x24.
+    table = Table(
+        title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD, show_edge=False
+    )
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index < text_columns else "right")
     for row in rows:
@@ -52,8 +60,21 @@ def _table(
     return table
 
 
+def lag_line(view: View) -> str:
+    """Consumer lag summed per ingress topic (per-partition figures are noise at a glance)."""
+    if view.lag is None:
+        return "consumer lag: n/a"
+    per_topic: dict[str, float] = {}
+    for lag in view.lag:
+        per_topic[lag.topic] = per_topic.get(lag.topic, 0.0) + lag.records
+    total = sum(per_topic.values())
+    topic, most = max(per_topic.items(), key=lambda t: (t[1], t[0]), default=("", 0.0))
+    where = f", most on {topic} ({most:,.0f})" if most else ""
+    return f"consumer lag: {total:,.0f} records{where}"
+
+
 def render(view: View) -> RenderableType:
-    """Lay the view out as a header line and tables."""
+    """Lay the view out: what matters first (health, lag, latency), then the tables."""
     from rich.console import Group  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
@@ -63,6 +84,11 @@ def render(view: View) -> RenderableType:
     header = Text(
         f"xgw top: {view.up}/{len(view.workers)} workers up, {window}, "
         f"build {', '.join(view.versions) or 'n/a'}"
+    )
+    summary = Text(
+        f"batch processing p99: {format_seconds(view.batch_p99)} | "
+        f"nearest certificate expiry: {format_expiry(view.certificate_expiry_s)}\n"
+        f"{lag_line(view)}"
     )
     workers = _table(
         "Workers",
@@ -93,24 +119,18 @@ def render(view: View) -> RenderableType:
             for a in view.agencies
         ),
     )
+    ranked = sorted(view.reasons, key=lambda r: (-(r.per_s or 0.0), -r.total, r.reason))
+    shown, rest = ranked[:TOP_REASONS], ranked[TOP_REASONS:]
     reasons = _table(
-        "Rejections by reason",
+        f"Rejections by reason (top {TOP_REASONS})" if rest else "Rejections by reason",
         ("reason", "total", "per s"),
-        ((r.reason, f"{r.total:,.0f}", format_rate(r.per_s)) for r in view.reasons),
+        ((r.reason, f"{r.total:,.0f}", format_rate(r.per_s)) for r in shown),
     )
-    parts: list[RenderableType] = [header, workers, agencies, reasons]
-    if view.lag is None:
-        parts.append(Text("consumer lag: n/a"))
-    else:
+    parts: list[RenderableType] = [header, summary, workers, agencies, reasons]
+    if rest:
         parts.append(
-            _table(
-                "Consumer lag",
-                ("topic", "partition", "records"),
-                ((lag.topic, str(lag.partition), f"{lag.records:,.0f}") for lag in view.lag),
-            )
+            Text(f"  +{len(rest)} more reasons, {sum(r.total for r in rest):,.0f} rejections")
         )
-    parts.append(Text(f"batch processing p99: {format_seconds(view.batch_p99)}"))
-    parts.append(Text(f"nearest certificate expiry: {format_expiry(view.certificate_expiry_s)}"))
     return Group(*parts)
 
 

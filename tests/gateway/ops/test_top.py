@@ -15,8 +15,13 @@ from rich.console import Console
 
 from gateway.cli import cli
 from gateway.ops.top import (
+    AgencyRow,
     Endpoint,
+    LagRow,
     Reading,
+    ReasonRow,
+    View,
+    WorkerRow,
     build_view,
     histogram_buckets,
     histogram_quantile,
@@ -26,6 +31,7 @@ from gateway.ops.top import (
     sum_by,
 )
 from gateway.ops.top_render import format_expiry, render, watch
+from gateway.reasons import ReasonCode
 
 INF = math.inf
 METRICS_TEXT = """\
@@ -359,3 +365,32 @@ def test_once_with_every_endpoint_down_is_one_line() -> None:
     assert len(lines) == 1
     assert "no gateway worker answered" in lines[0]
     assert "127.0.0.1:1" in lines[0]
+
+
+def test_a_busy_exchange_fits_an_80_by_24_terminal_with_what_matters_first() -> None:
+    """28 reasons and 16 lagging partitions: summary lines on top, top reasons, lag per topic."""
+    agencies = ("police", "health", "education", "land")
+    view = View(
+        workers=(WorkerRow("http://127.0.0.1:9464/metrics", True, 16, "0.1.0"),),
+        agencies=tuple(AgencyRow(a, 10.0, 20.0, 1.0, 0.02, 0.08) for a in agencies),
+        reasons=tuple(
+            ReasonRow(code.value, 100.0 + i, float(i))
+            for i, code in enumerate(list(ReasonCode)[:28])
+        ),
+        window_s=2.0,
+        latency_scope="last 2.0s",
+        batch_p99=0.0247,
+        lag=tuple(LagRow(f"xgw.ingress.{a}", p, 10.0 * p) for a in agencies for p in range(4)),
+        certificate_expiry_s=86400 * 200,
+        versions=("0.1.0",),
+    )
+    console = Console(width=80, force_terminal=False)
+    with console.capture() as captured:
+        console.print(render(view))
+    lines = captured.get().rstrip("\n").splitlines()
+    assert len(lines) <= 24, "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[1].startswith("batch processing p99: 24.7 ms | nearest certificate expiry:")
+    assert lines[2] == "consumer lag: 240 records, most on xgw.ingress.police (60)"
+    assert "Rejections by reason (top 5)" in captured.get()
+    assert lines[-1] == f"  +23 more reasons, {sum(100.0 + i for i in range(23)):,.0f} rejections"
