@@ -11,18 +11,22 @@ FUZZ_SECONDS ?= 1800
 
 .PHONY: demo test lint unit integration fuzz venv clean
 
+# Set-up and the demo print nothing of their own on stdout, so `make demo ARGS=--json | jq .`
+# works; progress goes to stderr.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@echo "creating $(VENV)" >&2
+	@$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	@echo "installing the project and its tools into $(VENV) (about a minute, once)" >&2
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' >&2
+	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/xgw demo $(ARGS)
+	@$(BIN)/xgw demo $(ARGS)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

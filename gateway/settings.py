@@ -6,7 +6,9 @@ override them. :meth:`Settings.masked` is the only form that may be logged.
 
 from __future__ import annotations
 
+import difflib
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,6 +179,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         env[f"XGW_{name.upper()}"] = str(value)
     return env
+
+
+def misspelled_settings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per ``XGW_*`` variable that is no setting but looks like one (a typo).
+
+    pydantic-settings ignores unknown variables, so ``XGW_POLICY_FIEL`` would silently leave
+    the default in force. Variables that resemble no setting (a test's own) are left alone.
+    """
+    known = [f"XGW_{name.upper()}" for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith("XGW_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                warnings.append(f"{name} is not a setting (did you mean {close[0]}?); ignored")
+    return warnings
 
 
 def load_settings(**overrides: Any) -> Settings:

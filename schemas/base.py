@@ -19,17 +19,20 @@ def nfc(value: Any) -> Any:
     return value
 
 
-def describe_errors(exc: ValidationError) -> str:
-    """``"field.path: message (+N more)"`` for the first error, without the input value.
+def describe_errors(exc: ValidationError, limit: int = 1) -> str:
+    """``"field.path: message (+N more)"`` for the first ``limit`` errors, without input values.
 
     Validation errors go into receipts, dead-letter headers and logs, where the offending
-    value (often personal data) must not appear.
+    value (often personal data) must not appear. A configuration file's reader passes a
+    larger ``limit``: there the second error is often the real typo.
     """
     errors = exc.errors(include_input=False, include_url=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    shown = [
+        f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+        for error in errors[:limit]
+    ]
+    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(shown) + more
 
 
 class Record(BaseModel):

@@ -6,6 +6,7 @@ what it runs inside its body, so that ``xgw --help`` loads neither Kafka nor the
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 from gateway.cli import audit, bench, deadletter, pki, schemas, services
 from gateway.cli.options import EXIT_ERROR
 from gateway.errors import XgwError
+from gateway.settings import misspelled_settings
 
 _EXIT_INTERRUPTED = 130
 
@@ -24,6 +26,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from connectors.errors import ConnectorError  # noqa: PLC0415 - keep start-up light
 
+        for warning in misspelled_settings(os.environ):
+            click.echo(f"xgw: warning: {warning}", err=True)
         try:
             return super().invoke(ctx)
         except (XgwError, ConnectorError) as exc:

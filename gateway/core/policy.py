@@ -186,7 +186,7 @@ def load_policy(path: Path, registry: SchemaRegistry) -> Policy:
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"policy file {path}: {describe_errors(exc)}") from exc
+        raise ConfigError(f"policy file {path}: {describe_errors(exc, limit=5)}") from exc
     try:
         policy.check_against(registry)
     except ConfigError as exc:

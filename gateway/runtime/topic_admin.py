@@ -17,6 +17,14 @@ async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[s
     admin = AIOKafkaAdminClient(**settings.kafka_options(), request_timeout_ms=10_000)
     try:
         await admin.start()
+    except KafkaError as exc:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} "
+            f"(XGW_BOOTSTRAP_SERVERS): {type(exc).__name__}"
+        ) from exc
+    try:
         existing = set(await admin.list_topics())
         topics = settings.topics
         missing = [t for t in [*topics.all_for(agencies), topics.state] if t not in existing]

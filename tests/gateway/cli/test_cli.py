@@ -235,3 +235,45 @@ def test_the_citizen_report_reads_in_80_columns() -> None:
     assert "…" not in text
     assert "căn cứ pháp lý" in text
     assert "protection" in text
+
+
+def test_a_policy_key_misspelled_names_the_typo_too(tmp_path: Path) -> None:
+    """The missing key and the extra one it was meant to be, in one line."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'agencies = ["police", "health"]\n[[routes]]\n'
+        'type = "vn.hcm.police.resident_registered.v1"\n'
+        'publisher = "police"\n[[routes.recipients]]\nagency = "health"\npurpose = "care"\n'
+        'legal_basiss = "x"\nfields = ["full_name"]\n',
+        encoding="utf-8",
+    )
+    result = _xgw("schemas", "asyncapi", env={"XGW_POLICY_FILE": str(policy)})
+    _one_line_error(result, "routes.0.recipients.0.legal_basis: Field required")
+    assert "legal_basiss: Extra inputs are not permitted" in result.stderr
+
+
+def test_a_misspelled_setting_is_warned_about_and_others_left_alone(tmp_path: Path) -> None:
+    result = _xgw(
+        "pki",
+        "init",
+        "--pki-dir",
+        str(tmp_path),
+        env={"XGW_POLICY_FIEL": "x.toml", "XGW_TEST_SOMETHING": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "xgw: warning: XGW_POLICY_FIEL is not a setting (did you mean XGW_POLICY_FILE?); ignored"
+    ]
+
+
+def test_an_unreachable_broker_is_named_as_such(tmp_path: Path) -> None:
+    """Not "cannot create topics": the worker says it cannot reach Kafka, and where."""
+    assert _xgw("pki", "init", "--pki-dir", str(tmp_path)).returncode == 0
+    result = _xgw("worker", "--bootstrap-servers", "127.0.0.1:1", "--pki-dir", str(tmp_path))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "xgw: error: cannot reach Kafka at 127.0.0.1:1 (XGW_BOOTSTRAP_SERVERS): "
+        "KafkaConnectionError"
+    )
+    assert "Traceback" not in result.stderr
