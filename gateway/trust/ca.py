@@ -477,6 +477,12 @@ def load_signing_key(
 ) -> SigningKey:
     """``owner``'s key named by its newest certificate that is valid at ``at`` (default now)."""
     layout = PkiLayout(pki_dir)
+    if not pki_dir.is_dir():
+        # Most often a relative XGW_PKI_DIR (default var/pki) read from another folder.
+        raise ConfigError(
+            f"no PKI folder at {pki_dir} ({pki_dir.resolve()}); set XGW_PKI_DIR, or run from "
+            "the folder it is relative to"
+        )
     usable = _usable(layout, list_certificates(pki_dir), owner, _utc(at))
     if not usable:
         fix = (

@@ -447,3 +447,12 @@ def test_a_bad_certificate_request_is_refused_with_a_reason(ca: Path) -> None:
     with pytest.raises(ConfigError, match="not an agency id"):
         pki.enroll_request(ca, "Police!", p384, now=NOW)
     assert [i.owner for i in pki.list_certificates(ca)] == [GATEWAY_OWNER]  # nothing issued
+
+
+def test_a_missing_pki_folder_is_named_with_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative XGW_PKI_DIR read from another folder: the advice is the folder, not enrol."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no PKI folder at var/pki \(.*/var/pki\); set XGW_PKI"):
+        pki.load_signing_key(Path("var/pki"), "police")
