@@ -412,13 +412,6 @@ class PostgresStore(_SqlStore):
             raise
         return conn
 
-    def _check_is_audit_trail(self, path: Path) -> None:
-        found = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_entries'"
-        ).fetchone()
-        if found is None:
-            raise AuditStoreError(f"{path} holds no audit trail (no audit_entries table)")
-
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[_Session]:
         with self._lock:
