@@ -29,6 +29,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
 from gateway import names
 from gateway.clock import rfc3339
 from gateway.core import envelope, profile, stamp
@@ -39,8 +42,9 @@ from gateway.core.replay import ReplayWindow
 from gateway.errors import XgwError
 from gateway.names import GATEWAY_OWNER, TopicNames
 from gateway.settings import DEFAULT_POLICY_FILE
-from gateway.trust.ca import ensure_exchange, load_signing_key
+from gateway.trust.ca import enroll, init_ca, load_signing_key
 from gateway.trust.layout import PkiLayout
+from gateway.trust.pem import write_private_pem
 from gateway.trust.x509 import X509TrustStore
 from gateway.wire import b64url
 from gateway.wire import disclosure as sd
@@ -62,11 +66,46 @@ AT = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 AGENCIES = ("police", "health", "education", "land")
 MANIFEST = "manifest.json"
 WARNING = (
-    "TEST-ONLY keys and certificates: published so that anyone can check these vectors. Never "
-    "trust this root or use these keys outside tests."
+    "TEST-ONLY certificates: their private keys are derived from public seeds "
+    "(gateway.lab.vectors.vector_key), so anyone can re-sign these vectors. Never trust this "
+    "root or these keys outside tests."
 )
 FORMAT = "xgw-test-vectors/1"
 _SALT_CONTEXT = b"xgw test vector salt\x00"
+_KEY_CONTEXT = b"xgw test vector key\x00"
+# The order of the P-256 group: a root key is a scalar in [1, order - 1].
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def vector_key(owner: str) -> SigningKey:
+    """``owner``'s TEST-ONLY Ed25519 key, derived from a public seed.
+
+    The vectors' private keys are never stored in the repository: they are made again from
+    these seeds wherever the vectors are regenerated (:func:`install_keys`).
+    """
+    seed = hashlib.sha256(_KEY_CONTEXT + owner.encode()).digest()
+    return SigningKey.from_private_key(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def vector_root_key() -> ec.EllipticCurvePrivateKey:
+    """The TEST-ONLY root CA key (P-256), derived from a public seed."""
+    seed = int.from_bytes(hashlib.sha256(_KEY_CONTEXT + b"root").digest(), "big")
+    return ec.derive_private_key(seed % (_P256_ORDER - 1) + 1, ec.SECP256R1())
+
+
+def install_keys(pki_dir: Path) -> None:
+    """Write the derived private keys beside the certificates of a vectors PKI folder.
+
+    A certificate whose key is not the derived one (another PKI) is left without a key.
+    """
+    layout = PkiLayout(pki_dir)
+    write_private_pem(SigningKey.from_private_key(vector_root_key()), layout.root_key)
+    for certificate in layout.certificate_files():
+        owner = certificate.name.split(".", 1)[0]
+        key = vector_key(owner)
+        public = x509.load_pem_x509_certificate(certificate.read_bytes()).public_key()
+        if public == key.private_key.public_key():
+            write_private_pem(key, layout.key_of(certificate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +502,13 @@ def write_vectors(directory: Path, *, new_pki: bool = False) -> None:
     if new_pki and pki_dir.exists():
         shutil.rmtree(pki_dir)
     if not PkiLayout(pki_dir).root_certificate.exists():
-        ensure_exchange(pki_dir, AGENCIES, now=AT - timedelta(hours=1))
+        made = AT - timedelta(hours=1)
+        init_ca(
+            pki_dir, now=made, root_key=vector_root_key(), gateway_key=vector_key(GATEWAY_OWNER)
+        )
+        for agency in AGENCIES:
+            enroll(pki_dir, agency, now=made, key=vector_key(agency))
+    install_keys(pki_dir)  # git-ignored: made again from the seeds
     for sub in ("ingress", "cases"):
         shutil.rmtree(directory / sub, ignore_errors=True)
     write(directory, pki_dir, at=AT, salt=fixed_salt)

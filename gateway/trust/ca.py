@@ -265,10 +265,13 @@ def init_ca(
     days: int = 3650,
     force: bool = False,
     now: datetime | None = None,
+    root_key: ec.EllipticCurvePrivateKey | None = None,
+    gateway_key: SigningKey | None = None,
 ) -> CertInfo:
     """Create the root CA, an empty CRL and the gateway's certificate (Ed25519).
 
     An existing CA is returned untouched, unless ``force``: then its files move to ``retired/``.
+    ``root_key`` and ``gateway_key`` replace fresh keys (the test vectors' fixed PKI).
     """
     layout = PkiLayout(pki_dir)
     now = _utc(now)
@@ -280,7 +283,7 @@ def init_ca(
         raise ConfigError(f"{layout.root_key} exists without its certificate; use --force")
     if force:
         _retire(layout, now)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = root_key or ec.generate_private_key(ec.SECP256R1())
     root = build_root(key, now=now, days=days)
     # ca/ also holds the public root certificate and CRL; the key file itself is 0600.
     _write_key(SigningKey.from_private_key(key), layout.root_key, dir_mode=0o755)
@@ -288,7 +291,7 @@ def init_ca(
     _issue_crl(layout, index, root, key, now)
     _write_index(layout, index)
     _write_atomic(layout.root_certificate, _pem(root))
-    enroll(pki_dir, GATEWAY_OWNER, now=now)
+    enroll(pki_dir, GATEWAY_OWNER, now=now, key=gateway_key)
     return root_info(pki_dir)
 
 
@@ -311,8 +314,9 @@ def enroll(
     not_before: datetime | None = None,
     key_usage: x509.KeyUsage | None = None,
     now: datetime | None = None,
+    key: SigningKey | None = None,
 ) -> CertInfo:
-    """Create a key for ``owner`` and a certificate for it signed by the root CA.
+    """Create a key for ``owner`` (or take ``key``) and a certificate for it from the root CA.
 
     Validity starts at ``not_before`` (default ``now``) and ends after ``days``, or when the
     root expires if that is sooner. ``key_usage`` replaces the signing-only default. ``alg`` is
@@ -323,7 +327,7 @@ def enroll(
         key_alg = algorithm(alg)
     except KeyMaterialError as exc:
         raise ConfigError(str(exc)) from exc
-    key = SigningKey.generate(key_alg)
+    key = key or SigningKey.generate(key_alg)
     return _issue(
         pki_dir,
         owner,

@@ -30,6 +30,7 @@ def _files(directory: Path) -> dict[str, bytes]:
 def test_the_vectors_regenerate_byte_for_byte(tmp_path: Path) -> None:
     """From the committed PKI and fixed inputs, the pipeline makes exactly the committed bytes."""
     shutil.copytree(VECTORS / "pki", tmp_path / "pki")
+    vectors.install_keys(tmp_path / "pki")  # the private keys come from their seeds, not git
     vectors.write(tmp_path, tmp_path / "pki", at=vectors.AT, salt=vectors.fixed_salt)
     committed, made = _files(VECTORS), _files(tmp_path)
     assert sorted(made) == sorted(committed)
@@ -47,10 +48,21 @@ def live(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed vectors with their keys installed (an agency client signs as well)."""
+    directory = tmp_path_factory.mktemp("committed") / "vectors"
+    shutil.copytree(VECTORS, directory)
+    vectors.install_keys(directory / "pki")
+    return directory
+
+
 @pytest.mark.parametrize("which", ["committed", "live"])
-def test_the_agency_client_concludes_what_the_manifest_says(which: str, live: Path) -> None:
+def test_the_agency_client_concludes_what_the_manifest_says(
+    which: str, committed: Path, live: Path
+) -> None:
     """Valid cases verify; each invalid one is refused for the reason the manifest names."""
-    found = client_conclusions(VECTORS if which == "committed" else live)
+    found = client_conclusions(committed if which == "committed" else live)
     assert len(found) >= 14
     assert [(name, got) for name, want, got in found if got != want] == []
     assert sum(1 for _, want, _ in found if want is None) == 7

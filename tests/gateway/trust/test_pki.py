@@ -430,7 +430,7 @@ def test_a_request_in_der_is_read_too(ca: Path) -> None:
 def test_a_bad_certificate_request_is_refused_with_a_reason(ca: Path) -> None:
     """Not a request, another key's signature, an unsupported curve: a ConfigError each."""
     with pytest.raises(ConfigError, match="not a PKCS#10"):
-        pki.enroll_request(ca, "police", b"-----BEGIN PRIVATE KEY-----\nAAAA\n", now=NOW)
+        pki.enroll_request(ca, "police", b"-----BEGIN CERTIFICATE-----\nAAAA\n", now=NOW)
     with pytest.raises(ConfigError, match="not a PKCS#10"):
         pki.enroll_request(ca, "police", b"\x30\x03\x02\x01\x00", now=NOW)
     forged = bytearray(
