@@ -6,6 +6,8 @@
         ...                                            # each disclosure; typed, deduplicated
     async for receipt in client.receipts():            # stamped accept/reject per event
         ...
+    async for judgement in client.checkpoints(keeper): # hold the audit trail's latest
+        ...                                            # checkpoint (connectors.checkpoints)
     answer = await client.request(IdentityVerificationRequested(...), timeout=10)
     await client.respond(request_delivery, IdentityVerified(...))   # the answering agency
 
@@ -25,10 +27,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from connectors.checkpoints import CheckpointKeeper, RefusedCheckpoint
 from connectors.errors import (
     ConnectorError,
     InvalidEventError,
@@ -47,6 +51,7 @@ from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings, load_settings
 from gateway.trust.ca import load_signing_key
+from gateway.trust.checkpoint import Judgement, Standing
 from gateway.trust.store import TrustStore
 from gateway.trust.x509 import X509TrustStore
 from gateway.wire.canonical import loads_strict
@@ -351,6 +356,47 @@ class AgencyClient:
         )
         async for receipt in stream:
             yield receipt
+
+    def checkpoint_keeper(self, path: Path) -> CheckpointKeeper:
+        """A keeper of the audit checkpoints in ``path``, checking them with this client's trust."""
+        return CheckpointKeeper.open(path, self._trust)
+
+    async def checkpoints(
+        self,
+        keeper: CheckpointKeeper,
+        *,
+        group: str | None = None,
+        ready: asyncio.Event | None = None,
+    ) -> AsyncIterator[Judgement]:
+        """Feed each record of the audit checkpoints topic to ``keeper``; yield its judgement.
+
+        A record that is not a gateway checkpoint is logged and skipped; a
+        ``Standing.CONFLICT`` is logged as an error (the trail was rolled back or rewritten
+        after the checkpoint held) and yielded, for the caller to raise the alarm.
+        """
+        topic = self._topics.checkpoints
+        stream = self._transport.consume(
+            [topic], group=group or f"{self.agency}-checkpoints", ready=ready
+        )
+        async for message in stream:
+            try:
+                judgement = keeper.accept(message.value)
+            except RefusedCheckpoint as exc:
+                log.warning(
+                    "checkpoint refused agency=%s offset=%d detail=%s",
+                    self.agency,
+                    message.offset,
+                    exc,
+                )
+                continue
+            if judgement.standing is Standing.CONFLICT:
+                log.error(
+                    "audit trail conflict agency=%s file=%s detail=%s",
+                    self.agency,
+                    keeper.path,
+                    judgement.why,
+                )
+            yield judgement
 
     async def _verified(
         self,

@@ -59,6 +59,11 @@ class TopicNames:
         return f"{self.prefix}.audit"
 
     @property
+    def checkpoints(self) -> str:
+        """The audit writer's signed checkpoints, with consistency proofs; every agency reads it."""
+        return f"{self.prefix}.audit.checkpoints"
+
+    @property
     def state(self) -> str:
         """The workers' state changelog (replay window, pending requests); compacted."""
         return f"{self.prefix}.gateway.state"
@@ -74,4 +79,4 @@ class TopicNames:
     def all_for(self, agencies: tuple[str, ...]) -> list[str]:
         """Every topic of the exchange for these agencies."""
         per_agency = [f(a) for a in agencies for f in (self.ingress, self.deliver, self.receipts)]
-        return [*per_agency, self.deadletter, self.audit]
+        return [*per_agency, self.deadletter, self.audit, self.checkpoints]

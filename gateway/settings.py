@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1, description="entries per checkpoint")
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, description="or this often")
     audit_group: str = Field(default="xgw-audit-writer", description="the writer's consumer group")
+    checkpoint_dir: Path = Field(
+        default=Path("var/checkpoints"),
+        description="where agency clients keep the audit checkpoints they hold (<agency>.jsonl)",
+    )
 
     # Worker tuning (see docs/operations.md for why each value).
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 = pick a free port")

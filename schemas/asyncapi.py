@@ -47,6 +47,9 @@ class TopicNamer(Protocol):
     @property
     def audit(self) -> str: ...  # noqa: D102
 
+    @property
+    def checkpoints(self) -> str: ...  # noqa: D102
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -88,6 +91,7 @@ def build_asyncapi(
     messages["receipt"] = _receipt_message(reason_codes)
     messages["deadLetter"] = _dead_letter_message(reason_codes)
     messages["auditRecord"] = _audit_message()
+    messages["auditCheckpoint"] = _checkpoint_message()
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for agency in agencies:
@@ -103,8 +107,22 @@ def build_asyncapi(
         _operation(
             operations, f"{agency}.receiveReceipts", "receive", f"receipts.{agency}", ["receipt"]
         )
+        _operation(
+            operations,
+            f"{agency}.receiveAuditCheckpoints",
+            "receive",
+            "auditCheckpoints",
+            ["auditCheckpoint"],
+        )
     _channel(channels, "deadletter", topics.deadletter, ["deadLetter"], "")
     _channel(channels, "audit", topics.audit, ["auditRecord"], "")
+    _channel(
+        channels,
+        "auditCheckpoints",
+        topics.checkpoints,
+        ["auditCheckpoint"],
+        "The audit writer's signed checkpoints; every agency reads and keeps them.",
+    )
     _operation(operations, "operators.receiveDeadLetters", "receive", "deadletter", ["deadLetter"])
     _operation(operations, "auditWriter.receiveAuditRecords", "receive", "audit", ["auditRecord"])
     return {
@@ -411,6 +429,60 @@ def _audit_message() -> dict[str, Any]:
                 "event_sha256": nullable,
                 "record_sha256": _STRING,
                 "ingress": {"type": "object"},
+            },
+        },
+    }
+
+
+def _checkpoint_message() -> dict[str, Any]:
+    hex_hash = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    seq = {"type": "integer", "minimum": 1}
+    return {
+        "name": "auditCheckpoint",
+        "title": "Audit checkpoint",
+        "summary": (
+            "A signed checkpoint of the audit trail (entry, chain hash, RFC 9162 tree root) "
+            "with a consistency proof from the checkpoint published before it."
+        ),
+        "contentType": "application/json",
+        "payload": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "version",
+                "seq",
+                "head",
+                "root",
+                "at",
+                "signature",
+                "certificate",
+                "previous",
+                "consistency",
+            ],
+            "properties": {
+                "version": {"const": 1},
+                "seq": seq,
+                "head": hex_hash,
+                "root": hex_hash,
+                "at": {"type": "string", "format": "date-time"},
+                "signature": {
+                    "type": "string",
+                    "description": "detached compact JWS (typ xgw-audit-checkpoint+jws) over "
+                    'the JCS form of {"seq", "head", "root", "at"}',
+                },
+                "certificate": {"type": "string", "contentEncoding": "base64"},
+                "previous": {
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["seq", "root"],
+                            "properties": {"seq": seq, "root": hex_hash},
+                        },
+                    ]
+                },
+                "consistency": {"type": "array", "items": hex_hash, "maxItems": 128},
             },
         },
     }

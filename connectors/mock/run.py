@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 from connectors.client import AgencyClient, PublishedEvent, ReceivedEvent
 from connectors.errors import ConnectorError
@@ -21,12 +22,16 @@ from connectors.mock.people import local_day
 from gateway.logs import configure_logging, get_logger
 from gateway.runtime.stopping import stop_on_signals
 from gateway.settings import Settings
+from gateway.trust.checkpoint import Standing
 
 log = get_logger("xgw.agency")
 
 
 async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio.Event) -> None:
-    """Subscribe to ``agency``'s deliveries and receipts; publish at ``rate`` per second."""
+    """Subscribe to deliveries, receipts and audit checkpoints; publish at ``rate`` per second.
+
+    The audit checkpoints the agency holds are kept in ``XGW_CHECKPOINT_DIR/<agency>.jsonl``.
+    """
     client = AgencyClient.from_settings(agency, settings)
 
     # An agency of the policy that the mock world does not model only logs its deliveries.
@@ -78,7 +83,11 @@ async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio
                     failing.clear()
             await asyncio.sleep(1.0 / rate)
 
-    tasks = [asyncio.create_task(deliveries()), asyncio.create_task(receipts())]
+    tasks = [
+        asyncio.create_task(deliveries()),
+        asyncio.create_task(receipts()),
+        asyncio.create_task(hold_checkpoints(client, settings.checkpoint_dir / f"{agency}.jsonl")),
+    ]
     publishing = connector is not None and rate > 0
     if connector is not None and publishing:
         tasks.append(asyncio.create_task(publish(connector)))
@@ -99,6 +108,19 @@ async def run_agency(settings: Settings, agency: str, rate: float, stop: asyncio
         raise ConnectorError(f"agency {agency} stopped: {ended[0].exception()}")
     if publishing and not published and failing:
         raise ConnectorError(f"agency {agency} published nothing: {failing[0]}")
+
+
+async def hold_checkpoints(client: AgencyClient, path: Path) -> None:
+    """Keep the audit trail's checkpoints in ``path``; log each newer one held."""
+    keeper = client.checkpoint_keeper(path)
+    async for judgement in client.checkpoints(keeper):
+        if judgement.standing is not Standing.OLDER:
+            latest = keeper.latest
+            log.info(
+                "audit checkpoint held",
+                standing=judgement.standing.value,
+                seq=latest.seq if latest else None,
+            )
 
 
 def main(settings: Settings, agency: str, rate: float, duration: float | None) -> None:

@@ -4,10 +4,15 @@ Pure functions over :mod:`gateway.audit.model` values; the store and the writer 
 
 - Each entry's ``hash`` is SHA-256 over the previous entry's hash and the entry's canonical
   body, so changing, deleting, inserting or reordering a row breaks the links after it.
-- A checkpoint is the gateway's detached JWS over ``{"seq", "head", "at"}``: rewriting the chain
-  up to a checkpoint would need the gateway's key. The writer signs a checkpoint every N
-  entries or T seconds, and a *seal* (a checkpoint of the current head) after every batch, so
-  that cutting rows off the tail is caught too.
+- The entries are also the leaves of an RFC 9162 hash tree (leaf = the body's UTF-8 bytes), kept
+  as a compact range, so that two checkpoints can be proven consistent with a few hashes and
+  without the entries (a consistency proof), which is what agencies holding checkpoints check.
+- A checkpoint (:mod:`gateway.trust.checkpoint`) is the gateway's detached JWS over
+  ``{"seq", "head", "root", "at"}``: rewriting the chain up to a checkpoint would need the
+  gateway's key. The writer signs a checkpoint every N entries or T seconds, and a *seal* (a
+  checkpoint of the current head) after every batch, so that cutting rows off the tail is
+  caught too; each is also published to the agencies, so that cutting the tail together with
+  the seal is caught against their copies.
 - Evidence for one event is the event's entries, the chain segment from them to the next
   checkpoint (or the seal), and that signed checkpoint: it verifies offline against the
   exchange root.
@@ -22,22 +27,23 @@ import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 
 from gateway.audit.model import GENESIS_HASH, Anchor, Checkpoint, StoredEntry
-from gateway.clock import rfc3339
 from gateway.core.records import AuditRecord
-from gateway.errors import Rejection
-from gateway.names import GATEWAY_OWNER
+from gateway.trust.checkpoint import checkpoint_problem
 from gateway.trust.store import TrustStore
 from gateway.wire.canonical import canonical_bytes, loads_strict
-from gateway.wire.jws import JwsError, parse_detached, sign_detached
-from gateway.wire.keys import SigningKey
+from gateway.wire.merkle import (
+    CompactRange,
+    consistency_proof,
+    extension_nodes,
+    leaf_hash,
+    verify_consistency,
+)
 
-CHECKPOINT_TYP = "xgw-audit-checkpoint+jws"
 EVIDENCE_VERSION = 1
 # A stored body is the audit record with its "subject" replaced by this keyed hash of it.
 SUBJECT_KEY = "subject_key"
@@ -108,42 +114,6 @@ def chain(head: tuple[int, str], prepared: Iterable[Prepared]) -> list[StoredEnt
     return rows
 
 
-def _claims(seq: int, head_hash: str, signed_at: str) -> bytes:
-    return canonical_bytes({"seq": seq, "head": head_hash, "at": signed_at})
-
-
-def sign_checkpoint(seq: int, head_hash: str, now: datetime, key: SigningKey) -> Checkpoint:
-    """The gateway's signed statement that entry ``seq`` has hash ``head_hash``."""
-    if not key.x5c:
-        raise ValueError("checkpoints carry the signing certificate: load the key with embed=True")
-    signed_at = rfc3339(now)
-    signature = sign_detached(_claims(seq, head_hash, signed_at), key, {"typ": CHECKPOINT_TYP})
-    return Checkpoint(seq, head_hash, signed_at, signature, key.x5c[0])
-
-
-def checkpoint_problem(checkpoint: Checkpoint, trust: TrustStore) -> str | None:
-    """Why the checkpoint's signature is not the gateway's over its claims, or ``None``."""
-    try:
-        jws = parse_detached(checkpoint.signature)
-    except JwsError as exc:
-        return f"checkpoint {checkpoint.seq}: signature is malformed ({exc})"
-    if jws.header.get("typ") != CHECKPOINT_TYP:
-        return f"checkpoint {checkpoint.seq}: not a checkpoint signature"
-    header = {**jws.header, "x5c": [checkpoint.certificate]}
-    try:
-        # The certificate must have been valid when the checkpoint was signed, not today:
-        # a trail outlives the gateway's certificates.
-        trusted = trust.resolve(header, datetime.fromisoformat(checkpoint.signed_at))
-    except Rejection as exc:
-        return f"checkpoint {checkpoint.seq}: signing certificate refused ({exc.reason.value})"
-    if trusted.owner != GATEWAY_OWNER:
-        return f"checkpoint {checkpoint.seq}: signed by {trusted.owner!r}, not the gateway"
-    claims = _claims(checkpoint.seq, checkpoint.head_hash, checkpoint.signed_at)
-    if not jws.verify(claims, trusted.key):
-        return f"checkpoint {checkpoint.seq}: signature does not verify"
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class Finding:
     """The first place where the trail is broken."""
@@ -156,6 +126,16 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class Proof:
+    """The RFC 9162 consistency proof from a checkpoint held outside the store to the head."""
+
+    old_seq: int
+    new_seq: int
+    hashes: int
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """What ``verify`` found: entries and checkpoints checked, and the first break if any."""
 
@@ -164,11 +144,58 @@ class Report:
     first_seq: int
     last_seq: int
     broken: Finding | None
+    outside: int = 0  # checkpoints held outside the store that were checked
+    proof: Proof | None = None
 
     @property
     def ok(self) -> bool:
         """Whether the whole trail verified."""
         return self.broken is None
+
+
+def leaf(entry: StoredEntry) -> bytes:
+    """The entry's leaf hash in the trail's hash tree: of its stored body."""
+    return leaf_hash(entry.body.encode("utf-8"))
+
+
+def tree_at(anchor: Anchor | None) -> CompactRange | None:
+    """The hash tree of the entries up to the anchor, or ``None`` if the anchor kept none."""
+    if anchor is None:
+        return CompactRange()
+    if anchor.frontier is None:
+        return None
+    return CompactRange(anchor.seq, [bytes.fromhex(h) for h in anchor.frontier])
+
+
+@dataclass
+class _Walk:
+    """The state of one pass over the entries."""
+
+    tree: CompactRange | None
+    wanted: set[int]
+    proof_from: int | None
+    roots: dict[int, str]
+    hashes: dict[int, str]
+    earlier: CompactRange | None = None
+    since: list[bytes] | None = None
+
+    def add(self, entry: StoredEntry) -> None:
+        self.hashes[entry.seq] = entry.hash
+        if self.tree is None:
+            return
+        node = leaf(entry)
+        self.tree.append(node)
+        if self.since is not None:
+            self.since.append(node)
+        self.mark(entry.seq)
+
+    def mark(self, seq: int) -> None:
+        if self.tree is None:
+            return
+        if seq in self.wanted:
+            self.roots[seq] = self.tree.root().hex()
+        if seq == self.proof_from:
+            self.earlier, self.since = self.tree.copy(), []
 
 
 def verify(
@@ -177,61 +204,110 @@ def verify(
     anchor: Anchor | None,
     seal: Checkpoint | None,
     trust: TrustStore,
+    outside: Sequence[Checkpoint] = (),
 ) -> Report:
-    """Re-walk the chain from the anchor (or genesis) and check every checkpoint and the seal."""
+    """Re-walk the chain and its hash tree; check every checkpoint, the seal, and ``outside``.
+
+    ``outside`` are checkpoints held outside the store (the agencies' copies, the checkpoints
+    topic): each must be one of this trail's, so a trail cut back together with its seal, or
+    rewritten, is found. From the newest of them to the head a consistency proof is built and
+    checked as an agency would (RFC 9162 2.1.4.2).
+    """
     expected_seq = anchor.seq + 1 if anchor else 1
     previous = anchor.hash if anchor else GENESIS_HASH
-    hashes: dict[int, str] = {}
+    signed = [*checkpoints, *([seal] if seal else [])]
+    rooted = [c.seq for c in [*signed, *outside] if c.root is not None]
+    walk = _Walk(tree_at(anchor), set(rooted), _proof_start(outside, expected_seq - 1), {}, {})
     if anchor:
-        hashes[anchor.seq] = anchor.hash
+        walk.hashes[anchor.seq] = anchor.hash
+        walk.mark(anchor.seq)
     count = 0
     first = expected_seq
     for entry in entries:
         count += 1
+        problem = None
         if entry.seq != expected_seq:
-            return Report(
-                count,
-                0,
-                first,
-                entry.seq,
-                Finding(
-                    expected_seq,
-                    f"missing: the next stored entry is {entry.seq} (deleted or reordered rows)",
-                ),
+            problem = Finding(
+                expected_seq,
+                f"missing: the next stored entry is {entry.seq} (deleted or reordered rows)",
             )
-        if entry.prev_hash != previous:
-            return Report(
-                count,
-                0,
-                first,
+        elif entry.prev_hash != previous:
+            problem = Finding(
                 entry.seq,
-                Finding(
-                    entry.seq,
-                    "does not link to the entry before it (inserted, deleted or reordered rows)",
-                ),
+                "does not link to the entry before it (inserted, deleted or reordered rows)",
             )
-        if link(entry.prev_hash, entry.body) != entry.hash:
-            return Report(count, 0, first, entry.seq, Finding(entry.seq, "content was changed"))
-        hashes[entry.seq] = entry.hash
+        elif link(entry.prev_hash, entry.body) != entry.hash:
+            problem = Finding(entry.seq, "content was changed")
+        if problem is not None:
+            return Report(count, 0, first, entry.seq, problem, len(outside))
+        walk.add(entry)
         previous = entry.hash
         expected_seq += 1
     last = expected_seq - 1
-    for checkpoint in [*checkpoints, *([seal] if seal else [])]:
-        problem = checkpoint_problem(checkpoint, trust)
-        if problem is None and checkpoint.seq > last:
-            problem = (
-                f"a signed checkpoint covers entry {checkpoint.seq} but the chain ends at "
-                f"{last} (truncated)"
+
+    def report(broken: Finding | None, proof: Proof | None = None) -> Report:
+        return Report(count, len(checkpoints), first, last, broken, len(outside), proof)
+
+    # The newest held checkpoint first: a rollback is reported with all it removed.
+    newest_first = sorted(outside, key=lambda c: c.seq, reverse=True)
+    for checkpoint, held in [*((c, False) for c in signed), *((c, True) for c in newest_first)]:
+        if (why := _checkpoint_finding(checkpoint, walk, last, trust, held=held)) is not None:
+            return report(Finding(checkpoint.seq, why))
+    if (finding := _seal_finding(seal, count, last)) is not None:
+        return report(finding)
+    proof = _consistency(walk, outside, last)
+    if proof is not None and not proof.verified:
+        return report(
+            Finding(last, f"no consistency proof from entry {proof.old_seq} to the head"), proof
+        )
+    return report(None, proof)
+
+
+def _proof_start(outside: Sequence[Checkpoint], anchored: int) -> int | None:
+    """The newest checkpoint held outside that a proof to the head can start from."""
+    usable = [c.seq for c in outside if c.root is not None and c.seq >= max(anchored, 1)]
+    return max(usable, default=None)
+
+
+def _checkpoint_finding(
+    checkpoint: Checkpoint, walk: _Walk, last: int, trust: TrustStore, *, held: bool
+) -> str | None:
+    """What is wrong with one signed checkpoint against the walked chain, if anything."""
+    where = " (a checkpoint held outside the store)" if held else ""
+    if (problem := checkpoint_problem(checkpoint, trust)) is not None:
+        return problem + where
+    if checkpoint.seq > last:
+        if held:
+            removed = (
+                f"entry {last + 1} was"
+                if checkpoint.seq == last + 1
+                else f"entries {last + 1}..{checkpoint.seq} were"
             )
-        elif (
-            problem is None
-            and checkpoint.seq in hashes
-            and hashes[checkpoint.seq] != checkpoint.head_hash
-        ):
-            problem = "differs from the signed checkpoint (the chain was rewritten up to here)"
-        if problem is not None:
-            return Report(count, len(checkpoints), first, last, Finding(checkpoint.seq, problem))
-    return Report(count, len(checkpoints), first, last, _seal_finding(seal, count, last))
+            return (
+                f"the gateway signed entry {checkpoint.seq} at {checkpoint.signed_at}{where}, "
+                f"but the trail ends at {last}: {removed} removed (the trail was rolled back)"
+            )
+        return (
+            f"a signed checkpoint covers entry {checkpoint.seq} but the chain ends at "
+            f"{last} (truncated)"
+        )
+    if checkpoint.seq in walk.hashes and walk.hashes[checkpoint.seq] != checkpoint.head_hash:
+        return f"differs from the signed checkpoint{where} (the chain was rewritten up to here)"
+    root = walk.roots.get(checkpoint.seq)
+    if checkpoint.root is not None and root is not None and root != checkpoint.root:
+        return f"the hash tree differs from the signed checkpoint{where} (entries were rewritten)"
+    return None
+
+
+def _consistency(walk: _Walk, outside: Sequence[Checkpoint], last: int) -> Proof | None:
+    """Build and check the proof from the newest checkpoint held outside to the head."""
+    if walk.proof_from is None or walk.earlier is None or walk.since is None or walk.tree is None:
+        return None
+    old = walk.proof_from
+    held = next(c.root for c in outside if c.seq == old and c.root is not None)
+    hashes = consistency_proof(old, last, extension_nodes(walk.earlier, walk.since))
+    verified = verify_consistency(old, last, bytes.fromhex(held), walk.tree.root(), hashes)
+    return Proof(old, last, len(hashes), verified)
 
 
 def _seal_finding(seal: Checkpoint | None, count: int, last: int) -> Finding | None:

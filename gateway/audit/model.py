@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.trust.checkpoint import Checkpoint
+
+__all__ = ["GENESIS_HASH", "Anchor", "Checkpoint", "StoredEntry"]
+
 GENESIS_HASH = "0" * 64
 
 
@@ -26,19 +30,14 @@ class StoredEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A signed statement that the chain's entry ``seq`` has hash ``head_hash``."""
-
-    seq: int
-    head_hash: str
-    signed_at: str  # RFC 3339
-    signature: str  # detached JWS by the gateway key over the canonical checkpoint claims
-    certificate: str  # base64 DER of the signing certificate
-
-
-@dataclass(frozen=True, slots=True)
 class Anchor:
-    """Where the stored chain starts after a retention cut: the last archived entry."""
+    """Where the stored chain starts after a retention cut: the last archived entry.
+
+    ``frontier`` is the compact range (RFC 9162 hash tree, hex hashes largest first) of the
+    entries up to ``seq``, so the tree's roots can still be computed after them; ``None``
+    for a cut made before trees were kept.
+    """
 
     seq: int
     hash: str
+    frontier: tuple[str, ...] | None = None

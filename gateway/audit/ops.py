@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.chain import Report, build_evidence, subject_key, verify
+from gateway.audit.chain import Report, build_evidence, leaf, subject_key, tree_at, verify
 from gateway.audit.model import Checkpoint, StoredEntry
 from gateway.audit.store import AuditStore
 from gateway.core.envelope import subject_digest
@@ -17,9 +18,13 @@ from gateway.errors import ConfigError
 from gateway.trust.x509 import X509TrustStore
 
 
-def verify_store(store: AuditStore, trust: X509TrustStore) -> Report:
-    """Re-walk the whole stored chain, its checkpoints and its seal."""
-    return verify(store.entries(), store.checkpoints(), store.anchor(), store.seal(), trust)
+def verify_store(
+    store: AuditStore, trust: X509TrustStore, outside: Sequence[Checkpoint] = ()
+) -> Report:
+    """Re-walk the whole stored chain, its checkpoints, its seal, and checkpoints held outside."""
+    return verify(
+        store.entries(), store.checkpoints(), store.anchor(), store.seal(), trust, outside
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,5 +110,9 @@ def archive(store: AuditStore, before: datetime, path: Path) -> int:
             out.write(json.dumps({"entry": asdict(entry)}) + "\n")
         for checkpoint in checkpoints:
             out.write(json.dumps({"checkpoint": asdict(checkpoint)}) + "\n")
-    store.cut(cut_at)
+    tree = tree_at(store.anchor())
+    if tree is not None:
+        for entry in old:
+            tree.append(leaf(entry))
+    store.cut(cut_at, None if tree is None else [h.hex() for h in tree.nodes])
     return len(old)

@@ -25,6 +25,7 @@ Errors::
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from abc import abstractmethod
@@ -46,7 +47,7 @@ CHUNK = 1000  # rows per query when streaming entries(), and ids per IN (...) lo
 CONNECT_TIMEOUT_SECONDS = 10  # libpq waits forever by default
 
 _ENTRY_COLUMNS = "seq, decision_id, event_id, subject_key, decided_at, body, prev_hash, hash"
-_CHECKPOINT_COLUMNS = "seq, head_hash, signed_at, signature, certificate"
+_CHECKPOINT_COLUMNS = "seq, head_hash, signed_at, signature, certificate, root"
 _DDL = (
     "CREATE TABLE IF NOT EXISTS audit_entries (seq BIGINT NOT NULL PRIMARY KEY,"
     " decision_id TEXT UNIQUE NOT NULL, event_id TEXT, subject_key TEXT,"
@@ -55,15 +56,26 @@ _DDL = (
     "CREATE INDEX IF NOT EXISTS audit_entries_subject_key ON audit_entries (subject_key)",
     "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq BIGINT NOT NULL PRIMARY KEY,"
     " head_hash TEXT NOT NULL, signed_at TEXT NOT NULL, signature TEXT NOT NULL,"
-    " certificate TEXT NOT NULL)",
+    " certificate TEXT NOT NULL, root TEXT)",
     "CREATE TABLE IF NOT EXISTS audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " seq BIGINT NOT NULL, hash TEXT NOT NULL)",
+    " seq BIGINT NOT NULL, hash TEXT NOT NULL, frontier TEXT)",
     "CREATE TABLE IF NOT EXISTS audit_seal (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " seq BIGINT NOT NULL, head_hash TEXT NOT NULL, signed_at TEXT NOT NULL,"
-    " signature TEXT NOT NULL, certificate TEXT NOT NULL)",
+    " signature TEXT NOT NULL, certificate TEXT NOT NULL, root TEXT)",
+    # The last checkpoint the writer published to the agencies (its next proof starts there).
+    "CREATE TABLE IF NOT EXISTS audit_published (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " seq BIGINT NOT NULL, root TEXT NOT NULL)",
+)
+# Columns added since the first release; stores made before get them on open (NULL in old rows).
+_ADDED_COLUMNS = (
+    ("audit_checkpoints", "root"),
+    ("audit_seal", "root"),
+    ("audit_anchor", "frontier"),
 )
 _INSERT_ENTRY = f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608 - constant
-_INSERT_CHECKPOINT = f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT_CHECKPOINT = (
+    f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant
+)
 _CONFLICT = "the audit store refused a duplicate seq or decision_id: another writer appended?"
 
 
@@ -111,8 +123,18 @@ class AuditStore(Protocol):
     def anchor(self) -> Anchor | None:
         """Where the stored chain starts after a retention cut, if one happened."""
 
-    def cut(self, upto_seq: int) -> list[StoredEntry]:
-        """Delete entries up to ``upto_seq`` and anchor the chain there; the deleted entries."""
+    def cut(self, upto_seq: int, frontier: Sequence[str] | None) -> list[StoredEntry]:
+        """Delete entries up to ``upto_seq`` and anchor the chain (and its tree) there.
+
+        ``frontier`` is the hash tree's compact range at ``upto_seq``; returns the deleted
+        entries.
+        """
+
+    def published(self) -> tuple[int, str] | None:
+        """(seq, root) of the last checkpoint published to the agencies, if any."""
+
+    def set_published(self, seq: int, root: str) -> None:
+        """Record that the checkpoint of entry ``seq`` with tree ``root`` was published."""
 
     def seal(self) -> Checkpoint | None:
         """The latest signed checkpoint of the head (replaced after every batch), if any."""
@@ -152,6 +174,16 @@ class _SqlStore(AuditStore):
     @abstractmethod
     def _session(self, *, write: bool) -> AbstractContextManager[_Session]:
         """A transaction; ``write`` ones are serialised against other writers."""
+
+    # The columns of a table (one placeholder, the table's name), in each backend's catalogue.
+    _COLUMNS_QUERY: str
+
+    def _create(self, db: _Session) -> None:
+        for statement in _DDL:
+            db.run(statement)
+        for table, column in _ADDED_COLUMNS:
+            if column not in {str(r[0]) for r in db.rows(self._COLUMNS_QUERY, (table,))}:
+                db.run(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     @staticmethod
     def _head(db: _Session) -> tuple[int, str]:
@@ -259,7 +291,7 @@ class _SqlStore(AuditStore):
         with self._session(write=True) as db:
             db.run("DELETE FROM audit_seal WHERE id = 1")
             db.run(
-                f"INSERT INTO audit_seal (id, {_CHECKPOINT_COLUMNS}) VALUES (1, ?, ?, ?, ?, ?)",  # noqa: S608 - constant text
+                f"INSERT INTO audit_seal (id, {_CHECKPOINT_COLUMNS}) VALUES (1, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant text
                 astuple(checkpoint),
             )
 
@@ -272,11 +304,27 @@ class _SqlStore(AuditStore):
     def anchor(self) -> Anchor | None:
         """Where the stored chain starts after a retention cut, if one happened."""
         with self._session(write=False) as db:
-            rows = db.rows("SELECT seq, hash FROM audit_anchor WHERE id = 1")
-        return Anchor(int(rows[0][0]), str(rows[0][1])) if rows else None
+            rows = db.rows("SELECT seq, hash, frontier FROM audit_anchor WHERE id = 1")
+        if not rows:
+            return None
+        seq, hash_, frontier = rows[0]
+        kept = None if frontier is None else tuple(str(h) for h in json.loads(frontier))
+        return Anchor(int(seq), str(hash_), kept)
 
-    def cut(self, upto_seq: int) -> list[StoredEntry]:
-        """Delete entries up to ``upto_seq`` and anchor the chain there; the deleted entries.
+    def published(self) -> tuple[int, str] | None:
+        """(seq, root) of the last checkpoint published to the agencies, if any."""
+        with self._session(write=False) as db:
+            rows = db.rows("SELECT seq, root FROM audit_published WHERE id = 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def set_published(self, seq: int, root: str) -> None:
+        """Record that the checkpoint of entry ``seq`` with tree ``root`` was published."""
+        with self._session(write=True) as db:
+            db.run("DELETE FROM audit_published WHERE id = 1")
+            db.run("INSERT INTO audit_published (id, seq, root) VALUES (1, ?, ?)", (seq, root))
+
+    def cut(self, upto_seq: int, frontier: Sequence[str] | None) -> list[StoredEntry]:
+        """Delete entries up to ``upto_seq`` and anchor the chain (and its tree) there.
 
         Checkpoints before ``upto_seq`` go too; the one at ``upto_seq`` (if any) stays, so the
         anchor remains covered by a signature.
@@ -291,13 +339,16 @@ class _SqlStore(AuditStore):
             db.run("DELETE FROM audit_checkpoints WHERE seq < ?", (upto_seq,))
             db.run("DELETE FROM audit_anchor WHERE id = 1")
             db.run(
-                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)", (upto_seq, found[0][0])
+                "INSERT INTO audit_anchor (id, seq, hash, frontier) VALUES (1, ?, ?, ?)",
+                (upto_seq, found[0][0], None if frontier is None else json.dumps(list(frontier))),
             )
         return deleted
 
 
 class SQLiteStore(_SqlStore):
     """The audit chain in a SQLite file (WAL, synchronous=FULL), or in memory for ``":memory:"``."""
+
+    _COLUMNS_QUERY = "SELECT name FROM pragma_table_info(?)"
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         super().__init__()
@@ -320,8 +371,7 @@ class SQLiteStore(_SqlStore):
             # An audit trail must survive power loss, not only a crash of the process.
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._session(write=True) as db:
-                for statement in _DDL:
-                    db.run(statement)
+                self._create(db)
         except (sqlite3.Error, AuditStoreError) as exc:
             self._conn.close()
             raise ConfigError(f"audit store: cannot use SQLite file {path}: {exc}") from exc
@@ -369,6 +419,11 @@ class PostgresStore(_SqlStore):
     the next call.
     """
 
+    _COLUMNS_QUERY = (
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = ?"
+    )
+
     def __init__(self, conninfo: str, schema: str | None = None) -> None:
         super().__init__()
         self._conninfo = conninfo
@@ -385,8 +440,7 @@ class PostgresStore(_SqlStore):
                 if schema is not None:
                     # Two gateways starting at once must not race on the catalogue.
                     db.run("SELECT pg_advisory_xact_lock(hashtext('xgw audit store ddl'))")
-                    for statement in _DDL:
-                        db.run(statement)
+                    self._create(db)
         except AuditStoreError as exc:
             self._conn.close()
             raise ConfigError(f"audit store: cannot use PostgreSQL: {exc}") from exc

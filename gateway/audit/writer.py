@@ -1,11 +1,17 @@
 """The audit writer: from ``xgw.audit`` into the hash chain, with signed checkpoints.
 
-Pure of Kafka: :mod:`gateway.runtime.audit_service` feeds it from the topic. One writer process
-per exchange (the store refuses a forked chain). For each batch of audit
-records it drops decisions already stored (a restarted writer or a re-deciding worker repeats
-some), chains the rest after the head, appends them in one transaction, signs a checkpoint
-every N entries or T seconds and a seal of the new head, and only then commits the Kafka
-offsets. A SIGKILL at any point therefore loses nothing and doubles nothing.
+Pure of Kafka: :mod:`gateway.runtime.audit_service` feeds it from the topic and publishes what
+it signs. One writer process per exchange (the store refuses a forked chain). For each batch of
+audit records it drops decisions already stored (a restarted writer or a re-deciding worker
+repeats some), chains the rest after the head, appends them in one transaction, signs a
+checkpoint every N entries or T seconds and a seal of the new head, and only then commits the
+Kafka offsets. A SIGKILL at any point therefore loses nothing and doubles nothing.
+
+The writer also keeps the entries' RFC 9162 hash tree (a compact range, rebuilt from the store
+at start) and puts every checkpoint it signs in :attr:`AuditWriter.outbox` as a
+:class:`PublishedCheckpoint` with a consistency proof from the one before, for the service to
+publish to the agencies. A store whose head is not where the writer left it, or behind the
+last checkpoint published, is refused: rows were removed or rewritten outside the writer.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.audit.chain import Prepared, chain, prepare, sign_checkpoint
-from gateway.audit.store import AuditStore
+from gateway.audit.chain import Prepared, chain, leaf, prepare, tree_at
+from gateway.audit.store import AuditStore, AuditStoreError
 from gateway.errors import ConfigError
 from gateway.logs import get_logger
+from gateway.trust.checkpoint import Checkpoint, PublishedCheckpoint, sign_checkpoint
 from gateway.wire.canonical import loads_strict
 from gateway.wire.keys import SigningKey
+from gateway.wire.merkle import CompactRange, consistency_proof, extension_nodes
 
 log = get_logger("xgw.audit")
 _KEY_BYTES = 32
@@ -47,6 +55,20 @@ def load_subject_secret(path: Path) -> bytes:
     return secret
 
 
+class TamperedStore(AuditStoreError):
+    """The store is not where the writer (or the agencies' checkpoints) left it."""
+
+
+@dataclass
+class _Link:
+    """The tree at the last checkpoint put in the outbox, and the leaves appended since."""
+
+    seq: int
+    root: str
+    tree: CompactRange
+    since: list[bytes] = field(default_factory=list)
+
+
 @dataclass
 class AuditWriter:
     """Appends audit records to a store; pure of Kafka, so tests can drive it directly."""
@@ -57,15 +79,54 @@ class AuditWriter:
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 60.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    outbox: list[PublishedCheckpoint] = field(default_factory=list)
     _last_checkpoint_seq: int = 0
     _last_checkpoint_at: float = field(default_factory=time.monotonic)
     _sealed_seq: int = 0
+    _tree: CompactRange = field(default_factory=CompactRange)
+    _link: _Link | None = None
 
     def __post_init__(self) -> None:
         checkpoints = self.store.checkpoints()
         self._last_checkpoint_seq = checkpoints[-1].seq if checkpoints else 0
-        seal = self.store.seal()
-        self._sealed_seq = seal.seq if seal else 0
+        self._rebuild_tree()
+        seq, head = self.store.head()
+        if seq:
+            # Publish the head at every start: the agencies learn where the trail is even if
+            # the last seal before a crash never reached them.
+            self._seal(seq, head, again=True)
+
+    def _rebuild_tree(self) -> None:
+        anchor = self.store.anchor()
+        tree = tree_at(anchor)
+        if tree is None:
+            raise ConfigError(
+                "the audit store was cut before hash trees were kept: archive it and start a "
+                "new store"
+            )
+        published = self.store.published()
+        if published is not None and anchor is not None and published[0] == anchor.seq:
+            self._link = _Link(published[0], tree.root().hex(), tree.copy())
+        for entry in self.store.entries():
+            node = leaf(entry)
+            tree.append(node)
+            if self._link is not None:
+                self._link.since.append(node)
+            if published is not None and entry.seq == published[0]:
+                self._link = _Link(entry.seq, tree.root().hex(), tree.copy())
+        if published is not None:
+            if published[0] > tree.size:
+                raise TamperedStore(
+                    f"the audit store ends at entry {tree.size} but its checkpoint of entry "
+                    f"{published[0]} was published to the agencies: the store was rolled back "
+                    "(xgw audit verify --checkpoints proves it)"
+                )
+            if self._link is not None and self._link.root != published[1]:
+                raise TamperedStore(
+                    f"the audit store's entries up to {published[0]} are not the ones whose "
+                    "checkpoint was published to the agencies: the store was rewritten"
+                )
+        self._tree = tree
 
     def write(self, records: Sequence[bytes]) -> int:
         """Append every new decision among ``records``; return how many entries were added."""
@@ -82,13 +143,25 @@ class AuditWriter:
         for item in prepared:
             if item.decision_id not in known:
                 fresh.setdefault(item.decision_id, item)
-        rows = chain(self.store.head(), fresh.values())
+        head = self.store.head()
+        if head[0] != self._tree.size:
+            raise TamperedStore(
+                f"the audit store's head is entry {head[0]}, but this writer appended up to "
+                f"{self._tree.size}: rows were added or removed outside the writer"
+            )
+        rows = chain(head, fresh.values())
         added = self.store.append(rows) if rows else 0
         for row in rows:  # every N entries, even inside one large batch
+            self._grow(leaf(row))
             if row.seq - self._last_checkpoint_seq >= self.checkpoint_every:
                 self._checkpoint(row.seq, row.hash)
         self.maybe_checkpoint()
         return added
+
+    def _grow(self, node: bytes) -> None:
+        self._tree.append(node)
+        if self._link is not None:
+            self._link.since.append(node)
 
     def maybe_checkpoint(self) -> None:
         """Checkpoint the head when one is due; seal the head when the seal is behind it.
@@ -109,9 +182,37 @@ class AuditWriter:
         if due:
             self._checkpoint(seq, head)
         if due or seq != self._sealed_seq:
-            self.store.set_seal(sign_checkpoint(seq, head, self.clock(), self.key))
-            self._sealed_seq = seq
+            self._seal(seq, head)
+
+    def published(self, record: PublishedCheckpoint) -> None:
+        """Note that ``record`` reached the checkpoints topic (its next restart proves from it)."""
+        checkpoint = record.checkpoint
+        if checkpoint.root is not None:
+            self.store.set_published(checkpoint.seq, checkpoint.root)
+
+    def _seal(self, seq: int, head: str, *, again: bool = False) -> None:
+        seal = self._sign(seq, head, again=again)
+        self.store.set_seal(seal)
+        self._sealed_seq = seq
 
     def _checkpoint(self, seq: int, head: str) -> None:
-        self.store.add_checkpoint(sign_checkpoint(seq, head, self.clock(), self.key))
+        self.store.add_checkpoint(self._sign(seq, head))
         self._last_checkpoint_seq, self._last_checkpoint_at = seq, time.monotonic()
+
+    def _sign(self, seq: int, head: str, *, again: bool = False) -> Checkpoint:
+        """Sign the tree as it is now (its size is ``seq``) and put it in the outbox.
+
+        Not when the last one published is of the same entry, unless ``again`` (at start).
+        """
+        root = self._tree.root().hex()
+        checkpoint = sign_checkpoint(seq, head, root, self.clock(), self.key)
+        link = self._link
+        if link is None:
+            self.outbox.append(PublishedCheckpoint(checkpoint, None, None, ()))
+        elif link.seq != seq or again:
+            proof = consistency_proof(link.seq, seq, extension_nodes(link.tree, link.since))
+            self.outbox.append(
+                PublishedCheckpoint(checkpoint, link.seq, link.root, tuple(h.hex() for h in proof))
+            )
+        self._link = _Link(seq, root, self._tree.copy())
+        return checkpoint

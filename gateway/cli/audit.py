@@ -47,16 +47,45 @@ def audit_writer(
 @audit.command("verify")
 @pki_dir_option
 @store_option
+@bootstrap_option
+@click.option(
+    "--checkpoints",
+    "sources",
+    multiple=True,
+    metavar="FILE|topic[:NAME]",
+    help="Also prove the trail against checkpoints held outside the store: an agency's "
+    "checkpoint file (XGW_CHECKPOINT_DIR/<agency>.jsonl), or 'topic' for every checkpoint "
+    "published on the broker. Repeatable.",
+)
 @json_option("Print the report as JSON.")
-def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> None:
-    """Re-walk the chain and its signed checkpoints; report the first broken place."""
+def audit_verify(
+    pki_dir: Path | None,
+    store_url: str | None,
+    bootstrap_servers: str | None,
+    sources: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Re-walk the chain, its hash tree and its signed checkpoints; report the first break.
+
+    With --checkpoints, each checkpoint the agencies hold must be one of this trail's: a trail
+    cut back together with its seal, or rewritten, is found, and a consistency proof (RFC 9162)
+    from the newest of them to the head is checked as an agency would.
+    """
+    import asyncio  # noqa: PLC0415
+
     from gateway.audit.ops import verify_store  # noqa: PLC0415
     from gateway.audit.store import open_store  # noqa: PLC0415
+    from gateway.ops.held import load_held  # noqa: PLC0415
     from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
 
-    settings = load_settings(pki_dir=pki_dir, audit_store=store_url)
+    settings = load_settings(
+        pki_dir=pki_dir, audit_store=store_url, bootstrap_servers=bootstrap_servers
+    )
+    trust = X509TrustStore.from_directory(settings.pki_dir)
+    held = asyncio.run(load_held(settings, sources, trust)) if sources else []
     with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
-        report = verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
+        report = verify_store(store, trust, held)
+    proof = report.proof
     if as_json:
         click.echo(
             json.dumps(
@@ -66,6 +95,15 @@ def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> 
                     "checkpoints": report.checkpoints,
                     "first_seq": report.first_seq,
                     "last_seq": report.last_seq,
+                    "held_outside": report.outside,
+                    "consistency_proof": None
+                    if proof is None
+                    else {
+                        "from_seq": proof.old_seq,
+                        "to_seq": proof.new_seq,
+                        "hashes": proof.hashes,
+                        "verified": proof.verified,
+                    },
                     "broken_at": report.broken.seq if report.broken else None,
                     "problem": report.broken.problem if report.broken else None,
                 }
@@ -76,6 +114,17 @@ def audit_verify(pki_dir: Path | None, store_url: str | None, as_json: bool) -> 
             f"audit trail OK: entries {report.first_seq}..{report.last_seq} "
             f"({report.entries}), {report.checkpoints} signed checkpoints"
         )
+        if held:
+            newest = max(held, key=lambda c: c.seq)
+            click.echo(
+                f"agrees with {len(held)} checkpoints held outside the store (newest: entry "
+                f"{newest.seq}, signed {newest.signed_at})"
+            )
+        if proof is not None:
+            click.echo(
+                f"consistency proof from entry {proof.old_seq} to the head {proof.new_seq}: "
+                f"{proof.hashes} hashes, verified (RFC 9162)"
+            )
     else:
         click.echo(f"audit trail BROKEN at {report.broken}", err=True)
     if not report.ok:

@@ -31,6 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from connectors.checkpoints import CheckpointKeeper
 from connectors.client import AgencyClient, PublishedEvent, Receipt, ReceivedEvent
 from connectors.mock.health import HealthConnector
 from connectors.mock.lifeevents import CONNECTORS
@@ -49,6 +50,7 @@ from gateway.lab.progress import progress_bars
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
 from gateway.trust.ca import ensure_exchange, load_signing_key
+from gateway.trust.checkpoint import Checkpoint
 from gateway.trust.x509 import X509TrustStore
 from gateway.wire.keys import SigningKey
 from schemas.registry import REGISTRY
@@ -92,6 +94,9 @@ class DemoSummary:
     audit_ok: bool = False
     audit_report: str = ""
     audit_store: str = ""
+    checkpoint_files: list[str] = field(default_factory=list)  # one per agency
+    checkpoint_held: int = 0  # the entry of the newest checkpoint every agency holds
+    consistency: str = ""  # the RFC 9162 proof from the agencies' checkpoint to the head
     sample_personal_id: str = ""  # a resident the demo registered, for `xgw audit subject`
     life: LifeSummary = field(default_factory=LifeSummary)
 
@@ -136,6 +141,8 @@ class DemoSummary:
             "audit_entries": self.audit_entries,
             "audit_verified": self.audit_ok,
             "audit_store": self.audit_store,
+            "checkpoint_files": self.checkpoint_files,
+            "checkpoint_held_by_agencies": self.checkpoint_held,
             "sample_personal_id": self.sample_personal_id,
             "life_events": self.life.as_dict(),
             "ok": self.ok,
@@ -258,6 +265,7 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
     auditor.start()
     clients: list[AgencyClient] = []
     tasks: list[asyncio.Task[None]] = []
+    keepers: list[CheckpointKeeper] = []
     try:
         with console.status("starting the gateway worker"):
             summary.worker_startup_s = await worker.wait_ready()
@@ -269,6 +277,7 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         police, health, life = _agencies(settings, policy, keys, options.seed, clients)
         tracker = _Tracker()
         tasks, readiness = listen(tracker, life, run_id)
+        keepers = _hold_checkpoints(clients, Path("var/demo") / run_id / "checkpoints", tasks)
         with console.status("agencies subscribing"):
             await asyncio.wait_for(_all_set(readiness), 60)
         started = time.monotonic()
@@ -291,20 +300,67 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
             summary.audit_entries = (
                 await _audit_caught_up(settings, target, options.settle_timeout) - audit_before
             )
+            await _checkpoints_held(settings, keepers, options.settle_timeout)
     finally:
         # Also the way out of a Ctrl-C: every wait is bounded, since a Kafka client closing
         # can wait for a broker that is gone. The broker stops last (run_demo).
-        for task in tasks:
-            task.cancel()
-        await _bounded(asyncio.gather(*tasks, return_exceptions=True))
-        await _bounded(asyncio.gather(*(made.close() for made in clients), return_exceptions=True))
-        worker.stop()
-        auditor.stop()
-    await _verify_audit(summary, settings)
+        await _close(tasks, clients, (worker, auditor))
+    await _verify_audit(summary, settings, keepers)
     return summary
 
 
+def _hold_checkpoints(
+    clients: list[AgencyClient], folder: Path, tasks: list[asyncio.Task[None]]
+) -> list[CheckpointKeeper]:
+    """One checkpoint keeper per agency, fed from the checkpoints topic by a task in ``tasks``."""
+    keepers = []
+    for client in {c.agency: c for c in reversed(clients)}.values():
+        keeper = client.checkpoint_keeper(folder / f"{client.agency}.jsonl")
+
+        async def hold(client: AgencyClient = client, keeper: CheckpointKeeper = keeper) -> None:
+            async for _ in client.checkpoints(
+                keeper, group=f"{client.agency}-cp-{folder.parent.name}"
+            ):
+                pass
+
+        tasks.append(asyncio.create_task(hold()))
+        keepers.append(keeper)
+    return sorted(keepers, key=lambda k: k.path)
+
+
+async def _checkpoints_held(
+    settings: Settings, keepers: list[CheckpointKeeper], limit_s: float
+) -> None:
+    """Until every agency holds the trail's seal (bounded: the summary says what they hold)."""
+
+    def seal_seq() -> int:
+        with contextlib.closing(open_store(settings.audit_store)) as store:
+            seal = store.seal()
+            return seal.seq if seal else 0
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        target = await asyncio.to_thread(seal_seq)
+        if target and all((k.latest.seq if k.latest else 0) >= target for k in keepers):
+            return
+        await asyncio.sleep(0.2)
+
+
 _CLOSE_SECONDS = 5.0
+
+
+async def _close(
+    tasks: list[asyncio.Task[None]],
+    clients: list[AgencyClient],
+    processes: tuple[WorkerProcess, ...],
+) -> None:
+    """Stop the listeners, close the clients, stop the processes: each wait bounded."""
+    for task in tasks:
+        task.cancel()
+    await _bounded(asyncio.gather(*tasks, return_exceptions=True))
+    await _bounded(asyncio.gather(*(made.close() for made in clients), return_exceptions=True))
+    for process in processes:
+        process.stop()
 
 
 async def _all_set(events: list[asyncio.Event]) -> None:
@@ -364,15 +420,27 @@ async def _audit_caught_up(settings: Settings, target: int, limit_s: float) -> i
     return count
 
 
-def _audit_verify(settings: Settings) -> Report:
+def _audit_verify(settings: Settings, held: list[Checkpoint]) -> Report:
     with contextlib.closing(open_store(settings.audit_store)) as store:
-        return verify_store(store, X509TrustStore.from_directory(settings.pki_dir))
+        return verify_store(store, X509TrustStore.from_directory(settings.pki_dir), held)
 
 
-async def _verify_audit(summary: DemoSummary, settings: Settings) -> None:
-    report = await asyncio.to_thread(_audit_verify, settings)
+async def _verify_audit(
+    summary: DemoSummary, settings: Settings, keepers: list[CheckpointKeeper]
+) -> None:
+    """Verify the trail, against the checkpoints the agencies hold too."""
+    held = [c for k in keepers for c in k.held]
+    summary.checkpoint_files = [str(k.path) for k in keepers]
+    report = await asyncio.to_thread(_audit_verify, settings, held)
     summary.audit_ok, summary.audit_report = report.ok, str(report.broken or "")
     summary.audit_total = report.entries
+    summary.checkpoint_held = (
+        min((k.latest.seq if k.latest else 0) for k in keepers) if keepers else 0
+    )
+    if report.proof is not None:
+        summary.consistency = f"RFC 9162 proof to the head {report.proof.new_seq}: " + (
+            f"{report.proof.hashes} hashes, verified" if report.proof.verified else "FAILED"
+        )
 
 
 async def _publish(
@@ -508,6 +576,12 @@ def print_summary(summary: DemoSummary) -> None:
         f"{summary.audit_entries} entries added, {summary.audit_total} in the chain, {audit}",
     )
     table.add_row("audit store", summary.audit_store)
+    if summary.checkpoint_files:
+        table.add_row(
+            "held by the agencies",
+            f"signed checkpoint of entry {summary.checkpoint_held}; {summary.consistency}\n"
+            f"{Path(summary.checkpoint_files[0]).parent}/",
+        )
     if summary.sample_personal_id:
         table.add_row(
             "who received a citizen's data",

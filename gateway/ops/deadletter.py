@@ -10,8 +10,6 @@ The payload holds personal data: nothing here shows or logs it, only ids, reason
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from gateway.core.records import (
 )
 from gateway.errors import BrokerError, XgwError
 from gateway.names import TopicNames
+from gateway.ops.topics import check_reachable, read_topic
 from gateway.reasons import ReasonCode
 from gateway.settings import Settings
 
@@ -187,20 +186,6 @@ class Found:
     headers: Headers = field(repr=False)
 
 
-def _check_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:
-    # A plain TCP connect first: aiokafka would log every refused connection before failing.
-    if not bootstrap_servers:
-        raise XgwError("set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers (try 'xgw broker')")
-    for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=timeout).close()
-        except (OSError, ValueError):
-            continue
-        return
-    raise BrokerError(f"cannot reach the broker at {bootstrap_servers}")
-
-
 async def read_dead_letters(
     settings: Settings,
     topic: str,
@@ -209,52 +194,22 @@ async def read_dead_letters(
     limit: int | None = None,
     idle_s: float = 1.0,
 ) -> list[Found]:
-    """Read ``topic`` from the beginning (no consumer group) and return the matching records.
-
-    Reading stops once the broker returned nothing for ``idle_s`` seconds: the embedded
-    broker's end offsets are wrong, so they cannot say where the topic ends.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415 - heavy import
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
-
-    _check_reachable(settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_options(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        request_timeout_ms=10_000,
-    )
+    """Read ``topic`` from the beginning (no consumer group) and return the matching records."""
     found: list[Found] = []
+    records = read_topic(settings, topic, idle_s=idle_s)
     try:
-        await consumer.start()
-        if topic not in await consumer.topics():
-            raise XgwError(f"topic {topic} does not exist on {settings.bootstrap_servers}")
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < idle_s:
-            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-            if not batches:
-                continue
-            quiet_since = time.monotonic()
-            for tp in sorted(batches, key=lambda tp: tp.partition):
-                for record in batches[tp]:
-                    headers = tuple(record.headers or ())
-                    value = record.value or b""
-                    letter = parse_dead_letter(
-                        record.partition, record.offset, headers, len(value), settings.topics
-                    )
-                    if where.matches(letter):
-                        found.append(Found(letter, record.key, value, headers))
-                        if limit is not None and len(found) >= limit:
-                            return found
-    except KafkaError as exc:
-        raise BrokerError(f"cannot read {topic} from {settings.bootstrap_servers}: {exc}") from exc
+        async for record in records:
+            headers = tuple(record.headers or ())
+            value = record.value or b""
+            letter = parse_dead_letter(
+                record.partition, record.offset, headers, len(value), settings.topics
+            )
+            if where.matches(letter):
+                found.append(Found(letter, record.key, value, headers))
+                if limit is not None and len(found) >= limit:
+                    break
     finally:
-        await consumer.stop()
+        await records.aclose()
     return found
 
 
@@ -285,7 +240,7 @@ async def replay(settings: Settings, found: Sequence[Found]) -> int:
     records, _ = replayable(found)
     if not records:
         return 0
-    _check_reachable(settings.bootstrap_servers)
+    check_reachable(settings.bootstrap_servers)
     producer = AIOKafkaProducer(
         **settings.kafka_options(),
         acks="all",

@@ -1,14 +1,15 @@
 """The audit writer's process: consume ``xgw.audit``, append through :class:`AuditWriter`, commit.
 
-Offsets are committed only after the store has appended the batch and signed what is due, so a
-SIGKILL at any point loses nothing and doubles nothing (the writer drops repeats).
+Offsets are committed only after the store has appended the batch, signed what is due, and the
+signed checkpoints were published on ``xgw.audit.checkpoints``, so a SIGKILL at any point loses
+nothing and doubles nothing (the writer drops repeats, and publishes its head again at start).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from gateway.audit.store import open_store
@@ -21,6 +22,8 @@ from gateway.settings import Settings
 from gateway.trust.ca import load_signing_key
 
 log = get_logger("xgw.audit")
+# One key: every record lands in one partition, so agencies read them in signing order.
+CHECKPOINT_KEY = b"audit-checkpoint"
 
 
 def build_writer(settings: Settings) -> AuditWriter:
@@ -46,22 +49,47 @@ async def consume(settings: Settings, writer: AuditWriter, stop: asyncio.Event) 
         session_timeout_ms=int(settings.session_timeout_seconds * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
     )
+    producer = AIOKafkaProducer(
+        **settings.kafka_options(),
+        acks="all",
+        enable_idempotence=False,  # the embedded broker has no idempotent producer
+        request_timeout_ms=15_000,
+    )
     try:
+        await producer.start()
         await consumer.start()
         log.info("audit writer started", topic=settings.topics.audit, store=settings.audit_store)
+        await _publish(settings, writer, producer)
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             records = [r.value for batch in batches.values() for r in batch if r.value]
             if records:
                 added = await asyncio.to_thread(writer.write, records)
                 log.info("audit entries appended", received=len(records), added=added)
+                await _publish(settings, writer, producer)
                 await consumer.commit()
             else:
                 await asyncio.to_thread(writer.maybe_checkpoint)
+                await _publish(settings, writer, producer)
     except KafkaError as exc:
         raise BrokerError(f"audit writer lost the broker: {exc!r}") from exc
     finally:
         await consumer.stop()
+        await producer.stop()
+
+
+async def _publish(settings: Settings, writer: AuditWriter, producer: AIOKafkaProducer) -> None:
+    """Send the checkpoints the writer signed, in order, and note the last one as published."""
+    if not writer.outbox:
+        return
+    records, writer.outbox = writer.outbox, []
+    for record in records:
+        await producer.send_and_wait(
+            settings.topics.checkpoints, record.encode(), key=CHECKPOINT_KEY
+        )
+    await asyncio.to_thread(writer.published, records[-1])
+    last = records[-1].checkpoint
+    log.info("audit checkpoint published", seq=last.seq, root=last.root, count=len(records))
 
 
 def run_audit_writer(settings: Settings) -> None:

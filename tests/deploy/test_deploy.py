@@ -82,6 +82,7 @@ def agency_acls(agency: str) -> set[tuple[str, str, str, frozenset[str]]]:
         ("topic", "literal", topics.ingress(agency), frozenset({"write", "describe"})),
         ("topic", "literal", topics.deliver(agency), frozenset({"read", "describe"})),
         ("topic", "literal", topics.receipts(agency), frozenset({"read", "describe"})),
+        ("topic", "literal", topics.checkpoints, frozenset({"read", "describe"})),
         ("group", "prefix", f"{agency}-", frozenset({"read"})),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,16 +17,27 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from connectors.checkpoints import CheckpointKeeper, RefusedCheckpoint
 from gateway.audit.chain import chain, prepare, verify_evidence
+from gateway.audit.model import GENESIS_HASH
 from gateway.audit.ops import archive, export_evidence, subject_report, verify_store
 from gateway.audit.store import AuditStore, open_store
-from gateway.audit.writer import AuditWriter, load_subject_secret
+from gateway.audit.writer import AuditWriter, TamperedStore, load_subject_secret
+from gateway.clock import rfc3339
 from gateway.core import envelope
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.lab.forgery import Forger
 from gateway.names import GATEWAY_OWNER
 from gateway.trust.ca import load_signing_key
-from gateway.wire.canonical import loads_strict
+from gateway.trust.checkpoint import (
+    CHECKPOINT_TYP,
+    Checkpoint,
+    PublishedCheckpoint,
+    Standing,
+    sign_checkpoint,
+)
+from gateway.wire.canonical import canonical_bytes, loads_strict
+from gateway.wire.jws import sign_detached
 from tests.conftest import NOW, POSTGRES_URL, Pki, make_resident
 
 SECRET = b"k" * 32
@@ -257,3 +268,166 @@ def test_subject_key_file_is_created_once_and_private(tmp_path: Path) -> None:
     assert load_subject_secret(path) == first
     assert len(first) == 32
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+# --- the hash tree, the published checkpoints and the agencies' copies ---------------------
+
+
+def _keeper(pki: Pki, path: Path) -> CheckpointKeeper:
+    return CheckpointKeeper.open(path, pki.fresh_trust())
+
+
+def _restarted(trail: Trail, pki: Pki) -> AuditWriter:
+    key = load_signing_key(pki.directory, GATEWAY_OWNER, embed=True)
+    return AuditWriter(trail.store, SECRET, key, checkpoint_every=5, checkpoint_seconds=3600)
+
+
+def _deliver(writer: AuditWriter, keeper: CheckpointKeeper) -> list[Standing]:
+    """Hand the writer's outbox to an agency, as the checkpoints topic would; mark it sent."""
+    standings = [keeper.accept(record.encode()).standing for record in writer.outbox]
+    if writer.outbox:
+        writer.published(writer.outbox[-1])
+    writer.outbox.clear()
+    return standings
+
+
+def test_every_published_checkpoint_is_proven_to_extend_the_one_before(
+    trail: Trail, pipeline: Pipeline, pki: Pki, tmp_path: Path
+) -> None:
+    """Batch by batch, and across a writer restart, each record extends the held checkpoint."""
+    keeper = _keeper(pki, tmp_path / "police.jsonl")
+    records = decisions(pipeline, pki, PEOPLE)
+    standings = []
+    for start in range(0, 12, 3):
+        trail.writer.write(records[start : start + 3])
+        standings += _deliver(trail.writer, keeper)
+    assert set(standings) == {Standing.EXTENDS}, standings
+    assert len(standings) >= 5
+    restarted = _restarted(trail, pki)  # publishes its head again: the entry police hold
+    assert _deliver(restarted, keeper) == [Standing.OLDER]
+    latest = keeper.latest
+    assert latest is not None
+    assert latest.seq == 12
+    assert [c.seq for c in _keeper(pki, keeper.path).held] == [12]  # kept across restarts
+    report = verify_store(trail.store, pki.fresh_trust(), keeper.held)
+    assert report.ok, report.broken
+    assert report.proof is not None
+    assert (report.proof.old_seq, report.proof.new_seq, report.proof.verified) == (12, 12, True)
+
+
+def test_a_tail_cut_with_its_seal_and_an_old_seal_restored_is_found_by_the_agencies_copy(
+    trail: Trail, pipeline: Pipeline, pki: Pki, tmp_path: Path
+) -> None:
+    """The rollback the store alone cannot show: the agency's checkpoint proves it.
+
+    Entries 11 and 12 are deleted with their seal, and the genuine seal of entry 10 (signed
+    earlier) is put back: the store verifies on its own, but not against what police hold.
+    """
+    keeper = _keeper(pki, tmp_path / "police.jsonl")
+    records = decisions(pipeline, pki, PEOPLE)
+    trail.writer.write(records[:10])
+    old_seal = trail.store.seal()
+    assert old_seal is not None
+    assert old_seal.seq == 10
+    _deliver(trail.writer, keeper)
+    trail.writer.write(records[10:])
+    _deliver(trail.writer, keeper)
+    for statement in ("DELETE FROM audit_entries WHERE seq > 10", "DELETE FROM audit_seal"):
+        trail.execute(statement)
+    trail.store.set_seal(old_seal)
+    trail.execute("UPDATE audit_published SET seq = 10")
+    assert verify_store(trail.store, pki.fresh_trust()).ok  # the store alone is fooled
+    report = verify_store(trail.store, pki.fresh_trust(), keeper.held)
+    assert report.broken is not None
+    assert report.broken.seq == 12
+    assert "rolled back" in report.broken.problem
+    with pytest.raises(TamperedStore, match="head is entry 10"):
+        trail.writer.write(records[:1])  # the running writer notices on its next batch
+
+
+def test_a_restarted_writer_on_a_store_behind_its_published_checkpoint_refuses(
+    trail: Trail, pipeline: Pipeline, pki: Pki
+) -> None:
+    """A rolled-back store whose publication mark was left alone stops the writer at start."""
+    trail.writer.write(decisions(pipeline, pki, PEOPLE))
+    trail.writer.published(trail.writer.outbox[-1])
+    trail.execute("DELETE FROM audit_entries WHERE seq > 10")
+    with pytest.raises(TamperedStore, match="rolled back"):
+        _restarted(trail, pki)
+
+
+def test_a_rewritten_trail_published_again_conflicts_with_the_agencies_copy(
+    trail: Trail, pipeline: Pipeline, pki: Pki, tmp_path: Path
+) -> None:
+    """A trail rebuilt with other entries and re-signed (stolen key) cannot extend the held one."""
+    keeper = _keeper(pki, tmp_path / "police.jsonl")
+    records = decisions(pipeline, pki, PEOPLE)
+    trail.writer.write(records[:6])
+    _deliver(trail.writer, keeper)
+    for table in ("audit_entries", "audit_checkpoints", "audit_seal", "audit_published"):
+        trail.execute(f"DELETE FROM {table}")  # noqa: S608 - test tables
+    forged = _restarted(trail, pki)
+    forged.write(records[6:])  # six other decisions, signed with the gateway's real key
+    forged.write(records[:2])
+    standings = _deliver(forged, keeper)
+    assert standings[0] is Standing.CONFLICT  # entry 5 signed after the held entry 6
+    assert keeper.held[0].seq == 6  # the genuine checkpoint stays as evidence
+    report = verify_store(trail.store, pki.fresh_trust(), keeper.held)
+    assert report.broken is not None
+    assert "held outside" in report.broken.problem
+
+
+def test_a_record_not_signed_by_the_gateway_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """An agency's key, or a changed root, makes a checkpoint record refused, not held."""
+    keeper = _keeper(pki, tmp_path / "police.jsonl")
+    key = load_signing_key(pki.directory, "police", embed=True)
+    signed = sign_checkpoint(1, "ab" * 32, "cd" * 32, NOW, key)
+    with pytest.raises(RefusedCheckpoint, match="not the gateway"):
+        keeper.accept(PublishedCheckpoint(signed, None, None, ()).encode())
+    gateway = load_signing_key(pki.directory, GATEWAY_OWNER, embed=True)
+    genuine = sign_checkpoint(1, "ab" * 32, "cd" * 32, NOW, gateway)
+    bent = replace(genuine, root="ef" * 32)
+    with pytest.raises(RefusedCheckpoint, match="does not verify"):
+        keeper.accept(PublishedCheckpoint(bent, None, None, ()).encode())
+    with pytest.raises(RefusedCheckpoint, match="not JSON"):
+        keeper.accept(b"\xff")
+    assert keeper.held == []
+    assert not keeper.path.exists()
+
+
+def test_a_store_made_before_trees_gets_the_columns_and_old_checkpoints_still_verify(
+    tmp_path: Path, pipeline: Pipeline, pki: Pki
+) -> None:
+    """An old-schema SQLite store is upgraded on open; its root-less checkpoints verify."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE audit_checkpoints (seq BIGINT NOT NULL PRIMARY KEY, head_hash TEXT"
+            " NOT NULL, signed_at TEXT NOT NULL, signature TEXT NOT NULL, certificate TEXT"
+            " NOT NULL);"
+            "CREATE TABLE audit_seal (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT"
+            " NULL, head_hash TEXT NOT NULL, signed_at TEXT NOT NULL, signature TEXT NOT NULL,"
+            " certificate TEXT NOT NULL);"
+            "CREATE TABLE audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT"
+            " NULL, hash TEXT NOT NULL);"
+        )
+    connection.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        records = decisions(pipeline, pki, PEOPLE[:2])
+        rows = chain((0, GENESIS_HASH), [prepare(loads_strict(r), SECRET) for r in records])
+        store.append(rows)
+        key = load_signing_key(pki.directory, GATEWAY_OWNER, embed=True)
+        claims = canonical_bytes({"seq": 2, "head": rows[-1].hash, "at": rfc3339(NOW)})
+        signature = sign_detached(claims, key, {"typ": CHECKPOINT_TYP})
+        old = Checkpoint(2, rows[-1].hash, rfc3339(NOW), signature, key.x5c[0])  # no root
+        store.add_checkpoint(old)
+        store.set_seal(old)
+        assert store.checkpoints() == [old]
+        assert verify_store(store, pki.fresh_trust()).ok
+        writer = AuditWriter(store, SECRET, key)
+        assert [r.checkpoint.seq for r in writer.outbox] == [2]  # its head, now with a root
+        assert writer.outbox[0].checkpoint.root is not None
+        assert verify_store(store, pki.fresh_trust()).ok
+    finally:
+        store.close()

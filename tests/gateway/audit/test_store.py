@@ -186,12 +186,13 @@ def test_cut_anchors_the_chain(store: AuditStore) -> None:
     store.append(rows)
     for seq in (1, 3, 5):
         store.add_checkpoint(checkpoint(seq))
-    assert store.cut(3) == rows[:3]
+    frontier = ("ab" * 32, "cd" * 32)
+    assert store.cut(3, frontier) == rows[:3]
     assert list(store.entries()) == rows[3:]
     assert [c.seq for c in store.checkpoints()] == [3, 5]
-    assert store.anchor() == Anchor(3, rows[2].hash)
-    assert store.cut(5) == rows[3:]
-    assert store.anchor() == Anchor(5, rows[4].hash)
+    assert store.anchor() == Anchor(3, rows[2].hash, frontier)
+    assert store.cut(5, None) == rows[3:]
+    assert store.anchor() == Anchor(5, rows[4].hash, None)
     assert store.head() == (5, rows[4].hash)
     assert (store.count(), store.last_seq()) == (0, 0)
     assert store.append([entry(6)]) == 1
@@ -201,7 +202,7 @@ def test_cut_at_missing_entry_is_value_error(store: AuditStore) -> None:
     """cut() at a seq that is not stored raises ValueError and changes nothing."""
     store.append([entry(1)])
     with pytest.raises(ValueError, match="no audit entry"):
-        store.cut(2)
+        store.cut(2, None)
     assert (store.count(), store.anchor()) == (1, None)
 
 
