@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,7 +64,7 @@ CT_PROOFS = [
 LEAVES = [merkle.leaf_hash(d) for d in CT_LEAVES]
 
 
-def _full_tree_node(leaves: list[bytes]) -> merkle.Callable[[int, int], bytes]:
+def _full_tree_node(leaves: list[bytes]) -> Callable[[int, int], bytes]:
     return lambda start, end: merkle.subtree_hash(leaves[start:end])
 
 
@@ -105,7 +107,7 @@ def test_consistency_proofs_are_the_ct_test_vectors(old: int, new: int, proof: l
 
 
 def test_every_proof_between_trees_of_up_to_40_leaves_verifies_and_only_for_its_sizes() -> None:
-    """For all 0 <= m <= n <= 40 the proof verifies; with another size or a changed hash it fails."""
+    """For all 0 <= m <= n <= 40 the proof verifies; another size or a changed hash fails it."""
     leaves = [merkle.leaf_hash(str(i).encode()) for i in range(40)]
     roots = [merkle.CompactRange().root()] + [_grown(leaves[:n]).root() for n in range(1, 41)]
     for new in range(41):
