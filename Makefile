@@ -9,7 +9,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 FUZZ_SECONDS ?= 1800
 
-.PHONY: demo test lint unit integration fuzz venv clean
+.PHONY: demo test lint unit integration apache-kafka fuzz venv clean
 
 # Set-up and the demo print nothing of their own on stdout, so `make demo ARGS=--json | jq .`
 # works; progress goes to stderr.
@@ -36,6 +36,9 @@ unit: venv
 
 integration: venv
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+apache-kafka: venv
+	$(BIN)/python -m pytest -m apache_kafka $(PYTEST_ARGS)
 
 # Coverage-guided fuzzing of the record-to-decision path (docs/fuzzing.md); the corpus in
 # var/fuzz/corpus grows from run to run, a crash is written to var/fuzz/crashes.

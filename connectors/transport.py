@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
 
 from connectors.errors import TransportError
 
@@ -200,7 +200,7 @@ class KafkaTransport:
                     await asyncio.wait_for(producer.start(), self._send_timeout)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     await producer.stop()
-                    raise TransportError(f"cannot connect to {self._where()}: {exc!r}") from exc
+                    raise TransportError(await connection_failure(self._options)) from exc
                 self._producer = producer
             return self._producer
 
@@ -247,6 +247,9 @@ class KafkaTransport:
         consumer.subscribe(list(topics), listener=_ReadyListener(ready))
         try:
             await consumer.start()
+        except KafkaConnectionError as exc:
+            await consumer.stop()
+            raise TransportError(await connection_failure(self._options)) from exc
         except KafkaError as exc:
             await consumer.stop()
             raise TransportError(f"cannot subscribe to {list(topics)}: {exc!r}") from exc
@@ -312,3 +315,43 @@ class KafkaTransport:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
+
+
+_PROBE_SECONDS = 10.0
+
+
+async def connection_failure(options: dict[str, Any]) -> str:
+    """Why the brokers of ``options`` cannot be used, in one line.
+
+    aiokafka reports a refused password and an unreachable broker alike ("Unable to
+    bootstrap"); one direct connection tells them apart.
+    """
+    from aiokafka.conn import create_conn  # noqa: PLC0415 - only on this error path
+
+    servers = str(options.get("bootstrap_servers", ""))
+    user, mechanism = options.get("sasl_plain_username"), options.get("sasl_mechanism")
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host,
+                    int(port),
+                    security_protocol=options.get("security_protocol", "PLAINTEXT"),
+                    ssl_context=options.get("ssl_context"),
+                    sasl_mechanism=mechanism or "PLAIN",
+                    sasl_plain_username=user,
+                    sasl_plain_password=options.get("sasl_plain_password"),
+                ),
+                _PROBE_SECONDS,
+            )
+        except SaslAuthenticationFailed:
+            return (
+                f"Kafka at {servers} refused the credentials of {user!r} ({mechanism}): check "
+                "XGW_SASL_USERNAME and XGW_SASL_PASSWORD"
+            )
+        except (KafkaError, OSError, TimeoutError, ValueError):
+            continue
+        conn.close()
+        return f"Kafka at {servers} accepted a connection but refused the client's requests"
+    return f"cannot reach Kafka at {servers} (XGW_BOOTSTRAP_SERVERS)"

@@ -82,7 +82,14 @@ def audit_verify(
         pki_dir=pki_dir, audit_store=store_url, bootstrap_servers=bootstrap_servers
     )
     trust = X509TrustStore.from_directory(settings.pki_dir)
-    held = asyncio.run(load_held(settings, sources, trust)) if sources else []
+    loaded = asyncio.run(load_held(settings, sources, trust)) if sources else None
+    held = loaded.checkpoints if loaded else []
+    if loaded and loaded.skipped:
+        click.echo(
+            f"xgw: warning: skipped {len(loaded.skipped)} records that are not gateway "
+            f"checkpoints (first: {loaded.skipped[0]})",
+            err=True,
+        )
     with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
         report = verify_store(store, trust, held)
     proof = report.proof

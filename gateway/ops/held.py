@@ -2,13 +2,16 @@
 
 A source is a file of JSON lines (what an agency client keeps, or a dump of the topic: both
 spellings are read) or ``topic`` / ``topic:NAME`` for the checkpoints topic on the broker.
-Each checkpoint must carry the gateway's valid signature: one that does not is refused with
-its place, since it proves nothing about the trail.
+Each checkpoint of a file must carry the gateway's valid signature: one that does not is
+refused with its place, since it proves nothing about the trail. A record of the topic that is
+not a gateway checkpoint is skipped and counted instead: the topic is not the agency's own
+copy, and a stray record there must not make the trail unverifiable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import XgwError
@@ -25,20 +28,30 @@ from gateway.trust.store import TrustStore
 TOPIC_SOURCE = "topic"
 
 
-async def load_held(
-    settings: Settings, sources: Sequence[str], trust: TrustStore
-) -> list[Checkpoint]:
+@dataclass
+class Held:
+    """The checkpoints read, and the topic records skipped (where, and why)."""
+
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+async def load_held(settings: Settings, sources: Sequence[str], trust: TrustStore) -> Held:
     """Every checkpoint of ``sources``, each checked to be signed by the gateway."""
-    held: list[Checkpoint] = []
+    held = Held()
     for source in sources:
-        if source == TOPIC_SOURCE or source.startswith(f"{TOPIC_SOURCE}:"):
-            found = await _from_topic(settings, source.partition(":")[2] or None)
+        from_topic = source == TOPIC_SOURCE or source.startswith(f"{TOPIC_SOURCE}:")
+        if from_topic:
+            found = await _from_topic(settings, source.partition(":")[2] or None, held)
         else:
             found = _from_file(Path(source))
         for where, checkpoint in found:
-            if (problem := checkpoint_problem(checkpoint, trust)) is not None:
+            if (problem := checkpoint_problem(checkpoint, trust)) is None:
+                held.checkpoints.append(checkpoint)
+            elif from_topic:
+                held.skipped.append(f"{where}: {problem}")
+            else:
                 raise XgwError(f"{where}: {problem}; it proves nothing about this trail")
-            held.append(checkpoint)
     return held
 
 
@@ -62,7 +75,9 @@ def _from_file(path: Path) -> list[tuple[str, Checkpoint]]:
     return found
 
 
-async def _from_topic(settings: Settings, name: str | None) -> list[tuple[str, Checkpoint]]:
+async def _from_topic(
+    settings: Settings, name: str | None, held: Held
+) -> list[tuple[str, Checkpoint]]:
     from gateway.ops.topics import read_topic  # noqa: PLC0415 - imports aiokafka
 
     topic = name or settings.topics.checkpoints
@@ -72,7 +87,7 @@ async def _from_topic(settings: Settings, name: str | None) -> list[tuple[str, C
         try:
             found.append((where, PublishedCheckpoint.decode(record.value or b"").checkpoint))
         except CheckpointRecordError as exc:
-            raise XgwError(f"{where}: {exc}") from exc
+            held.skipped.append(f"{where}: {exc}")
     if not found:
-        raise XgwError(f"topic {topic} holds no checkpoint")
+        raise XgwError(f"topic {topic} holds no gateway checkpoint")
     return found

@@ -53,7 +53,10 @@ async def read_topic(
         await consumer.start()
         if topic not in await consumer.topics():
             raise XgwError(f"topic {topic} does not exist on {settings.bootstrap_servers}")
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        numbers = consumer.partitions_for_topic(topic) or await _partitions(settings, topic)
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        if not partitions:
+            raise XgwError(f"topic {topic} has no partitions on {settings.bootstrap_servers}")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         quiet_since = time.monotonic()
@@ -69,3 +72,20 @@ async def read_topic(
         raise BrokerError(f"cannot read {topic} from {settings.bootstrap_servers}: {exc}") from exc
     finally:
         await consumer.stop()
+
+
+async def _partitions(settings: Settings, topic: str) -> set[int]:
+    """The topic's partitions as the broker describes them.
+
+    The consumer's own metadata lists only the topics it was asked about (Apache Kafka sends
+    all of them only on request), so right after start it may not know ``topic`` yet.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415 - heavy import
+
+    admin = AIOKafkaAdminClient(**settings.kafka_options(), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return {int(p["partition"]) for p in described.get("partitions", ())}

@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from connectors.transport import connection_failure
 from gateway.errors import BrokerError
 from gateway.settings import Settings
 
@@ -20,10 +21,7 @@ async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[s
     except KafkaError as exc:
         with contextlib.suppress(Exception):
             await admin.close()
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} "
-            f"(XGW_BOOTSTRAP_SERVERS): {type(exc).__name__}"
-        ) from exc
+        raise BrokerError(await connection_failure(settings.kafka_options())) from exc
     try:
         existing = set(await admin.list_topics())
         topics = settings.topics

@@ -241,7 +241,7 @@ def option_values(argv: list[str], option: str) -> list[str]:
 def kafka_init(tmp_path_factory: pytest.TempPathFactory) -> list[list[str]]:
     """The calls of the kafka-init script against stubbed Kafka tools."""
     root = tmp_path_factory.mktemp("kafka-init")
-    tools = ["kafka-topics.sh", "kafka-acls.sh"]
+    tools = ["kafka-topics.sh", "kafka-acls.sh", "kafka-configs.sh"]
     return run_one_shot("kafka-init", root, tools, KAFKA_BIN=str(root / "bin"))
 
 
@@ -484,13 +484,28 @@ def test_compose_runs_two_workers_the_audit_writer_and_every_agency() -> None:
         assert service_env(name)["XGW_SASL_USERNAME"] == "gateway"
 
 
-def test_compose_broker_has_a_user_per_principal_and_an_authorizer() -> None:
-    """The client listener knows the gateway and every agency; ACLs are enforced."""
+def test_compose_broker_has_a_user_per_principal_and_an_authorizer(
+    kafka_init: list[list[str]],
+) -> None:
+    """kafka-init makes a SCRAM user for the gateway and every agency; ACLs are enforced.
+
+    The client listener's PLAIN users are the admin only, so no client can avoid SCRAM.
+    """
     env = service_env("kafka")
     users = re.findall(
         r"\buser_([a-z0-9-]+)=", env["KAFKA_LISTENER_NAME_CLIENT_PLAIN_SASL_JAAS_CONFIG"]
     )
-    assert set(users) == {"admin", "gateway", *policy_agencies()}
+    assert users == ["admin"]
+    scram = {
+        option_values(c, "--entity-name")[0]: option_values(c, "--add-config")[0]
+        for c in kafka_init
+        if c[0] == "kafka-configs.sh"
+    }
+    assert set(scram) == {"gateway", *policy_agencies()}
+    init_env = service_env("kafka-init")
+    for user, config in scram.items():
+        assert config.startswith("SCRAM-SHA-512=[")
+        assert config.endswith(f"password={init_env[f'{user.upper()}_PASSWORD']}]")
     assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith(".StandardAuthorizer")
     assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
     assert "broker,controller" in env["KAFKA_PROCESS_ROLES"]
@@ -500,7 +515,11 @@ def test_compose_broker_has_a_user_per_principal_and_an_authorizer() -> None:
         )
         assert settings.bootstrap_servers == "kafka:9092"
         assert settings.security_protocol == "SASL_PLAINTEXT"
+        assert settings.sasl_mechanism == "SCRAM-SHA-512"
         assert settings.sasl_mechanism in env["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+        # Each client's password is the one kafka-init gave its SCRAM user.
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        assert password == service_env("kafka-init")[f"{settings.sasl_username}_PASSWORD".upper()]
 
 
 def test_kafka_init_creates_exactly_the_exchange_topics(kafka_init: list[list[str]]) -> None:
@@ -707,3 +726,17 @@ def test_operations_guide_has_the_deployment_section() -> None:
     text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     assert "\n## Deploying on Apache Kafka\n" in text
     assert "partition" in (K8S / "README.md").read_text(encoding="utf-8")
+
+
+def test_compose_k8s_and_the_apache_kafka_tests_run_one_kafka_version_and_mechanism() -> None:
+    """The broker of the tests (tests/support/apache_kafka.py) is compose's and Strimzi's."""
+    from tests.support.apache_kafka import VERSION  # noqa: PLC0415
+
+    assert services()["kafka"]["image"] == f"apache/kafka:{VERSION}"
+    assert services()["kafka-init"]["image"] == f"apache/kafka:{VERSION}"
+    (kafka,) = k8s_kind("Kafka")
+    assert kafka["spec"]["kafka"]["version"] == VERSION
+    assert kafka["spec"]["kafka"]["metadataVersion"].startswith(VERSION.rsplit(".", 1)[0])
+    for user in k8s_kind("KafkaUser"):
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    assert service_env("worker-1")["XGW_SASL_MECHANISM"] == "SCRAM-SHA-512"

@@ -108,8 +108,17 @@ def exchange_settings(bootstrap: str, pki_dir: Path, prefix: str, **overrides: A
 
 
 @contextlib.asynccontextmanager
-async def running_exchange(settings: Settings, pki: Pki, log_dir: Path) -> AsyncIterator[Exchange]:
-    """Start a worker and the agencies' subscriptions; stop everything on exit."""
+async def running_exchange(
+    settings: Settings,
+    pki: Pki,
+    log_dir: Path,
+    principal: Callable[[str], Settings] | None = None,
+) -> AsyncIterator[Exchange]:
+    """Start a worker and the agencies' subscriptions; stop everything on exit.
+
+    ``principal(agency)`` gives each agency client its own settings (its Kafka user on a
+    broker with ACLs); by default every client uses ``settings``.
+    """
     worker = WorkerProcess(settings, log_dir / "worker.log")
     worker.start()
     tasks: list[asyncio.Task[None]] = []
@@ -117,7 +126,10 @@ async def running_exchange(settings: Settings, pki: Pki, log_dir: Path) -> Async
     exchange: Exchange | None = None
     try:
         await worker.wait_ready(60)
-        clients = {agency: _client(settings, pki, agency) for agency in AGENCIES}
+        clients = {
+            agency: _client(principal(agency) if principal else settings, pki, agency)
+            for agency in AGENCIES
+        }
         forger = Forger(pki.keys, pki.ca, settings.max_record_bytes, settings.max_string_chars)
         exchange = Exchange(settings, pki, worker, clients, forger)
         tasks = await _subscribe(exchange)
@@ -152,7 +164,8 @@ async def _subscribe(exchange: Exchange) -> list[asyncio.Task[None]]:
     async def dead_letters(event: asyncio.Event) -> None:
         transport = KafkaTransport(exchange.settings.kafka_options())
         topics = [exchange.settings.topics.deadletter]
-        async for message in transport.consume(topics, group="ops", ready=event):
+        group = f"{exchange.settings.app_id}-ops"  # the gateway's groups: xgw-...
+        async for message in transport.consume(topics, group=group, ready=event):
             exchange.dead_letters.append(message)
 
     coroutines = [

@@ -272,8 +272,5 @@ def test_an_unreachable_broker_is_named_as_such(tmp_path: Path) -> None:
     result = _xgw("worker", "--bootstrap-servers", "127.0.0.1:1", "--pki-dir", str(tmp_path))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last == (
-        "xgw: error: cannot reach Kafka at 127.0.0.1:1 (XGW_BOOTSTRAP_SERVERS): "
-        "KafkaConnectionError"
-    )
+    assert last == "xgw: error: cannot reach Kafka at 127.0.0.1:1 (XGW_BOOTSTRAP_SERVERS)"
     assert "Traceback" not in result.stderr

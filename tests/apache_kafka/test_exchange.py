@@ -1,0 +1,143 @@
+"""The exchange end to end on Apache Kafka, each party with its own principal and ACLs.
+
+The worker and the audit writer run with docker-compose's gateway settings (its ``XGW_*``
+environment, the SCRAM user ``gateway``); each agency's client is its own SCRAM user, held to
+its topics by the broker. Police's registrations reach health, education and land with their
+receipts, the audit trail records every decision, and police holds the trail's checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from gateway.audit.store import open_store
+from gateway.lab.processes import WorkerProcess
+from gateway.settings import Settings, settings_env
+from gateway.trust.checkpoint import Standing
+from tests.apache_kafka.conftest import principal_settings
+from tests.conftest import Pki, make_resident
+from tests.support.apache_kafka import ApacheKafka, compose_service, interpolate
+from tests.support.harness import Exchange, running_exchange
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+RECIPIENTS = ("health", "education", "land")
+WAIT_S = 60.0
+
+
+def gateway_settings(kafka: ApacheKafka, pki: Pki, folder: Path) -> Settings:
+    """worker-1's compose environment, with this broker, this PKI and a local audit store."""
+    env = {k: interpolate(str(v)) for k, v in compose_service("worker-1")["environment"].items()}
+    values: dict[str, object] = {k.removeprefix("XGW_").lower(): v for k, v in env.items()}
+    values |= {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "pki_dir": pki.directory,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+        "audit_store": f"sqlite:///{folder / 'audit.db'}",
+        "audit_key_file": folder / "subject.key",
+    }
+    return Settings(**values)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def exchange(
+    apache_kafka: ApacheKafka, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Exchange]:
+    folder = tmp_path_factory.mktemp("apache-exchange")
+    settings = gateway_settings(apache_kafka, pki, folder)
+    assert settings.sasl_username == "gateway"
+    assert settings.sasl_mechanism == "SCRAM-SHA-512"
+
+    def principal(agency: str) -> Settings:
+        return principal_settings(apache_kafka, agency, pki_dir=pki.directory)
+
+    async with running_exchange(settings, pki, folder, principal) as running:
+        yield running
+
+
+def _xgw(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **settings_env(settings)},
+        timeout=120,
+        check=False,
+    )
+
+
+def _delivered(settings: Settings) -> tuple[int, int]:
+    """(entries, of them delivered) in the trail; the ACL probes before add rejected ones."""
+    store = open_store(settings.audit_store)
+    try:
+        bodies = [json.loads(e.body) for e in store.entries()]
+    finally:
+        store.close()
+    return len(bodies), sum(b["outcome"] == "delivered" for b in bodies)
+
+
+async def test_registrations_reach_each_recipient_with_receipts_and_an_audit_trail(
+    exchange: Exchange, tmp_path: Path
+) -> None:
+    """Twenty registrations: 20 receipts, 60 deliveries, 20 audit entries, held checkpoints."""
+    police = exchange.clients["police"]
+    keeper = police.checkpoint_keeper(tmp_path / "police.jsonl")
+    judgements: list[Standing] = []
+
+    async def hold() -> None:
+        async for judgement in police.checkpoints(keeper):
+            judgements.append(judgement.standing)  # noqa: PERF401 - live
+
+    holding = asyncio.create_task(hold())
+    writer = WorkerProcess(exchange.settings, tmp_path / "audit.log", ("audit", "writer"))
+    writer.start()
+    try:
+        people = [f"079190{n:06d}" for n in range(500, 520)]
+        published = [await police.publish(make_resident(personal_id=p)) for p in people]
+        for event in published:
+            await exchange.receipt_for("police", event.record, "accepted")
+            for agency in RECIPIENTS:
+                delivered = await exchange.delivered(agency, event.id)
+                assert delivered.source_agency == "police"
+        for _ in range(int(WAIT_S * 10)):
+            entries, delivered = _delivered(exchange.settings)
+            held = keeper.latest.seq if keeper.latest else 0
+            if delivered >= len(published) and held >= entries:
+                break
+            await asyncio.sleep(0.1)
+        assert delivered == len(published)
+        assert keeper.latest is not None
+        assert keeper.latest.seq == entries
+        assert set(judgements) <= {Standing.EXTENDS, Standing.OLDER}
+    finally:
+        writer.stop(15)
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
+    for agency in RECIPIENTS:
+        assert len({e.id for e in exchange.deliveries[agency]}) == len(published)
+    records = {event.record for event in published}
+    assert not [m for m in exchange.dead_letters if m.value in records]
+    result = _xgw(
+        exchange.settings,
+        "audit",
+        "verify",
+        "--checkpoints",
+        "topic",
+        "--checkpoints",
+        str(keeper.path),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"], report
+    assert report["entries"] == entries
+    assert report["consistency_proof"]["verified"]
