@@ -9,6 +9,7 @@ receipts, the audit trail records every decision, and police holds the trail's c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -141,3 +142,30 @@ async def test_registrations_reach_each_recipient_with_receipts_and_an_audit_tra
     assert report["ok"], report
     assert report["entries"] == entries
     assert report["consistency_proof"]["verified"]
+
+
+async def test_a_record_at_the_brokers_size_limit_is_dead_lettered_and_the_worker_goes_on(
+    exchange: Exchange,
+) -> None:
+    """A record just under Apache Kafka's 1 MB limit is refused, its dead letter produced.
+
+    The dead letter of a record that large leaves the value out (``xgw-omitted: value``, the
+    digest in ``xgw-record-sha256``): with its headers it would exceed the broker's limit.
+    """
+    police = exchange.clients["police"]
+    big = b"{" + b" " * (1_048_000 - 2) + b"}"
+    digest = hashlib.sha256(big).hexdigest()
+    await police.send_raw(big, key=b"big")
+    event = await police.publish(make_resident(personal_id="079190000999"))
+    await exchange.receipt_for("police", event.record, "accepted")
+    await exchange.delivered("health", event.id)
+    receipt = await exchange.receipt_for("police", big, "rejected")
+    assert receipt.reason == "record_too_large"
+
+    def letter() -> list[dict[str, bytes]]:
+        headers = [dict(m.headers) for m in exchange.dead_letters]
+        return [h for h in headers if h.get("xgw-record-sha256") == digest.encode()]
+
+    (headers,) = await exchange.wait_for("the big record's dead letter", letter)
+    assert headers["xgw-reason"] == b"record_too_large"
+    assert headers["xgw-omitted"] == b"value"
