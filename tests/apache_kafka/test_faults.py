@@ -26,9 +26,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 
 @pytest_asyncio.fixture
-async def exchange(
-    apache_kafka: ApacheKafka, pki: Pki, tmp_path: Path
-) -> AsyncIterator[Exchange]:
+async def exchange(apache_kafka: ApacheKafka, pki: Pki, tmp_path: Path) -> AsyncIterator[Exchange]:
     settings = gateway_settings(apache_kafka, pki, tmp_path)
 
     def principal(agency: str) -> Settings:
