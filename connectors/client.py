@@ -60,6 +60,8 @@ from schemas.base import EventModel, RequestModel, ResponseModel, describe_error
 from schemas.registry import REGISTRY, SchemaRegistry
 
 log = logging.getLogger("xgw.client")
+# The gateway's default record limit (XGW_MAX_RECORD_BYTES); from_settings uses the setting.
+DEFAULT_MAX_RECORD_BYTES = Settings.model_fields["max_record_bytes"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ class AgencyClient:
         registry: SchemaRegistry = REGISTRY,
         clock: Clock = utcnow,
         dedupe_size: int = 100_000,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self.agency = agency
         self._key = signing_key
@@ -168,6 +171,7 @@ class AgencyClient:
         self._registry = registry
         self._clock = clock
         self._dedupe_size = dedupe_size
+        self._max_record_bytes = max_record_bytes
         self.refused: dict[ReasonCode, int] = {}
         # request id -> (the caller's future, the response type that may settle it)
         self._waiting: dict[str, tuple[asyncio.Future[ReceivedEvent], str]] = {}
@@ -199,6 +203,7 @@ class AgencyClient:
             transport=transport or KafkaTransport(settings.kafka_options()),
             topics=settings.topics,
             registry=registry,
+            max_record_bytes=settings.max_record_bytes,
         )
 
     async def publish(self, event: EventModel, *, event_id: str | None = None) -> PublishedEvent:
@@ -319,6 +324,13 @@ class AgencyClient:
         }
         sealed = envelope.seal(attributes, model.model_dump(mode="json"), self._key)
         value = envelope.encode(sealed)
+        if len(value) > self._max_record_bytes:
+            # The gateway would refuse it (record_too_large), and a broker may refuse it
+            # outright (Apache Kafka's max.message.bytes is 1 MB): say so before sending.
+            raise InvalidEventError(
+                f"{model.event_type}: the signed event is {len(value)} bytes, over the "
+                f"exchange's limit of {self._max_record_bytes} (XGW_MAX_RECORD_BYTES)"
+            )
         await self.send_raw(value, key=subject.encode())
         return PublishedEvent(attributes["id"], model.event_type, subject, now, value)
 

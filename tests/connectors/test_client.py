@@ -128,6 +128,23 @@ async def test_invalid_model_is_not_published(pki: Pki, transport: MemoryTranspo
     assert transport.logs["xgw.ingress.police"] == []
 
 
+async def test_an_event_over_the_record_limit_is_refused_before_it_is_sent(
+    pki: Pki, transport: MemoryTransport
+) -> None:
+    """The signed size is checked against the gateway's limit: one clear error, nothing sent."""
+    small = AgencyClient(
+        agency="police",
+        signing_key=pki.keys["police"],
+        trust=pki.trust,
+        transport=transport,
+        clock=lambda: NOW,
+        max_record_bytes=1500,
+    )
+    with pytest.raises(InvalidEventError, match=r"bytes, over the exchange's limit of 1500"):
+        await small.publish(make_resident())
+    assert transport.logs["xgw.ingress.police"] == []
+
+
 def _tamper(
     transport: MemoryTransport, topic: str, change: Any, restamp: SigningKey | None
 ) -> None:

@@ -34,7 +34,10 @@ def test_an_agency_that_never_reaches_its_broker_says_why_and_exits_non_zero(pki
     )
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("xgw: error: agency police stopped: cannot subscribe"), last
+    assert last == (
+        "xgw: error: agency police stopped: cannot reach Kafka at 127.0.0.1:1 "
+        "(XGW_BOOTSTRAP_SERVERS)"
+    ), last
     assert "Traceback" not in result.stderr
 
 

@@ -61,6 +61,6 @@ async def test_unreachable_broker_fails_fast_with_a_clear_error() -> None:
     """Publishing to a port nobody listens on raises TransportError instead of hanging."""
     transport = KafkaTransport({"bootstrap_servers": f"127.0.0.1:{free_port()}"}, send_timeout=2.0)
     async with asyncio.timeout(10):
-        with pytest.raises(TransportError, match="cannot connect"):
+        with pytest.raises(TransportError, match=r"^cannot reach Kafka at 127\.0\.0\.1:\d+ "):
             await transport.send("anything", b"x")
     await transport.close()
