@@ -124,7 +124,8 @@ def audit_verify(
         if held:
             newest = max(held, key=lambda c: c.seq)
             click.echo(
-                f"agrees with {len(held)} checkpoints held outside the store (newest: entry "
+                f"agrees with {len(held)} checkpoint{'' if len(held) == 1 else 's'} held outside "
+                "the store (newest: entry "
                 f"{newest.seq}, signed {newest.signed_at})"
             )
         if proof is not None:
