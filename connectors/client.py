@@ -392,7 +392,9 @@ class AgencyClient:
         )
         async for message in stream:
             try:
-                judgement = keeper.accept(message.value)
+                # In a thread: the keeper verifies a certificate chain and fsyncs its file,
+                # which must not hold up the deliveries sharing this event loop.
+                judgement = await asyncio.to_thread(keeper.accept, message.value)
             except RefusedCheckpoint as exc:
                 log.warning(
                     "checkpoint refused agency=%s offset=%d detail=%s",

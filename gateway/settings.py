@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(default=1000, ge=1, description="entries per checkpoint")
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0, description="or this often")
     audit_group: str = Field(default="xgw-audit-writer", description="the writer's consumer group")
+    audit_publish_seconds: float = Field(
+        default=1.0, ge=0, description="seals published to the agencies at most this often"
+    )
     checkpoint_dir: Path = Field(
         default=Path("var/checkpoints"),
         description="where agency clients keep the audit checkpoints they hold (<agency>.jsonl)",

@@ -78,6 +78,9 @@ class AuditWriter:
     key: SigningKey
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 60.0
+    # Seals are published to the agencies at most this often (checkpoints always): every
+    # batch would cost each agency a signature check per batch, for a window of a second.
+    publish_seconds: float = 1.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     outbox: list[PublishedCheckpoint] = field(default_factory=list)
     _last_checkpoint_seq: int = 0
@@ -85,6 +88,7 @@ class AuditWriter:
     _sealed_seq: int = 0
     _tree: CompactRange = field(default_factory=CompactRange)
     _link: _Link | None = None
+    _published_at: float = -float("inf")
 
     def __post_init__(self) -> None:
         checkpoints = self.store.checkpoints()
@@ -181,7 +185,8 @@ class AuditWriter:
         )
         if due:
             self._checkpoint(seq, head)
-        if due or seq != self._sealed_seq:
+        unpublished = self._link is not None and self._link.seq != seq
+        if due or seq != self._sealed_seq or (unpublished and self._publish_due()):
             self._seal(seq, head)
 
     def published(self, record: PublishedCheckpoint) -> None:
@@ -191,22 +196,32 @@ class AuditWriter:
             self.store.set_published(checkpoint.seq, checkpoint.root)
 
     def _seal(self, seq: int, head: str, *, again: bool = False) -> None:
-        seal = self._sign(seq, head, again=again)
+        seal = self._sign(seq, head, again=again, always=again)
         self.store.set_seal(seal)
         self._sealed_seq = seq
 
     def _checkpoint(self, seq: int, head: str) -> None:
-        self.store.add_checkpoint(self._sign(seq, head))
+        self.store.add_checkpoint(self._sign(seq, head, always=True))
         self._last_checkpoint_seq, self._last_checkpoint_at = seq, time.monotonic()
 
-    def _sign(self, seq: int, head: str, *, again: bool = False) -> Checkpoint:
-        """Sign the tree as it is now (its size is ``seq``) and put it in the outbox.
+    def _publish_due(self) -> bool:
+        return time.monotonic() - self._published_at >= self.publish_seconds
 
-        Not when the last one published is of the same entry, unless ``again`` (at start).
+    def _sign(
+        self, seq: int, head: str, *, again: bool = False, always: bool = False
+    ) -> Checkpoint:
+        """Sign the tree as it is now (its size is ``seq``); put it in the outbox when due.
+
+        Due: ``always`` (checkpoints, the head at start), or ``publish_seconds`` after the
+        last one published; never when the last one published is of the same entry, unless
+        ``again`` (at start). One not published is covered by the next one's proof.
         """
         root = self._tree.root().hex()
         checkpoint = sign_checkpoint(seq, head, root, self.clock(), self.key)
         link = self._link
+        if not (always or link is None or self._publish_due()):
+            return checkpoint
+        self._published_at = time.monotonic()
         if link is None:
             self.outbox.append(PublishedCheckpoint(checkpoint, None, None, ()))
         elif link.seq != seq or again:

@@ -34,6 +34,7 @@ def build_writer(settings: Settings) -> AuditWriter:
         key=load_signing_key(settings.pki_dir, GATEWAY_OWNER, embed=True),
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_seconds=settings.audit_checkpoint_seconds,
+        publish_seconds=settings.audit_publish_seconds,
     )
 
 

@@ -74,7 +74,9 @@ def trail(request: pytest.FixtureRequest, tmp_path: Path, pki: Pki) -> Iterator[
 
     store = open_store(url)
     key = load_signing_key(pki.directory, GATEWAY_OWNER, embed=True)
-    writer = AuditWriter(store, SECRET, key, checkpoint_every=5, checkpoint_seconds=3600)
+    writer = AuditWriter(
+        store, SECRET, key, checkpoint_every=5, checkpoint_seconds=3600, publish_seconds=0
+    )
     yield Trail(store, execute, writer)
     store.close()
 
@@ -279,7 +281,9 @@ def _keeper(pki: Pki, path: Path) -> CheckpointKeeper:
 
 def _restarted(trail: Trail, pki: Pki) -> AuditWriter:
     key = load_signing_key(pki.directory, GATEWAY_OWNER, embed=True)
-    return AuditWriter(trail.store, SECRET, key, checkpoint_every=5, checkpoint_seconds=3600)
+    return AuditWriter(
+        trail.store, SECRET, key, checkpoint_every=5, checkpoint_seconds=3600, publish_seconds=0
+    )
 
 
 def _deliver(writer: AuditWriter, keeper: CheckpointKeeper) -> list[Standing]:
