@@ -310,10 +310,16 @@ def main() -> None:
         print(f"Apache Kafka {VERSION} on {kafka.start()} (SASL_PLAINTEXT)", flush=True)
         kafka.run_compose_init()
         print("topics, users and ACLs of docker-compose.yml created; Ctrl-C stops", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        # Blocked, so that sigwait receives them (unblocked, Python's own handler takes
+        # SIGINT and sigwait never returns); a Ctrl-C before this stops the start-up.
+        stops = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        signal.sigwait(stops)
     except ApacheKafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C while it was starting
+        raise SystemExit(130) from None
     finally:
         kafka.stop()
 
