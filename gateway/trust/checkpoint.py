@@ -116,7 +116,6 @@ class PublishedCheckpoint:
 
     def encode(self) -> bytes:
         """The record value: canonical JSON (RFC 8785), UTF-8."""
-        c = self.checkpoint
         previous = (
             None
             if self.previous_seq is None
@@ -125,12 +124,7 @@ class PublishedCheckpoint:
         return canonical_bytes(
             {
                 "version": RECORD_VERSION,
-                "seq": c.seq,
-                "head": c.head_hash,
-                "root": c.root,
-                "at": c.signed_at,
-                "signature": c.signature,
-                "certificate": c.certificate,
+                **_members(self.checkpoint),
                 "previous": previous,
                 "consistency": list(self.consistency),
             }
@@ -139,41 +133,63 @@ class PublishedCheckpoint:
     @classmethod
     def decode(cls, raw: bytes) -> PublishedCheckpoint:
         """Parse a record value strictly; raise :class:`CheckpointRecordError`."""
-        try:
-            doc = loads_strict(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise CheckpointRecordError(f"not JSON: {exc}") from exc
-        fields = {"version", "seq", "head", "root", "at", "signature", "certificate"}
-        if not isinstance(doc, dict) or set(doc) != {*fields, "previous", "consistency"}:
-            raise CheckpointRecordError("not a published checkpoint (wrong members)")
-        if doc["version"] != RECORD_VERSION:
-            raise CheckpointRecordError(f"unknown record version {doc['version']!r}")
-        checkpoint = Checkpoint(
-            seq=_seq(doc["seq"]),
-            head_hash=_hex(doc["head"]),
-            root=_hex(doc["root"]),
-            signed_at=_text(doc["at"]),
-            signature=_text(doc["signature"]),
-            certificate=_text(doc["certificate"]),
-        )
-        previous, proof = doc["previous"], doc["consistency"]
-        if previous is not None and (
-            not isinstance(previous, dict)
-            or set(previous)
-            != {
-                "seq",
-                "root",
-            }
-        ):
-            raise CheckpointRecordError("previous must be null or {seq, root}")
-        if not isinstance(proof, list) or len(proof) > _MAX_PROOF_HASHES:
-            raise CheckpointRecordError("consistency must be a list of hashes")
-        return cls(
-            checkpoint,
-            None if previous is None else _seq(previous["seq"]),
-            None if previous is None else _hex(previous["root"]),
-            tuple(_hex(h) for h in proof),
-        )
+        return _published(_parse(raw))
+
+
+def _published(doc: Any) -> PublishedCheckpoint:
+    """The record of a parsed value, each member checked."""
+    if not isinstance(doc, dict) or set(doc) != {*_MEMBERS, *_RECORD_MEMBERS}:
+        raise CheckpointRecordError("not a published checkpoint (wrong members)")
+    if doc["version"] != RECORD_VERSION:
+        raise CheckpointRecordError(f"unknown record version {doc['version']!r}")
+    previous, proof = doc["previous"], doc["consistency"]
+    if previous is not None and (
+        not isinstance(previous, dict) or set(previous) != {"seq", "root"}
+    ):
+        raise CheckpointRecordError("previous must be null or {seq, root}")
+    if not isinstance(proof, list) or len(proof) > _MAX_PROOF_HASHES:
+        raise CheckpointRecordError("consistency must be a list of hashes")
+    return PublishedCheckpoint(
+        _checkpoint_of(doc),
+        None if previous is None else _seq(previous["seq"]),
+        None if previous is None else _hex(previous["root"]),
+        tuple(_hex(h) for h in proof),
+    )
+
+
+# The members of a checkpoint, in a record and in an agency's file; a record adds the others.
+_MEMBERS = frozenset({"seq", "head", "root", "at", "signature", "certificate"})
+_RECORD_MEMBERS = frozenset({"version", "previous", "consistency"})
+
+
+def _members(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "seq": checkpoint.seq,
+        "head": checkpoint.head_hash,
+        "root": checkpoint.root,
+        "at": checkpoint.signed_at,
+        "signature": checkpoint.signature,
+        "certificate": checkpoint.certificate,
+    }
+
+
+def _checkpoint_of(doc: dict[str, Any]) -> Checkpoint:
+    """The checkpoint of a parsed record or file line, each member checked."""
+    return Checkpoint(
+        seq=_seq(doc["seq"]),
+        head_hash=_hex(doc["head"]),
+        root=_hex(doc["root"]),
+        signed_at=_text(doc["at"]),
+        signature=_text(doc["signature"]),
+        certificate=_text(doc["certificate"]),
+    )
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return loads_strict(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointRecordError(f"not JSON: {exc}") from exc
 
 
 def _seq(value: Any) -> int:
@@ -263,17 +279,7 @@ def judge(held: Checkpoint | None, record: PublishedCheckpoint) -> Judgement:  #
 
 def checkpoint_to_json(checkpoint: Checkpoint) -> str:
     """One line of an agency's checkpoint file."""
-    return json.dumps(
-        {
-            "seq": checkpoint.seq,
-            "head": checkpoint.head_hash,
-            "root": checkpoint.root,
-            "at": checkpoint.signed_at,
-            "signature": checkpoint.signature,
-            "certificate": checkpoint.certificate,
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(_members(checkpoint), ensure_ascii=False)
 
 
 def checkpoint_from_json(line: str | bytes) -> Checkpoint:
@@ -281,22 +287,9 @@ def checkpoint_from_json(line: str | bytes) -> Checkpoint:
 
     Raise :class:`CheckpointRecordError` for anything else.
     """
-    try:
-        doc = loads_strict(line.encode() if isinstance(line, str) else line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointRecordError(f"not JSON: {exc}") from exc
+    doc = _parse(line.encode() if isinstance(line, str) else line)
     if isinstance(doc, dict) and "version" in doc:
-        return PublishedCheckpoint.decode(
-            line.encode() if isinstance(line, str) else line
-        ).checkpoint
-    fields = {"seq", "head", "root", "at", "signature", "certificate"}
-    if not isinstance(doc, dict) or set(doc) != fields:
+        return _published(doc).checkpoint
+    if not isinstance(doc, dict) or set(doc) != _MEMBERS:
         raise CheckpointRecordError("not a checkpoint (wrong members)")
-    return Checkpoint(
-        seq=_seq(doc["seq"]),
-        head_hash=_hex(doc["head"]),
-        root=_hex(doc["root"]),
-        signed_at=_text(doc["at"]),
-        signature=_text(doc["signature"]),
-        certificate=_text(doc["certificate"]),
-    )
+    return _checkpoint_of(doc)
