@@ -149,8 +149,12 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
         await asyncio.wait_for(consumer.stop(), _STOP_SECONDS)
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The partitions of ``topic``, waiting briefly for metadata of a just-created topic."""
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of ``topic``, waiting briefly for metadata of a just-created topic.
+
+    A consumer's metadata covers only the topics it asked about (Apache Kafka sends all of them
+    only on request), so right after start it may not know ``topic`` yet.
+    """
     for _ in range(50):
         found = consumer.partitions_for_topic(topic)
         if found:
@@ -285,7 +289,7 @@ class KafkaTransport:
             partitions = [
                 TopicPartition(topic, p)
                 for topic in topics
-                for p in sorted(await _partitions(consumer, topic))
+                for p in sorted(await partitions_of(consumer, topic))
             ]
             consumer.assign(partitions)
             if from_end:

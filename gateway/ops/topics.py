@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
+from connectors.errors import TransportError
+from connectors.transport import partitions_of
 from gateway.errors import BrokerError, XgwError
 from gateway.settings import Settings
 
@@ -53,10 +55,11 @@ async def read_topic(
         await consumer.start()
         if topic not in await consumer.topics():
             raise XgwError(f"topic {topic} does not exist on {settings.bootstrap_servers}")
-        numbers = consumer.partitions_for_topic(topic) or await _partitions(settings, topic)
+        try:
+            numbers = await partitions_of(consumer, topic)
+        except TransportError as exc:
+            raise XgwError(f"{exc} on {settings.bootstrap_servers}") from exc
         partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
-        if not partitions:
-            raise XgwError(f"topic {topic} has no partitions on {settings.bootstrap_servers}")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         quiet_since = time.monotonic()
@@ -72,20 +75,3 @@ async def read_topic(
         raise BrokerError(f"cannot read {topic} from {settings.bootstrap_servers}: {exc}") from exc
     finally:
         await consumer.stop()
-
-
-async def _partitions(settings: Settings, topic: str) -> set[int]:
-    """The topic's partitions as the broker describes them.
-
-    The consumer's own metadata lists only the topics it was asked about (Apache Kafka sends
-    all of them only on request), so right after start it may not know ``topic`` yet.
-    """
-    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415 - heavy import
-
-    admin = AIOKafkaAdminClient(**settings.kafka_options(), request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return {int(p["partition"]) for p in described.get("partitions", ())}
