@@ -108,16 +108,15 @@ class AuditWriter:
                 "the audit store was cut before hash trees were kept: archive it and start a "
                 "new store"
             )
+        self._tree = tree
         published = self.store.published()
-        if published is not None and anchor is not None and published[0] == anchor.seq:
-            self._link = _Link(published[0], tree.root().hex(), tree.copy())
+        # The next proof starts at the last checkpoint published: the tree as it was there.
+        if published is not None and tree.size == published[0]:
+            self._link_here()
         for entry in self.store.entries():
-            node = leaf(entry)
-            tree.append(node)
-            if self._link is not None:
-                self._link.since.append(node)
-            if published is not None and entry.seq == published[0]:
-                self._link = _Link(entry.seq, tree.root().hex(), tree.copy())
+            self._grow(leaf(entry))
+            if published is not None and tree.size == published[0]:
+                self._link_here()
         if published is not None:
             if published[0] > tree.size:
                 raise TamperedStore(
@@ -130,7 +129,6 @@ class AuditWriter:
                     f"the audit store's entries up to {published[0]} are not the ones whose "
                     "checkpoint was published to the agencies: the store was rewritten"
                 )
-        self._tree = tree
 
     def write(self, records: Sequence[bytes]) -> int:
         """Append every new decision among ``records``; return how many entries were added."""
@@ -161,6 +159,10 @@ class AuditWriter:
                 self._checkpoint(row.seq, row.hash)
         self.maybe_checkpoint()
         return added
+
+    def _link_here(self) -> None:
+        """Start the next consistency proof at the tree as it is now."""
+        self._link = _Link(self._tree.size, self._tree.root().hex(), self._tree.copy())
 
     def _grow(self, node: bytes) -> None:
         self._tree.append(node)
@@ -229,5 +231,5 @@ class AuditWriter:
             self.outbox.append(
                 PublishedCheckpoint(checkpoint, link.seq, link.root, tuple(h.hex() for h in proof))
             )
-        self._link = _Link(seq, root, self._tree.copy())
+        self._link_here()
         return checkpoint
