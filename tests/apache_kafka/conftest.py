@@ -7,15 +7,18 @@ skipped with the reason; with ``CI`` set they fail instead, so CI cannot pass wi
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.settings import Settings
+from tests.conftest import Pki
 from tests.support.apache_kafka import ApacheKafka, ApacheKafkaError, interpolate, missing_tools
 from tests.support.apache_kafka import compose_service as service
+from tests.support.harness import Exchange, running_exchange
 
 _HERE = Path(__file__).parent
 AGENCIES = ("police", "health", "education", "land")
@@ -65,3 +68,30 @@ def principal_settings(kafka: ApacheKafka, principal: str, **overrides: object) 
         "log_format": "json",
     }
     return Settings(**(values | overrides))
+
+
+def gateway_settings(kafka: ApacheKafka, pki: Pki, folder: Path) -> Settings:
+    """worker-1's compose environment, with this broker, this PKI and a local audit store."""
+    env = {k: interpolate(str(v)) for k, v in service("worker-1")["environment"].items()}
+    values: dict[str, object] = {k.removeprefix("XGW_").lower(): v for k, v in env.items()}
+    values |= {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "pki_dir": pki.directory,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+        "audit_store": f"sqlite:///{folder / 'audit.db'}",
+        "audit_key_file": folder / "subject.key",
+    }
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def apache_exchange(kafka: ApacheKafka, pki: Pki, folder: Path) -> AsyncIterator[Exchange]:
+    """A worker with compose's gateway settings, and each agency's client as its own user."""
+    settings = gateway_settings(kafka, pki, folder)
+
+    def principal(agency: str) -> Settings:
+        return principal_settings(kafka, agency, pki_dir=pki.directory)
+
+    async with running_exchange(settings, pki, folder, principal) as running:
+        yield running

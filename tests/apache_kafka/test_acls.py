@@ -8,9 +8,6 @@ deploy/k8s/users.yaml, which tests/deploy holds equal to it).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -18,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
 from gateway.names import TopicNames
-from gateway.settings import settings_env
 from tests.apache_kafka.conftest import AGENCIES, principal_settings
 from tests.support.apache_kafka import ApacheKafka
+from tests.support.harness import xgw
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TOPICS = TopicNames("xgw")
@@ -140,15 +137,7 @@ async def test_the_gateway_reads_and_writes_every_exchange_topic_in_its_groups(
 async def test_a_wrong_password_is_one_readable_line(apache_kafka: ApacheKafka) -> None:
     """``xgw agency`` with a wrong password ends with one line naming the refused user."""
     settings = principal_settings(apache_kafka, "police", sasl_password="not-the-password")  # noqa: S106
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "gateway", "agency", "police", "--duration", "5"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **settings_env(settings)},
-        timeout=60,
-        check=False,
-    )
+    result = await asyncio.to_thread(xgw, settings, "agency", "police", "--duration", "5")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last == (

@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,31 +19,16 @@ import pytest_asyncio
 
 from gateway.audit.store import open_store
 from gateway.lab.processes import WorkerProcess
-from gateway.settings import Settings, settings_env
+from gateway.settings import Settings
 from gateway.trust.checkpoint import Standing
-from tests.apache_kafka.conftest import principal_settings
+from tests.apache_kafka.conftest import apache_exchange
 from tests.conftest import Pki, make_resident
-from tests.support.apache_kafka import ApacheKafka, compose_service, interpolate
-from tests.support.harness import Exchange, running_exchange
+from tests.support.apache_kafka import ApacheKafka
+from tests.support.harness import Exchange, xgw
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 RECIPIENTS = ("health", "education", "land")
 WAIT_S = 60.0
-
-
-def gateway_settings(kafka: ApacheKafka, pki: Pki, folder: Path) -> Settings:
-    """worker-1's compose environment, with this broker, this PKI and a local audit store."""
-    env = {k: interpolate(str(v)) for k, v in compose_service("worker-1")["environment"].items()}
-    values: dict[str, object] = {k.removeprefix("XGW_").lower(): v for k, v in env.items()}
-    values |= {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "pki_dir": pki.directory,
-        "metrics_host": "127.0.0.1",
-        "metrics_port": 0,
-        "audit_store": f"sqlite:///{folder / 'audit.db'}",
-        "audit_key_file": folder / "subject.key",
-    }
-    return Settings(**values)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -54,26 +36,10 @@ async def exchange(
     apache_kafka: ApacheKafka, pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Exchange]:
     folder = tmp_path_factory.mktemp("apache-exchange")
-    settings = gateway_settings(apache_kafka, pki, folder)
-    assert settings.sasl_username == "gateway"
-    assert settings.sasl_mechanism == "SCRAM-SHA-512"
-
-    def principal(agency: str) -> Settings:
-        return principal_settings(apache_kafka, agency, pki_dir=pki.directory)
-
-    async with running_exchange(settings, pki, folder, principal) as running:
+    async with apache_exchange(apache_kafka, pki, folder) as running:
+        assert running.settings.sasl_username == "gateway"
+        assert running.settings.sasl_mechanism == "SCRAM-SHA-512"
         yield running
-
-
-def _xgw(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **settings_env(settings)},
-        timeout=120,
-        check=False,
-    )
 
 
 def _delivered(settings: Settings) -> tuple[int, int]:
@@ -127,7 +93,7 @@ async def test_registrations_reach_each_recipient_with_receipts_and_an_audit_tra
         assert len({e.id for e in exchange.deliveries[agency]}) == len(published)
     records = {event.record for event in published}
     assert not [m for m in exchange.dead_letters if m.value in records]
-    result = _xgw(
+    result = xgw(
         exchange.settings,
         "audit",
         "verify",
@@ -136,6 +102,7 @@ async def test_registrations_reach_each_recipient_with_receipts_and_an_audit_tra
         "--checkpoints",
         str(keeper.path),
         "--json",
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -36,13 +36,14 @@ from tests.support import stamping
 T = TypeVar("T")
 
 
-def client(pki: Pki, transport: MemoryTransport, agency: str) -> AgencyClient:
+def client(pki: Pki, transport: MemoryTransport, agency: str, **options: Any) -> AgencyClient:
     return AgencyClient(
         agency=agency,
         signing_key=pki.keys[agency],
         trust=pki.trust,
         transport=transport,
         clock=lambda: NOW,
+        **options,
     )
 
 
@@ -132,14 +133,7 @@ async def test_an_event_over_the_record_limit_is_refused_before_it_is_sent(
     pki: Pki, transport: MemoryTransport
 ) -> None:
     """The signed size is checked against the gateway's limit: one clear error, nothing sent."""
-    small = AgencyClient(
-        agency="police",
-        signing_key=pki.keys["police"],
-        trust=pki.trust,
-        transport=transport,
-        clock=lambda: NOW,
-        max_record_bytes=1500,
-    )
+    small = client(pki, transport, "police", max_record_bytes=1500)
     with pytest.raises(InvalidEventError, match=r"bytes, over the exchange's limit of 1500"):
         await small.publish(make_resident())
     assert transport.logs["xgw.ingress.police"] == []

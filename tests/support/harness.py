@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +21,7 @@ from connectors.client import AgencyClient, Receipt, ReceivedEvent
 from connectors.transport import KafkaTransport, Message
 from gateway.lab.forgery import Forger
 from gateway.lab.processes import WorkerProcess, scrape
-from gateway.settings import Settings
+from gateway.settings import Settings, settings_env
 from gateway.wire.keys import SigningKey
 from tests.conftest import AGENCIES, Pki
 
@@ -91,6 +94,18 @@ def _client(settings: Settings, pki: Pki, agency: str) -> AgencyClient:
         trust=pki.fresh_trust(),
         transport=KafkaTransport(settings.kafka_options()),
         topics=settings.topics,
+    )
+
+
+def xgw(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``xgw ARGS`` in a child process with ``settings`` as its ``XGW_*`` environment."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **settings_env(settings)},
+        timeout=timeout,
+        check=False,
     )
 
 

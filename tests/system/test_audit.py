@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +15,8 @@ import pytest_asyncio
 from gateway.audit.store import open_store
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import WorkerProcess
-from gateway.settings import settings_env
 from tests.conftest import POSTGRES_URL, Pki, make_resident
-from tests.support.harness import Exchange, exchange_settings, running_exchange
+from tests.support.harness import Exchange, exchange_settings, running_exchange, xgw
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -67,17 +64,6 @@ def _writer(exchange: Exchange, log: Path) -> WorkerProcess:
     return process
 
 
-def _xgw(exchange: Exchange, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **settings_env(exchange.settings)},
-        timeout=60,
-        check=False,
-    )
-
-
 async def _count(exchange: Exchange) -> int:
     def count() -> int:
         store = open_store(exchange.settings.audit_store)
@@ -117,7 +103,7 @@ async def test_writer_killed_mid_stream_loses_and_doubles_nothing(
     finally:
         restarted.stop()
     assert await _count(exchange) == len(published)
-    result = _xgw(exchange, "audit", "verify", "--json")
+    result = xgw(exchange.settings, "audit", "verify", "--json")
     report = json.loads(result.stdout)
     assert report["ok"], report
     assert report["entries"] == len(published)
@@ -125,12 +111,12 @@ async def test_writer_killed_mid_stream_loses_and_doubles_nothing(
 
 async def test_subject_lists_exactly_that_persons_deliveries(exchange: Exchange) -> None:
     """``xgw audit subject`` shows the three deliveries about one person and nothing else."""
-    result = _xgw(exchange, "audit", "subject", "079190000007", "--json")
+    result = xgw(exchange.settings, "audit", "subject", "079190000007", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert sorted(r["recipient"] for r in rows) == ["education", "health", "land"]
     assert len({r["event_id"] for r in rows}) == 1
-    nobody = json.loads(_xgw(exchange, "audit", "subject", "079190999999", "--json").stdout)
+    nobody = json.loads(xgw(exchange.settings, "audit", "subject", "079190999999", "--json").stdout)
     assert nobody == []
 
 
@@ -145,9 +131,9 @@ async def test_evidence_exported_by_the_cli_verifies_offline(
         store.close()
     event_id = json.loads(entry.body)["event_id"]
     target = tmp_path / "evidence.json"
-    exported = _xgw(exchange, "audit", "evidence", event_id, "-o", str(target))
+    exported = xgw(exchange.settings, "audit", "evidence", event_id, "-o", str(target))
     assert exported.returncode == 0, exported.stderr
-    checked = _xgw(exchange, "audit", "check-evidence", str(target))
+    checked = xgw(exchange.settings, "audit", "check-evidence", str(target))
     assert checked.returncode == 0, checked.stderr
     assert "evidence verifies" in checked.stdout
 
@@ -179,6 +165,6 @@ async def test_tampering_with_the_streamed_trail_is_reported(exchange: Exchange)
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(statement.encode())
     assert '"delivered"' in target.body
-    result = _xgw(exchange, "audit", "verify")
+    result = xgw(exchange.settings, "audit", "verify")
     assert result.returncode == 1
     assert "BROKEN at entry 42: content was changed" in result.stderr

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,10 +22,9 @@ from connectors.checkpoints import CheckpointKeeper
 from gateway.audit.store import open_store
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import WorkerProcess
-from gateway.settings import settings_env
 from gateway.trust.checkpoint import Checkpoint, Judgement, Standing
 from tests.conftest import Pki, make_resident
-from tests.support.harness import Exchange, exchange_settings, running_exchange
+from tests.support.harness import Exchange, exchange_settings, running_exchange, xgw
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 WAIT_S = 60.0
@@ -50,17 +46,6 @@ async def exchange(
     )
     async with running_exchange(settings, pki, folder) as running:
         yield running
-
-
-def _xgw(exchange: Exchange, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **settings_env(exchange.settings)},
-        timeout=60,
-        check=False,
-    )
 
 
 def _seal(exchange: Exchange) -> Checkpoint | None:
@@ -138,10 +123,10 @@ async def test_a_rolled_back_trail_is_found_by_the_checkpoints_the_agency_holds(
         finally:
             store.close()
 
-        alone = _xgw(exchange, "audit", "verify")
+        alone = xgw(exchange.settings, "audit", "verify")
         assert alone.returncode == 0, alone.stderr  # the store alone is fooled
         for source in (str(held), "topic"):
-            found = _xgw(exchange, "audit", "verify", "--checkpoints", source)
+            found = xgw(exchange.settings, "audit", "verify", "--checkpoints", source)
             assert found.returncode == 1, found.stdout
             assert found.stderr.count("\n") == 1, found.stderr
             assert f"BROKEN at entry {head.seq}: the gateway signed entry {head.seq}" in (
@@ -149,7 +134,7 @@ async def test_a_rolled_back_trail_is_found_by_the_checkpoints_the_agency_holds(
             )
             assert "rolled back" in found.stderr
         report = json.loads(
-            _xgw(exchange, "audit", "verify", "--checkpoints", str(held), "--json").stdout
+            xgw(exchange.settings, "audit", "verify", "--checkpoints", str(held), "--json").stdout
         )
         assert (report["ok"], report["broken_at"], report["held_outside"]) == (
             False,
