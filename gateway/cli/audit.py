@@ -81,16 +81,17 @@ def audit_verify(
     settings = load_settings(
         pki_dir=pki_dir, audit_store=store_url, bootstrap_servers=bootstrap_servers
     )
-    trust = X509TrustStore.from_directory(settings.pki_dir)
-    loaded = asyncio.run(load_held(settings, sources, trust)) if sources else None
-    held = loaded.checkpoints if loaded else []
-    if loaded and loaded.skipped:
-        click.echo(
-            f"xgw: warning: skipped {len(loaded.skipped)} records that are not gateway "
-            f"checkpoints (first: {loaded.skipped[0]})",
-            err=True,
-        )
+    # The store first: a mistyped store is the likelier mistake, and it needs no PKI to name.
     with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
+        trust = X509TrustStore.from_directory(settings.pki_dir)
+        loaded = asyncio.run(load_held(settings, sources, trust)) if sources else None
+        held = loaded.checkpoints if loaded else []
+        if loaded and loaded.skipped:
+            click.echo(
+                f"xgw: warning: skipped {len(loaded.skipped)} records that are not gateway "
+                f"checkpoints (first: {loaded.skipped[0]})",
+                err=True,
+            )
         report = verify_store(store, trust, held)
     proof = report.proof
     if as_json:

@@ -16,6 +16,7 @@ from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFai
 
 from gateway.names import TopicNames
 from tests.apache_kafka.conftest import AGENCIES, principal_settings
+from tests.conftest import Pki
 from tests.support.apache_kafka import ApacheKafka
 from tests.support.harness import xgw
 
@@ -134,9 +135,14 @@ async def test_the_gateway_reads_and_writes_every_exchange_topic_in_its_groups(
         )
 
 
-async def test_a_wrong_password_is_one_readable_line(apache_kafka: ApacheKafka) -> None:
+async def test_a_wrong_password_is_one_readable_line(apache_kafka: ApacheKafka, pki: Pki) -> None:
     """``xgw agency`` with a wrong password ends with one line naming the refused user."""
-    settings = principal_settings(apache_kafka, "police", sasl_password="not-the-password")  # noqa: S106
+    settings = principal_settings(
+        apache_kafka,
+        "police",
+        sasl_password="not-the-password",  # noqa: S106
+        pki_dir=pki.directory,
+    )
     result = await asyncio.to_thread(xgw, settings, "agency", "police", "--duration", "5")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
