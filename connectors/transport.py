@@ -180,6 +180,9 @@ class KafkaTransport:
         self._options = kafka_options
         self._send_timeout = send_timeout
         self._consumer_options = {
+            # The gateway's outputs may be written in transactions (exactly-once): see only
+            # what committed, never a fenced or aborted batch's records.
+            "isolation_level": "read_committed",
             "fetch_max_wait_ms": fetch_max_wait_ms,
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,

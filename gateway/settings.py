@@ -43,7 +43,16 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="xgw", pattern=r"^[a-zA-Z0-9._-]{1,100}$")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=7, description="3 in production")
-    app_id: str = Field(default="xgw-gateway", description="the workers' consumer group")
+    app_id: str = Field(
+        default="xgw-gateway",
+        pattern=r"^[a-zA-Z0-9._-]{1,200}$",
+        description="the workers' consumer group, and the prefix of their transactional ids",
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once: each batch's outputs and offsets in one Kafka transaction "
+        "(Apache Kafka; the embedded broker has no transactions)",
+    )
     pki_dir: Path = Field(
         default=Path("var/pki"), description="CA, certificates, keys; never committed"
     )
@@ -169,6 +178,15 @@ class Settings(BaseSettings):
                 cafile=str(self.ssl_cafile) if self.ssl_cafile else None
             )
         return options
+
+    def consumer_options(self) -> dict[str, Any]:
+        """:meth:`kafka_options` for a consumer of the gateway's outputs: committed records only.
+
+        In exactly-once mode the outputs are written in transactions; a ``read_committed``
+        consumer never sees those of an aborted or fenced one (without transactions, it reads
+        as any consumer does).
+        """
+        return {**self.kafka_options(), "isolation_level": "read_committed"}
 
     def masked(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs."""

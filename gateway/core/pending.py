@@ -82,8 +82,11 @@ class PendingRequests(Protocol):
         """Store or replace an entry."""
         ...
 
-    def due(self, now: datetime) -> list[tuple[int, str, Pending]]:
-        """Open entries whose deadline has passed, on the partitions this worker holds."""
+    def due(self, now: datetime, partition: int | None = None) -> list[tuple[int, str, Pending]]:
+        """Open entries whose deadline has passed, on the partitions this worker holds.
+
+        With ``partition``, on that one alone.
+        """
         ...
 
 
@@ -104,11 +107,11 @@ class MemoryPending:
         """Store or replace an entry."""
         self._entries[partition, request_id] = pending
 
-    def due(self, now: datetime) -> list[tuple[int, str, Pending]]:
-        """Open entries whose deadline has passed."""
+    def due(self, now: datetime, partition: int | None = None) -> list[tuple[int, str, Pending]]:
+        """Open entries whose deadline has passed (on ``partition`` alone, if given)."""
         at = now.timestamp()
         return [
-            (partition, request_id, pending)
-            for (partition, request_id), pending in self._entries.items()
-            if pending.status == OPEN and pending.deadline <= at
+            (p, request_id, pending)
+            for (p, request_id), pending in self._entries.items()
+            if pending.status == OPEN and pending.deadline <= at and partition in (None, p)
         ]

@@ -353,16 +353,17 @@ class Pipeline:
                 f"record is on partition {record.partition}, its key belongs on {expected}",
             )
 
-    def expire(self, now: datetime) -> list[Decision]:
+    def expire(self, now: datetime, partition: int | None = None) -> list[Decision]:
         """Close every request whose deadline passed unanswered: a timeout receipt each.
 
-        The timeout receipts are stamped together, with one signature.
+        Of every partition held, or of ``partition`` alone. The timeout receipts are stamped
+        together, with one signature.
         """
         topics = self._config.topics
         drafted: list[_Drafted] = []
-        for partition, request_id, pending in self._pending.due(now):
-            self._pending.put(partition, request_id, pending.timed_out())
-            position = Position(topics.ingress(pending.requester), partition, pending.offset)
+        for due_on, request_id, pending in self._pending.due(now, partition):
+            self._pending.put(due_on, request_id, pending.timed_out())
+            position = Position(topics.ingress(pending.requester), due_on, pending.offset)
             decision = Decision(
                 agency=pending.requester,
                 event_id=request_id,

@@ -267,7 +267,7 @@ class Arrivals:
     async def start(self) -> None:
         """Assign the partitions and start reading in the background."""
         consumer = AIOKafkaConsumer(
-            **self.settings.kafka_options(),
+            **self.settings.consumer_options(),
             enable_auto_commit=False,
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1_048_576,

@@ -44,7 +44,7 @@ async def read_topic(
 
     check_reachable(settings.bootstrap_servers)
     consumer = AIOKafkaConsumer(
-        **settings.kafka_options(),
+        **settings.consumer_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -42,7 +42,7 @@ async def consume(settings: Settings, writer: AuditWriter, stop: asyncio.Event) 
     """Feed ``xgw.audit`` into ``writer`` until ``stop`` is set; commit after each append."""
     consumer = AIOKafkaConsumer(
         settings.topics.audit,
-        **settings.kafka_options(),
+        **settings.consumer_options(),
         group_id=settings.audit_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

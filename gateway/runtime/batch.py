@@ -44,11 +44,16 @@ class BatchProcessor:
     # The state changelog records queued since the last call, written with the outputs.
     state_outbox: Callable[[], list[OutRecord]] = list
 
-    async def process(self, records: Sequence[IngressRecord]) -> list[Decision]:
-        """Decide every record, write every output, wait for the broker to acknowledge them."""
+    async def process(
+        self, records: Sequence[IngressRecord], writer: Writer | None = None
+    ) -> list[Decision]:
+        """Decide every record, write every output, wait for the broker to acknowledge them.
+
+        ``writer`` replaces the processor's own for this call (a partition's transaction).
+        """
         started = time.perf_counter()
         decisions = self.pipeline.decide_batch(records, self.clock())
-        acked_at = await self._write(decisions)
+        acked_at = await self._write(decisions, writer)
         rejected: Counter[str] = Counter()
         each = log.isEnabledFor(logging.DEBUG)
         for record, decision in zip(records, decisions, strict=True):
@@ -80,22 +85,27 @@ class BatchProcessor:
         self.metrics.processing.observe(time.perf_counter() - started)
         return decisions
 
-    async def expire(self) -> list[Decision]:
-        """Time out the requests past their deadline: write their receipts, then count them."""
-        decisions = self.pipeline.expire(self.clock())
+    async def expire(
+        self, partition: int | None = None, writer: Writer | None = None
+    ) -> list[Decision]:
+        """Time out the requests past their deadline: write their receipts, then count them.
+
+        Those of every partition held, or of ``partition`` alone.
+        """
+        decisions = self.pipeline.expire(self.clock(), partition)
         if decisions:
-            acked_at = await self._write(decisions)
+            acked_at = await self._write(decisions, writer)
             for decision in decisions:
                 self.metrics.observe(decision, acked_at)
         return decisions
 
-    async def flush_state(self) -> None:
+    async def flush_state(self, writer: Writer | None = None) -> None:
         """Write the changelog records queued outside a batch (a sweep's deletions)."""
-        await self._write([])
+        await self._write([], writer)
 
-    async def _write(self, decisions: list[Decision]) -> float:
+    async def _write(self, decisions: list[Decision], writer: Writer | None) -> float:
         """Write the decisions' outputs and the state outbox; the time they were acknowledged."""
         outputs = [o for d in decisions for o in d.outputs]
         outputs.extend(self.state_outbox())  # taken after deciding: it holds what deciding wrote
-        await self.writer.write(outputs)
+        await (writer or self.writer).write(outputs)
         return time.time()

@@ -5,10 +5,16 @@ of a record batch holding many records, and a reader trusting it would stop shor
 of a partition first writes a fence record to it and then reads the partition from the beginning
 up to that fence, so it has read every entry the previous owner had written. It streams what it
 reads into the store (:meth:`PartitionedState.restore`), never into a dict.
+
+In exactly-once mode the fence is the partition's first transaction (which fences the previous
+owner and completes its open transaction) and the changelog is read ``read_committed``: what an
+aborted or fenced transaction wrote is skipped, so the state is what the committed offsets
+explain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -19,19 +25,33 @@ FENCE_KEY = b"~fence"
 _POLL_MS = 200
 
 
+# Writes a fence record to each of the partitions of the topic; returns each fence's offset.
+FenceWriter = Callable[[str, frozenset[int], bytes], Awaitable[dict[int, int]]]
+
+
+def plain_fences(producer: AIOKafkaProducer) -> FenceWriter:
+    """Fences written by a producer outside any transaction (at-least-once mode)."""
+
+    async def write(topic: str, partitions: frozenset[int], key: bytes) -> dict[int, int]:
+        fences: dict[int, int] = {}
+        for partition in sorted(partitions):
+            sent = await producer.send_and_wait(topic, b"", key=key, partition=partition)
+            fences[partition] = sent.offset
+        return fences
+
+    return write
+
+
 async def recover(
     state: PartitionedState,
     partitions: frozenset[int],
-    producer: AIOKafkaProducer,
+    write_fences: FenceWriter,
     consumer_options: dict[str, Any],
 ) -> int:
     """Read each partition's changelog up to a fence written now; return the entries read."""
     if not partitions:
         return 0
-    fences: dict[int, int] = {}
-    for partition in partitions:
-        sent = await producer.send_and_wait(state.topic, b"", key=FENCE_KEY, partition=partition)
-        fences[partition] = sent.offset
+    fences = await write_fences(state.topic, partitions, FENCE_KEY)
     tps = [TopicPartition(state.topic, p) for p in partitions]
     consumer = AIOKafkaConsumer(**consumer_options, enable_auto_commit=False, group_id=None)
     read = 0

@@ -154,33 +154,39 @@ class OutputWriter:
                 return
 
     async def _send(self, records: list[OutRecord]) -> list[asyncio.Future[Any]]:
-        """Queue ``records`` as record batches, one or more per topic partition, in order.
+        return await queue_batches(self.producer, self.partitioner, records)
 
-        Each returned future resolves when the broker acknowledges its batch.
-        """
-        producer = self.producer
-        partitions: dict[str, list[int]] = {}
-        by_partition: dict[tuple[str, int], list[OutRecord]] = {}
-        for record in records:
-            partition = record.partition
-            if partition is None:
-                known = partitions.get(record.topic)
-                if known is None:
-                    known = partitions[record.topic] = sorted(
-                        await producer.partitions_for(record.topic)
-                    )
-                partition = self.partitioner(record.key, known, known)
-            by_partition.setdefault((record.topic, partition), []).append(record)
-        futures: list[asyncio.Future[Any]] = []
-        for (topic, partition), group in by_partition.items():
-            batch = producer.create_batch()
-            for record in group:
-                entry = {"key": record.key, "value": record.value, "headers": list(record.headers)}
-                if batch.append(timestamp=None, **entry) is None:  # full: send it, start another
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(timestamp=None, **entry) is None:  # an empty one takes any
-                        size = len(record.value or b"")
-                        raise BrokerError(f"an output of {size} bytes fits no record batch")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
+
+async def queue_batches(
+    producer: AIOKafkaProducer, partitioner: CachedPartitioner, records: list[OutRecord]
+) -> list[asyncio.Future[Any]]:
+    """Queue ``records`` as record batches, one or more per topic partition, in order.
+
+    Each returned future resolves when the broker acknowledges its batch. Raises
+    :class:`BrokerError` for a record no record batch can hold.
+    """
+    partitions: dict[str, list[int]] = {}
+    by_partition: dict[tuple[str, int], list[OutRecord]] = {}
+    for record in records:
+        partition = record.partition
+        if partition is None:
+            known = partitions.get(record.topic)
+            if known is None:
+                known = partitions[record.topic] = sorted(
+                    await producer.partitions_for(record.topic)
+                )
+            partition = partitioner(record.key, known, known)
+        by_partition.setdefault((record.topic, partition), []).append(record)
+    futures: list[asyncio.Future[Any]] = []
+    for (topic, partition), group in by_partition.items():
+        batch = producer.create_batch()
+        for record in group:
+            entry = {"key": record.key, "value": record.value, "headers": list(record.headers)}
+            if batch.append(timestamp=None, **entry) is None:  # full: send it, start another
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(timestamp=None, **entry) is None:  # an empty one takes any
+                    size = len(record.value or b"")
+                    raise BrokerError(f"an output of {size} bytes fits no record batch")
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures

@@ -67,6 +67,15 @@ _EXPIRE = (
     "DELETE FROM entries WHERE timer = ? AND due <= ?"
     " AND partition IN (SELECT partition FROM held) RETURNING partition, key"
 )
+# One partition's: a transaction of exactly-once mode holds one partition's work.
+_DUE_IN = (
+    "SELECT partition, key, value FROM entries WHERE timer = ? AND due <= ?"
+    " AND partition = ? AND partition IN (SELECT partition FROM held) ORDER BY due"
+)
+_EXPIRE_IN = (
+    "DELETE FROM entries WHERE timer = ? AND due <= ?"
+    " AND partition = ? AND partition IN (SELECT partition FROM held) RETURNING partition, key"
+)
 _COUNT = (
     "SELECT count(*) FROM entries WHERE timer = ? AND partition IN (SELECT partition FROM held)"
 )
@@ -173,16 +182,30 @@ class PartitionedState:
             ).fetchall()
         return ((key, _decode(value)) for key, value in rows)
 
-    def due(self, timer: str, now: float) -> list[tuple[int, str, Any]]:
-        """``(partition, key, value)`` of the entries whose ``timer`` is due at ``now``."""
+    def due(
+        self, timer: str, now: float, partition: int | None = None
+    ) -> list[tuple[int, str, Any]]:
+        """``(partition, key, value)`` of the entries whose ``timer`` is due at ``now``.
+
+        Of every partition held, or of ``partition`` alone.
+        """
         with self._guard:
-            rows = self._db.execute(_DUE, (timer, now)).fetchall()
+            if partition is None:
+                rows = self._db.execute(_DUE, (timer, now)).fetchall()
+            else:
+                rows = self._db.execute(_DUE_IN, (timer, now, partition)).fetchall()
         return [(partition, key, _decode(value)) for partition, key, value in rows]
 
-    def expire(self, timer: str, now: float) -> int:
-        """Delete the entries whose ``timer`` is due at ``now`` (changelogged); return how many."""
+    def expire(self, timer: str, now: float, partition: int | None = None) -> int:
+        """Delete the entries whose ``timer`` is due at ``now`` (changelogged); return how many.
+
+        Of every partition held, or of ``partition`` alone.
+        """
         with self._guard:
-            gone = self._db.execute(_EXPIRE, (timer, now)).fetchall()
+            if partition is None:
+                gone = self._db.execute(_EXPIRE, (timer, now)).fetchall()
+            else:
+                gone = self._db.execute(_EXPIRE_IN, (timer, now, partition)).fetchall()
         self._outbox.extend(
             OutRecord(self.topic, key.encode(), None, (), partition) for partition, key in gone
         )

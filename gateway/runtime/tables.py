@@ -53,9 +53,9 @@ class StateSeenIds:
         expiry = math.ceil((now + self._window).timestamp())
         self._state.put(position.partition, _key(key), position.offset << 32 | expiry)
 
-    def sweep(self, now: datetime) -> int:
-        """Delete the expired entries of every partition held; return how many."""
-        return self._state.expire(_ID_EXPIRES, now.timestamp())
+    def sweep(self, now: datetime, partition: int | None = None) -> int:
+        """Delete the expired entries of every partition held (or of one); return how many."""
+        return self._state.expire(_ID_EXPIRES, now.timestamp(), partition)
 
 
 def _id_timer(entry: Any) -> Timer | None:
@@ -90,16 +90,16 @@ class StatePending:
         """Requests delivered and not yet answered or timed out."""
         return self._state.count(_REQUEST_TIMES_OUT)
 
-    def due(self, now: datetime) -> list[tuple[int, str, Pending]]:
-        """Open entries past their deadline, on the partitions this worker holds."""
+    def due(self, now: datetime, partition: int | None = None) -> list[tuple[int, str, Pending]]:
+        """Open entries past their deadline, on the partitions this worker holds (or one)."""
         return [
-            (partition, key.removeprefix(REQUEST_PREFIX), Pending.from_json(value))
-            for partition, key, value in self._state.due(_REQUEST_TIMES_OUT, now.timestamp())
+            (p, key.removeprefix(REQUEST_PREFIX), Pending.from_json(value))
+            for p, key, value in self._state.due(_REQUEST_TIMES_OUT, now.timestamp(), partition)
         ]
 
-    def sweep(self, now: datetime) -> int:
-        """Forget closed entries whose deadline is older than the replay window."""
-        return self._state.expire(_REQUEST_FORGOTTEN, now.timestamp())
+    def sweep(self, now: datetime, partition: int | None = None) -> int:
+        """Forget closed entries whose deadline is older than the replay window (of one, or all)."""
+        return self._state.expire(_REQUEST_FORGOTTEN, now.timestamp(), partition)
 
     def _timer(self, value: Any) -> Timer | None:
         if not isinstance(value, list):

@@ -10,6 +10,11 @@ and decisions, receipts and audit entries keep their ids). The batch runs under 
 rebalance takes before it revokes partitions, so a revoked partition's batch always finishes
 and commits first.
 
+With ``XGW_PROCESSING_GUARANTEE=exactly_once`` (Apache Kafka) each partition's share of a batch
+is decided and written, with its input offsets, in one transaction of that partition's own
+producer, fenced against an older owner (gateway/runtime/transactions.py): a crash or a
+fenced zombie leaves nothing a ``read_committed`` consumer sees twice.
+
 Why a plain aiokafka loop and not a faust agent: see docs/architecture.md ("The worker
 loop"). In short, a faust worker restarted after SIGKILL could stop reading some partitions
 for good (a race between its stream and its seek to the committed offsets), and faust's
@@ -39,9 +44,9 @@ from gateway.clock import utcnow
 from gateway.core.pipeline import IngressRecord, Pipeline
 from gateway.errors import BrokerError, StateError, XgwError
 from gateway.logs import configure_logging, get_logger
-from gateway.runtime.batch import BatchProcessor
+from gateway.runtime.batch import BatchProcessor, Writer
 from gateway.runtime.bootstrap import pipeline_config
-from gateway.runtime.changelog import recover
+from gateway.runtime.changelog import plain_fences, recover
 from gateway.runtime.metrics import GatewayMetrics, serve_metrics
 from gateway.runtime.producer import OutputWriter, producer_options
 from gateway.runtime.rawfetch import RawReadError, fetch_record_set, ingress_records
@@ -49,6 +54,7 @@ from gateway.runtime.state import PartitionedState
 from gateway.runtime.stopping import stop_on_signals
 from gateway.runtime.tables import StatePending, StateSeenIds
 from gateway.runtime.topic_admin import ensure_topics
+from gateway.runtime.transactions import PartitionTransactions
 from gateway.settings import Settings
 from gateway.trust.watch import TrustWatcher
 from gateway.trust.x509 import X509TrustStore
@@ -83,6 +89,12 @@ class GatewayWorker:
         self.trust = X509TrustStore.from_directory(settings.pki_dir)
         self.writer = OutputWriter(producer_options(settings), metrics)
         partitioner = self.writer.partitioner
+        # Exactly-once: a transactional producer per partition owned; the writer is not started.
+        self.transactions = (
+            PartitionTransactions(producer_options(settings), settings.app_id, partitioner)
+            if settings.processing_guarantee == "exactly_once"
+            else None
+        )
         partitions = list(range(settings.topic_partitions))
         config = pipeline_config(
             settings, self.trust, lambda key: partitioner(key, partitions, partitions)
@@ -138,7 +150,15 @@ class GatewayWorker:
             # holds that partition of the state (see gateway/runtime/state.py).
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        await self.writer.start()
+        if self.transactions is None:
+            await self.writer.start()
+        log.info(
+            "processing guarantee",
+            guarantee=s.processing_guarantee,
+            meaning="each batch's outputs and offsets commit in one transaction per partition"
+            if self.transactions is not None
+            else "outputs may repeat after a crash; agency clients drop repeats by event id",
+        )
         try:
             self._consumer.subscribe(self.ingress_topics, listener=_Rebalance(self))
             await self._consumer.start()
@@ -162,6 +182,8 @@ class GatewayWorker:
             await self._consumer.stop()
             if self._raw is not None:
                 await self._raw.close()
+            if self.transactions is not None:
+                await self.transactions.close()
             await self.writer.stop()
             self.state.close()
         if self._failure is not None:
@@ -175,7 +197,8 @@ class GatewayWorker:
 
     def _consumer_options(self) -> dict[str, Any]:
         wait = self.settings.fetch_max_wait_ms
-        return {**self.settings.kafka_options(), "fetch_max_wait_ms": wait}
+        # read_committed: the state changelog holds aborted transactions in exactly-once mode.
+        return {**self.settings.consumer_options(), "fetch_max_wait_ms": wait}
 
     async def _consume(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None  # noqa: S101 - set by run()
@@ -207,15 +230,21 @@ class GatewayWorker:
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - set by run()
-        owned = {
-            tp: batch
-            for tp, batch in batches.items()
-            if self._holding and self.state.owns(tp.partition)
-        }
+        owned: dict[TopicPartition, list[Any]] = {}
         for tp, batch in batches.items():
-            if tp not in owned and tp in consumer.assignment():
-                # Fetched before this partition's state was recovered: read it again later.
-                consumer.seek(tp, batch[0].offset)
+            if not (self._holding and self.state.owns(tp.partition)):
+                if tp in consumer.assignment():
+                    # Fetched before this partition's state was recovered: read it again later.
+                    consumer.seek(tp, batch[0].offset)
+                continue
+            floor = self._decided.get(tp)
+            if floor is not None and batch[0].offset < floor:
+                # Fetched before a seek to where it had been already (the client hands out what
+                # it fetched for the old position as well): decided once, not twice.
+                batch = [r for r in batch if r.offset >= floor]  # noqa: PLW2901
+                if not batch:
+                    continue
+            owned[tp] = batch
         records = [
             IngressRecord(
                 topic=tp.topic,
@@ -231,12 +260,45 @@ class GatewayWorker:
         ]
         if not records:
             return
-        await self.processor.process(records)
-        # The commit overlaps with deciding the next batch; commits still go out in order.
-        await self._committed()
-        offsets = {tp: batch[-1].offset + 1 for tp, batch in owned.items()}
+        await self._decide(records, {tp: batch[-1].offset + 1 for tp, batch in owned.items()})
+
+    async def _decide(
+        self, records: list[IngressRecord], offsets: dict[TopicPartition, int]
+    ) -> None:
+        """Decide ``records``, write their outputs and commit ``offsets`` (the next to read).
+
+        At least once, the commit overlaps with deciding the next batch (commits still go out
+        in order). Exactly once, each partition's records and offsets are one transaction, the
+        partitions' transactions run side by side, and all have committed on return.
+        """
+        if self.transactions is None:
+            if records:
+                await self.processor.process(records)
+            await self._committed()
+            self._decided.update(offsets)
+            self._committing = asyncio.create_task(self._commit(offsets))
+            return
+        transactions = self.transactions
+        by_partition: dict[int, list[IngressRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+
+        async def one(partition: int) -> None:
+            mine = by_partition.get(partition, [])
+
+            async def work(writer: Writer) -> None:
+                if mine:
+                    await self.processor.process(mine, writer)
+
+            own = {tp: offset for tp, offset in offsets.items() if tp.partition == partition}
+            await transactions.run(partition, work, own, self.settings.app_id)
+
+        partitions = sorted({tp.partition for tp in offsets})
+        results = await asyncio.gather(*map(one, partitions), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
         self._decided.update(offsets)
-        self._committing = asyncio.create_task(self._commit(offsets))
 
     async def _read_past(self) -> None:
         """Decide what the Kafka client could not, read as bytes, and seek past it.
@@ -268,18 +330,14 @@ class GatewayWorker:
             log.warning("cannot read the partitions raw; trying again", error=repr(exc))
             await asyncio.sleep(1.0)
             return
-        if records:
-            await self.processor.process(records)
+        await self._decide(records, offsets)
         for tp, after in offsets.items():
             consumer.seek(tp, after)
-        self._decided.update(offsets)
         log.warning(
             "records read past the Kafka client",
             records=len(records),
             undecodable=sum(1 for r in records if r.undecodable),
         )
-        await self._committed()
-        self._committing = asyncio.create_task(self._commit(offsets))
 
     async def _decided_up_to(self, tp: TopicPartition) -> int:
         """The offset after the last record of ``tp`` this worker decided, or the group's."""
@@ -320,11 +378,19 @@ class GatewayWorker:
             missing = partitions
             try:
                 missing = self.state.keep_only(partitions)
+                if self.transactions is None:
+                    fences = plain_fences(self.writer.producer)
+                else:
+                    # Fence the partitions' previous owners first (gateway/runtime/transactions.py).
+                    await self.transactions.keep_only(partitions)
+                    fences = self.transactions.fence
                 read = await asyncio.wait_for(
-                    recover(self.state, missing, self.writer.producer, self._consumer_options()),
+                    recover(self.state, missing, fences, self._consumer_options()),
                     _RECOVERY_LIMIT_S,
                 )
-            except (KafkaError, TimeoutError, StateError) as exc:
+                if self.transactions is not None:
+                    await self._seek_committed([tp for tp in assigned if tp.partition in missing])
+            except (KafkaError, TimeoutError, StateError, BrokerError) as exc:
                 # aiokafka only logs what a rebalance listener raises; the partitions would stay
                 # assigned and never move. Stop instead, so a supervisor restarts the worker.
                 with contextlib.suppress(StateError):  # a failed store is closed already
@@ -342,6 +408,21 @@ class GatewayWorker:
             recovered=sorted(missing),
             changelog_records=read,
         )
+
+    async def _seek_committed(self, tps: list[TopicPartition]) -> None:
+        """Read ``tps`` from their committed offsets, as they are now that the old owner is fenced.
+
+        The consumer may have fetched them while the fenced owner's last transaction was still
+        completing; read again, they include what it committed.
+        """
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - set by run()
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None or committed < 0:
+                committed = int((await consumer.beginning_offsets([tp]))[tp])
+            consumer.seek(tp, committed)
+            self._decided[tp] = committed
 
     async def on_revoked(self) -> None:
         """Wait for the batch at hand to be written and committed."""
@@ -365,7 +446,15 @@ class GatewayWorker:
         async with self._lock:
             if not self._holding:
                 return  # the partitions may be someone else's by now
-            await self.processor.expire()
+            if self.transactions is None:
+                await self.processor.expire()
+            else:
+                for partition in sorted(self.state.partitions):
+
+                    async def expire(writer: Writer, p: int = partition) -> None:
+                        await self.processor.expire(p, writer)
+
+                    await self.transactions.run(partition, expire)
         self.metrics.pending_requests.set(self.pending.open_count())
 
     async def _sweep(self) -> None:
@@ -373,9 +462,22 @@ class GatewayWorker:
             if not self._holding:
                 return
             now = utcnow()
-            removed = self.seen.sweep(now) + self.pending.sweep(now)
+            if self.transactions is None:
+                removed = self.seen.sweep(now) + self.pending.sweep(now)
+                if removed:
+                    await self.processor.flush_state()
+            else:
+                removed = 0
+                for partition in sorted(self.state.partitions):
+
+                    async def sweep(writer: Writer, p: int = partition) -> int:
+                        gone = self.seen.sweep(now, p) + self.pending.sweep(now, p)
+                        if gone:
+                            await self.processor.flush_state(writer)
+                        return gone
+
+                    removed += await self.transactions.run(partition, sweep)
             if removed:
-                await self.processor.flush_state()
                 log.info("replay window swept", expired=removed)
 
     async def _measure_lag(self) -> None:
@@ -410,8 +512,8 @@ async def _every(
         await asyncio.sleep(seconds)
         try:
             await action()
-        except StateError as exc:  # the store closed itself: nothing can be decided any more
-            log.exception("state store failed; stopping", task=action.__name__)
+        except (StateError, BrokerError) as exc:  # a failed store or transaction: cannot go on
+            log.exception("state store or broker failed; stopping", task=action.__name__)
             fatal(exc)
             return
         except Exception:  # any other failing timer must not stop the worker

@@ -70,7 +70,7 @@ def principal_settings(kafka: ApacheKafka, principal: str, **overrides: object) 
     return Settings(**(values | overrides))
 
 
-def gateway_settings(kafka: ApacheKafka, pki: Pki, folder: Path) -> Settings:
+def gateway_settings(kafka: ApacheKafka, pki: Pki, folder: Path, **overrides: object) -> Settings:
     """worker-1's compose environment, with this broker, this PKI and a local audit store."""
     env = {k: interpolate(str(v)) for k, v in service("worker-1")["environment"].items()}
     values: dict[str, object] = {k.removeprefix("XGW_").lower(): v for k, v in env.items()}
@@ -82,13 +82,15 @@ def gateway_settings(kafka: ApacheKafka, pki: Pki, folder: Path) -> Settings:
         "audit_store": f"sqlite:///{folder / 'audit.db'}",
         "audit_key_file": folder / "subject.key",
     }
-    return Settings(**values)
+    return Settings(**(values | overrides))
 
 
 @contextlib.asynccontextmanager
-async def apache_exchange(kafka: ApacheKafka, pki: Pki, folder: Path) -> AsyncIterator[Exchange]:
+async def apache_exchange(
+    kafka: ApacheKafka, pki: Pki, folder: Path, **overrides: object
+) -> AsyncIterator[Exchange]:
     """A worker with compose's gateway settings, and each agency's client as its own user."""
-    settings = gateway_settings(kafka, pki, folder)
+    settings = gateway_settings(kafka, pki, folder, **overrides)
 
     def principal(agency: str) -> Settings:
         return principal_settings(kafka, agency, pki_dir=pki.directory)

@@ -26,6 +26,7 @@ from gateway.cli import cli
 from gateway.core.policy import load_policy
 from gateway.names import TopicNames
 from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.transactions import transactional_id
 from gateway.settings import DEFAULT_POLICY_FILE, Settings
 from schemas.registry import REGISTRY
 
@@ -254,8 +255,13 @@ def compose_acls(calls: list[list[str]]) -> dict[str, set[tuple[str, str, str, f
         (principal,) = option_values(call, "--allow-principal")
         pattern = (option_values(call, "--resource-pattern-type") or ["literal"])[0]
         operations = frozenset(o.lower() for o in option_values(call, "--operation"))
-        for kind in ("topic", "group"):
-            for resource in option_values(call, f"--{kind}"):
+        # kafka-acls.sh's resource options, by the Strimzi resource type they mean.
+        for option, kind in (
+            ("topic", "topic"),
+            ("group", "group"),
+            ("transactional-id", "transactionalId"),
+        ):
+            for resource in option_values(call, f"--{option}"):
                 entry = (kind, pattern.replace("prefixed", "prefix"), resource, operations)
                 acls.setdefault(principal.removeprefix("User:"), set()).add(entry)
     return acls
@@ -545,13 +551,14 @@ def test_kafka_init_lets_the_gateway_use_all_its_topics_and_groups(
     """The gateway's prefix ACLs cover every exchange topic and its groups, no agency group."""
     acls = compose_acls(kafka_init)["gateway"]
     settings = Settings()
-    for kind, names in (
-        ("topic", exchange_topics()),
-        ("group", {settings.app_id, settings.audit_group}),
+    for kind, names, needs in (
+        ("topic", exchange_topics(), "all"),
+        ("group", {settings.app_id, settings.audit_group}, "all"),
+        ("transactionalId", {transactional_id(settings.app_id, 0)}, "write"),
     ):
         for name in names:
             assert any(
-                k == kind and p == "prefix" and name.startswith(n) and "all" in ops
+                k == kind and p == "prefix" and name.startswith(n) and needs in ops
                 for k, p, n, ops in acls
             ), (kind, name)
     assert not any(
@@ -670,21 +677,32 @@ def test_kafka_topics_are_exactly_the_exchange_topics() -> None:
 
 def test_each_agency_user_may_use_only_its_own_topics() -> None:
     """Each agency's KafkaUser is SCRAM-SHA-512 with ACLs on exactly its own three topics."""
-    users = {u["metadata"]["name"]: u for u in k8s_kind("KafkaUser")}
     for agency in policy_agencies():
-        spec = users[agency]["spec"]
-        assert spec["authentication"]["type"] == "scram-sha-512"
-        assert spec["authorization"]["type"] == "simple"
-        acls = {
-            (
-                acl["resource"]["type"],
-                acl["resource"].get("patternType", "literal"),
-                acl["resource"]["name"],
-                frozenset(o.lower() for o in acl.get("operations", [acl.get("operation")])),
-            )
-            for acl in spec["authorization"]["acls"]
-        }
-        assert acls == agency_acls(agency), agency
+        assert strimzi_acls(agency) == agency_acls(agency), agency
+
+
+def test_the_gateway_user_has_the_same_acls_in_compose_and_strimzi(
+    kafka_init: list[list[str]],
+) -> None:
+    """The gateway's ACLs (topics, groups, transactional ids) are one set in both files."""
+    assert strimzi_acls("xgw-gateway") == compose_acls(kafka_init)["gateway"]
+
+
+def strimzi_acls(user: str) -> set[tuple[str, str, str, frozenset[str]]]:
+    """A SCRAM-SHA-512 KafkaUser's simple ACLs, in the form of :func:`agency_acls`."""
+    (found,) = (u for u in k8s_kind("KafkaUser") if u["metadata"]["name"] == user)
+    spec = found["spec"]
+    assert spec["authentication"]["type"] == "scram-sha-512"
+    assert spec["authorization"]["type"] == "simple"
+    return {
+        (
+            acl["resource"]["type"],
+            acl["resource"].get("patternType", "literal"),
+            acl["resource"]["name"],
+            frozenset(o.lower() for o in acl.get("operations", [acl.get("operation")])),
+        )
+        for acl in spec["authorization"]["acls"]
+    }
 
 
 def test_gateway_deployment_runs_two_probed_workers() -> None:

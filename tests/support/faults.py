@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from connectors.client import PublishedEvent
 from gateway.lab.processes import WorkerProcess
+from gateway.ops.topics import read_topic
 from schemas.police import ResidentRegistered
 from tests.conftest import make_resident
 from tests.support.harness import Exchange
@@ -52,7 +57,9 @@ async def restart(exchange: Exchange, log: Path) -> WorkerProcess:
     return replacement
 
 
-async def sigkill_mid_stream_then_restart(exchange: Exchange, log_dir: Path, start: int) -> None:
+async def sigkill_mid_stream_then_restart(
+    exchange: Exchange, log_dir: Path, start: int
+) -> list[PublishedEvent]:
     """A worker killed mid-stream and restarted delivers every event once to each recipient."""
     first = await publish(exchange, start, 150)
     stream = asyncio.create_task(publish(exchange, start + 150, 150))
@@ -61,9 +68,12 @@ async def sigkill_mid_stream_then_restart(exchange: Exchange, log_dir: Path, sta
     rest = await stream
     await restart(exchange, log_dir / "restarted.log")
     await all_delivered(exchange, first + rest)
+    return first + rest
 
 
-async def two_workers_one_killed(exchange: Exchange, log_dir: Path, start: int) -> None:
+async def two_workers_one_killed(
+    exchange: Exchange, log_dir: Path, start: int
+) -> list[PublishedEvent]:
     """With two workers in one group, killing one moves its partitions and loses nothing."""
     survivor = WorkerProcess(exchange.settings, log_dir / "second.log")
     survivor.start()
@@ -84,3 +94,43 @@ async def two_workers_one_killed(exchange: Exchange, log_dir: Path, start: int) 
         await all_delivered(exchange, first + rest)
     finally:
         survivor.stop()
+    return first + rest
+
+
+async def committed_copies(exchange: Exchange, published: list[PublishedEvent]) -> Counter[str]:
+    """How often each kind of output of ``published`` is on the broker, as read_committed sees it.
+
+    Every record of the receipts, deliveries and audit topics is counted by the event id it is
+    about, with no deduplication: keys ``receipt``, ``deliver.<agency>`` and ``audit``, each
+    ``<kind>:<event id>``.
+    """
+    ids = {event.id for event in published}
+    topics = exchange.settings.topics
+    sources: list[tuple[str, str, Callable[[dict[str, Any]], object]]] = [
+        ("receipt", topics.receipts("police"), lambda v: v["data"]["event_id"]),
+        ("audit", topics.audit, lambda v: v["event_id"]),
+    ]
+    sources += [(f"deliver.{a}", topics.deliver(a), lambda v: v["id"]) for a in ENTITLED]
+    copies: Counter[str] = Counter()
+    for kind, topic, event_id in sources:
+        async for record in read_topic(exchange.settings, topic):
+            try:  # the topics are shared: other tests' records, raw bytes among them
+                about = event_id(json.loads(record.value or b""))
+            except (ValueError, TypeError, KeyError):
+                continue
+            if about in ids:
+                copies[f"{kind}:{about}"] += 1
+    return copies
+
+
+async def exactly_once(exchange: Exchange, published: list[PublishedEvent]) -> None:
+    """Each published event's receipt, deliveries and audit record are on the broker once."""
+    await all_delivered(exchange, published)
+    copies = await committed_copies(exchange, published)
+    kinds = ["receipt", "audit", *(f"deliver.{a}" for a in ENTITLED)]
+    expected = Counter({f"{k}:{e.id}": 1 for k in kinds for e in published})
+    doubled = sorted(k for k, n in copies.items() if n > 1)
+    lost = sorted(k for k in expected if k not in copies)
+    by_kind = Counter(k.split(":")[0] for k in lost + doubled)
+    assert (lost, doubled) == ([], []), f"{len(lost)} lost, {len(doubled)} doubled: {by_kind}"
+    assert copies == expected

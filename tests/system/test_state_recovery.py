@@ -14,7 +14,7 @@ from gateway.core.replay import Position
 from gateway.errors import BrokerError
 from gateway.lab.broker import EmbeddedBroker
 from gateway.names import TopicNames
-from gateway.runtime.changelog import FENCE_KEY, recover
+from gateway.runtime.changelog import FENCE_KEY, plain_fences, recover
 from gateway.runtime.state import PartitionedState
 from gateway.runtime.tables import StatePending, StateSeenIds
 from gateway.runtime.topic_admin import ensure_topics
@@ -50,7 +50,7 @@ async def test_recovery_reads_every_entry_written_before_the_fence(
             await future
         reader = PartitionedState(topic, DEFAULT_CACHE_BYTES)
         options = {"bootstrap_servers": broker.bootstrap_servers, "fetch_max_wait_ms": 20}
-        read = await recover(reader, frozenset({0, 1}), producer, options)
+        read = await recover(reader, frozenset({0, 1}), plain_fences(producer), options)
     finally:
         await producer.stop()
     assert read == 302
@@ -102,7 +102,7 @@ async def test_recovered_entries_keep_their_timers(broker: EmbeddedBroker, topic
             seen_again = StateSeenIds(reader, TOPICS, timedelta(minutes=10))
             pending_again = StatePending(reader, timedelta(minutes=10))
             options = {"bootstrap_servers": broker.bootstrap_servers, "fetch_max_wait_ms": 20}
-            assert await recover(reader, frozenset({0}), producer, options) == 21
+            assert await recover(reader, frozenset({0}), plain_fences(producer), options) == 21
             assert pending_again.open_count() == 1
             assert [rid for _, rid, _ in pending_again.due(NOW + timedelta(minutes=1))] == [
                 "Nguyễn-q"

@@ -167,6 +167,29 @@ def test_sweep_deletes_exactly_the_entries_due_and_writes_their_tombstones() -> 
         assert seen.check(("police", "e14"), later, NOW + timedelta(minutes=12)) is Seen.REDELIVERY
 
 
+def test_timers_of_one_partition_leave_the_others_alone() -> None:
+    """Exactly-once works a partition at a time: due, sweep and tombstones of that one only."""
+    with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
+        for partition in (0, 1, 2):
+            state.adopt(partition)
+        seen = StateSeenIds(state, TOPICS, timedelta(minutes=10))
+        pending = StatePending(state, timedelta(hours=1))
+        topic = TOPICS.ingress("police")
+        for partition in (0, 1, 2):
+            seen.remember(("police", f"e{partition}"), Position(topic, partition, 1), NOW)
+            pending.put(
+                partition, f"q{partition}", Pending("land", "t", "s", NOW.timestamp(), 1, "ab")
+            )
+        state.take_outbox()
+        later = NOW + timedelta(minutes=11)
+        assert [(p, rid) for p, rid, _ in pending.due(later, 1)] == [(1, "q1")]
+        assert len(pending.due(later)) == 3
+        assert seen.sweep(later, 2) == 1
+        assert {(r.partition, r.key) for r in state.take_outbox()} == {(2, b"r/police/e2")}
+        assert seen.sweep(later) == 2  # the other two partitions' ids
+        assert {r.partition for r in state.take_outbox()} == {0, 1}
+
+
 def test_request_timers_follow_the_status_deadline_then_window() -> None:
     """An open request is due at its deadline; once closed, it is forgotten a window later."""
     with PartitionedState("changelog", DEFAULT_CACHE_BYTES) as state:
