@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -29,6 +30,12 @@ from gateway.wire.keys import SigningKey
 from schemas.common import Address
 from schemas.police import ResidentRegistered
 from schemas.registry import REGISTRY
+from tests.support.apache_kafka import (
+    ApacheKafka,
+    ApacheKafkaError,
+    admin_connection,
+    missing_tools,
+)
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -163,6 +170,56 @@ def broker() -> Iterator[EmbeddedBroker]:
     """One embedded Tansu broker for the whole test session, stopped even when tests fail."""
     with EmbeddedBroker() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def apache_kafka() -> Iterator[ApacheKafka]:
+    """One Apache Kafka for the session, with compose's topics, SCRAM users and ACLs.
+
+    Needs Java and Maven: skipped with the reason without them, failed instead with ``CI`` set.
+    """
+    if (why := missing_tools()) is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"Apache Kafka tests are required in CI: {why}")
+        pytest.skip(f"Apache Kafka tests need Java and Maven: {why}")
+    kafka = ApacheKafka()
+    try:
+        kafka.start()
+        kafka.run_compose_init()
+    except ApacheKafkaError as exc:
+        kafka.stop()
+        pytest.fail(str(exc))
+    yield kafka
+    kafka.stop()
+
+
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    """A broker an integration suite runs on, and the connection settings its tests use."""
+
+    name: str  # "embedded" or "apache_kafka"
+    bootstrap_servers: str
+    connection: dict[str, Any]  # Settings fields: on Apache Kafka, SASL as its super user
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("embedded", id="embedded"),
+        pytest.param("apache_kafka", id="apache_kafka", marks=pytest.mark.apache_kafka),
+    ],
+)
+def any_broker(request: pytest.FixtureRequest) -> BrokerUnderTest:
+    """Each broker in turn: the module's tests run on the embedded one, then on Apache Kafka.
+
+    On Apache Kafka the tests connect as compose's super user ``admin`` (SASL PLAIN), so each
+    module keeps a topic prefix of its own; the per-agency ACLs are tests/apache_kafka's.
+    """
+    if request.param == "embedded":
+        embedded: EmbeddedBroker = request.getfixturevalue("broker")
+        return BrokerUnderTest("embedded", embedded.bootstrap_servers, {})
+    kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
+    return BrokerUnderTest("apache_kafka", kafka.bootstrap_servers, admin_connection())
 
 
 @pytest.fixture

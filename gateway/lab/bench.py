@@ -70,6 +70,7 @@ from gateway.wire.keys import SigningKey
 from schemas.registry import REGISTRY
 
 TUNING = (
+    "processing_guarantee",
     "topic_partitions",
     "batch_max",
     "fetch_max_wait_ms",

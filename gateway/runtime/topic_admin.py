@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -11,6 +13,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from connectors.transport import connection_failure
 from gateway.errors import BrokerError
 from gateway.settings import Settings
+
+_DESCRIBE_WAIT_S = 10.0  # for topics just created to have their partitions
 
 
 async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[str]:
@@ -40,7 +44,7 @@ async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[s
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics(new)
         ingress = [topics.ingress(a) for a in agencies]
-        described = await admin.describe_topics([*ingress, topics.state])
+        described = await _described(admin, [*ingress, topics.state])
     except KafkaError as exc:
         raise BrokerError(f"cannot create topics on {settings.bootstrap_servers}: {exc}") from exc
     else:
@@ -48,6 +52,21 @@ async def ensure_topics(settings: Settings, agencies: tuple[str, ...]) -> list[s
         return missing
     finally:
         await admin.close()
+
+
+async def _described(admin: AIOKafkaAdminClient, names: list[str]) -> list[dict[str, Any]]:
+    """The topics as described once every one has its partitions (or after the wait).
+
+    Apache Kafka answers a description right after the creation with no partitions yet (error
+    3, unknown topic, until the controller's metadata reaches the broker).
+    """
+    deadline = time.monotonic() + _DESCRIBE_WAIT_S
+    while True:
+        described: list[dict[str, Any]] = await admin.describe_topics(names)
+        settled = all(t.get("error_code", 0) == 0 and t.get("partitions") for t in described)
+        if settled or time.monotonic() >= deadline:
+            return described
+        await asyncio.sleep(0.1)
 
 
 def _check_partitions(described: list[dict[str, Any]], expected: int) -> None:

@@ -51,14 +51,29 @@ def transactional_id(app_id: str, partition: int) -> str:
 
 
 class _TransactionWriter:
-    """Writes records into the producer's open transaction (no retries: the caller aborts)."""
+    """Writes records into the producer's transaction (no retries: the caller aborts).
+
+    The transaction begins with the first write: work that writes nothing (a timer with
+    nothing due, most of the time) costs no transaction, and holds the worker's lock for no
+    round trip to the broker.
+    """
 
     def __init__(self, producer: AIOKafkaProducer, partitioner: CachedPartitioner) -> None:
         self._producer = producer
         self._partitioner = partitioner
+        self.begun = False
+
+    async def begin(self) -> None:
+        """Begin the transaction, unless it has begun."""
+        if not self.begun:
+            await self._producer.begin_transaction()
+            self.begun = True
 
     async def write(self, records: list[OutRecord]) -> None:
         """Write ``records``; return once the broker acknowledged every one."""
+        if not records:
+            return
+        await self.begin()
         futures = await queue_batches(self._producer, self._partitioner, records)
         # Every future awaited: a fenced producer fails them all, and one raised is enough.
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -136,19 +151,22 @@ class PartitionTransactions:
         """Run ``work`` in one transaction of ``partition``'s producer, with ``offsets``.
 
         ``work`` writes through the writer it is given; ``offsets`` (the next offset to read,
-        per input partition) are committed for ``group_id`` in the same transaction. Raises
-        :class:`BrokerError` when the transaction could not commit (it is aborted): fenced by a
-        newer owner of the partition, or refused by the broker.
+        per input partition) are committed for ``group_id`` in the same transaction. Without
+        records or offsets there is no transaction. Raises :class:`BrokerError` when the
+        transaction could not commit (it is aborted): fenced by a newer owner of the partition,
+        or refused by the broker.
         """
         producer = self._producers.get(partition)
         if producer is None:
             raise BrokerError(f"partition {partition} has no transactional producer")
+        writer = _TransactionWriter(producer, self._partitioner)
         try:
-            await producer.begin_transaction()
-            result = await work(_TransactionWriter(producer, self._partitioner))
+            result = await work(writer)
             if offsets:
+                await writer.begin()
                 await producer.send_offsets_to_transaction(dict(offsets), group_id)
-            await producer.commit_transaction()
+            if writer.begun:
+                await producer.commit_transaction()
         except ProducerFenced as exc:
             raise BrokerError(
                 f"partition {partition} is another worker's now (its transactional producer "
@@ -156,7 +174,8 @@ class PartitionTransactions:
                 "batch is visible"
             ) from exc
         except KafkaError as exc:
-            await self._abort(partition, producer)
+            if writer.begun:
+                await self._abort(partition, producer)
             raise BrokerError(
                 f"the transaction of partition {partition} failed and was aborted: {exc!r}"
             ) from exc
@@ -172,7 +191,8 @@ class PartitionTransactions:
         offsets: dict[int, int] = {}
         for partition in sorted(partitions):
 
-            async def send(_writer: _TransactionWriter, p: int = partition) -> int:
+            async def send(writer: _TransactionWriter, p: int = partition) -> int:
+                await writer.begin()
                 sent = await self._producers[p].send_and_wait(topic, b"", key=key, partition=p)
                 return int(sent.offset)
 

@@ -1,22 +1,22 @@
 """Tests on a real Apache Kafka broker set up as docker-compose.yml's (marker ``apache_kafka``).
 
-The broker (tests/support/apache_kafka.py) needs Java and Maven. Without them these tests are
-skipped with the reason; with ``CI`` set they fail instead, so CI cannot pass without them.
-``pytest -m apache_kafka`` runs only them.
+The broker (tests/support/apache_kafka.py, the session fixture ``apache_kafka`` of
+tests/conftest.py) needs Java and Maven. Without them these tests are skipped with the reason;
+with ``CI`` set they fail instead, so CI cannot pass without them. ``pytest -m apache_kafka``
+runs only them, and the Apache Kafka runs of the suites in tests/system (``any_broker``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.settings import Settings
 from tests.conftest import Pki
-from tests.support.apache_kafka import ApacheKafka, ApacheKafkaError, interpolate, missing_tools
+from tests.support.apache_kafka import ApacheKafka, interpolate
 from tests.support.apache_kafka import compose_service as service
 from tests.support.harness import Exchange, running_exchange
 
@@ -30,24 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if _HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.apache_kafka)
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def apache_kafka() -> Iterator[ApacheKafka]:
-    """One Apache Kafka for the session, with compose's topics, SCRAM users and ACLs."""
-    if (why := missing_tools()) is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"Apache Kafka tests are required in CI: {why}")
-        pytest.skip(f"Apache Kafka tests need Java and Maven: {why}")
-    kafka = ApacheKafka()
-    try:
-        kafka.start()
-        kafka.run_compose_init()
-    except ApacheKafkaError as exc:
-        kafka.stop()
-        pytest.fail(str(exc))
-    yield kafka
-    kafka.stop()
 
 
 def password(principal: str) -> str:

@@ -129,6 +129,19 @@ def interpolate(value: str) -> str:
     return _INTERPOLATION.sub(lambda m: m.group(1), value).replace("$$", "$")
 
 
+def admin_connection() -> dict[str, Any]:
+    """Settings fields of compose's broker super user ``admin`` (SASL PLAIN, kafka-init's)."""
+    environment = compose_service("kafka")["environment"]
+    jaas = str(environment["KAFKA_LISTENER_NAME_CLIENT_PLAIN_SASL_JAAS_CONFIG"])
+    (secret,) = re.findall(r'user_admin="([^"]*)"', interpolate(jaas))
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "admin",
+        "sasl_password": secret,
+    }
+
+
 def compose_service(name: str) -> dict[str, Any]:
     """One service of docker-compose.yml, anchors and merge keys resolved."""
     services: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))[

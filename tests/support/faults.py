@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.client import PublishedEvent
+from connectors.errors import TransportError
 from gateway.lab.processes import WorkerProcess
 from gateway.ops.topics import read_topic
 from schemas.police import ResidentRegistered
@@ -134,3 +135,35 @@ async def exactly_once(exchange: Exchange, published: list[PublishedEvent]) -> N
     by_kind = Counter(k.split(":")[0] for k in lost + doubled)
     assert (lost, doubled) == ([], []), f"{len(lost)} lost, {len(doubled)} doubled: {by_kind}"
     assert copies == expected
+
+
+async def paused_broker(
+    exchange: Exchange, pause: Callable[[], None], resume: Callable[[], None], start: int
+) -> None:
+    """The broker stopped for 6 s: a publish fails clearly or succeeds, the same worker goes on.
+
+    ``pause`` and ``resume`` SIGSTOP and SIGCONT the broker.
+    """
+    before = await publish(exchange, start, 49)
+    # A short send bound, so the test sees it fire while the broker is stopped (the exchange
+    # closes this client with its own).
+    client = exchange.client("police", exchange.pki.keys["police"], send_timeout=3.0)
+    before += [await client.publish(residents(start + 49, 1)[0])]  # connected before the pause
+    pause()
+    try:
+        during = asyncio.create_task(
+            asyncio.wait_for(client.publish(residents(start + 50, 1)[0]), 20)
+        )
+        await asyncio.sleep(6)
+    finally:
+        resume()
+    outcome = await asyncio.gather(during, return_exceptions=True)
+    assert not isinstance(outcome[0], TimeoutError), "publish hung past its bound"
+    if isinstance(outcome[0], BaseException):
+        assert isinstance(outcome[0], TransportError)
+        assert "did not acknowledge within 3s" in str(outcome[0])
+    worker = exchange.worker.pid
+    after = await publish(exchange, start + 51, 50)
+    await all_delivered(exchange, before + after)
+    assert exchange.worker.pid == worker is not None  # the same worker, never restarted
+    assert exchange.worker.running

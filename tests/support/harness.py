@@ -23,7 +23,7 @@ from gateway.lab.forgery import Forger
 from gateway.lab.processes import WorkerProcess, scrape
 from gateway.settings import Settings, settings_env
 from gateway.wire.keys import SigningKey
-from tests.conftest import AGENCIES, Pki
+from tests.conftest import AGENCIES, BrokerUnderTest, Pki
 
 WAIT_S = 20.0
 T = TypeVar("T")
@@ -41,14 +41,17 @@ class Exchange:
     receipts: dict[str, list[Receipt]] = field(default_factory=lambda: defaultdict(list))
     deliveries: dict[str, list[ReceivedEvent]] = field(default_factory=lambda: defaultdict(list))
     dead_letters: list[Message] = field(default_factory=list)
+    # Each agency's own settings (its Kafka user on a broker with ACLs); else the exchange's.
+    principals: dict[str, Settings] = field(default_factory=dict)
 
-    def client(self, agency: str, key: SigningKey) -> AgencyClient:
+    def client(self, agency: str, key: SigningKey, **transport_options: Any) -> AgencyClient:
         """Another client of ``agency`` that signs with ``key`` (rotation, revocation)."""
+        settings = self.principals.get(agency, self.settings)
         made = AgencyClient(
             agency=agency,
             signing_key=key,
             trust=self.pki.fresh_trust(),
-            transport=KafkaTransport(self.settings.kafka_options()),
+            transport=KafkaTransport(settings.kafka_options(), **transport_options),
             topics=self.settings.topics,
         )
         self.clients[f"{agency}#{len(self.clients)}"] = made
@@ -109,6 +112,13 @@ def xgw(settings: Settings, *args: str, timeout: float = 60) -> subprocess.Compl
     )
 
 
+def settings_on(broker: BrokerUnderTest, pki_dir: Path, prefix: str, **overrides: Any) -> Settings:
+    """:func:`exchange_settings` on ``broker`` (the ``any_broker`` fixture), with its connection."""
+    return exchange_settings(
+        broker.bootstrap_servers, pki_dir, prefix, **(broker.connection | overrides)
+    )
+
+
 def exchange_settings(bootstrap: str, pki_dir: Path, prefix: str, **overrides: Any) -> Settings:
     """Settings of an isolated test exchange: its own topic prefix and consumer group."""
     values: dict[str, Any] = {
@@ -141,12 +151,12 @@ async def running_exchange(
     exchange: Exchange | None = None
     try:
         await worker.wait_ready(60)
+        principals = {a: principal(a) for a in AGENCIES} if principal else {}
         clients = {
-            agency: _client(principal(agency) if principal else settings, pki, agency)
-            for agency in AGENCIES
+            agency: _client(principals.get(agency, settings), pki, agency) for agency in AGENCIES
         }
         forger = Forger(pki.keys, pki.ca, settings.max_record_bytes, settings.max_string_chars)
-        exchange = Exchange(settings, pki, worker, clients, forger)
+        exchange = Exchange(settings, pki, worker, clients, forger, principals=principals)
         tasks = await _subscribe(exchange)
         yield exchange
     finally:

@@ -13,22 +13,26 @@ import pytest
 import pytest_asyncio
 
 from gateway.audit.store import open_store
-from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.processes import WorkerProcess
-from tests.conftest import POSTGRES_URL, Pki, make_resident
-from tests.support.harness import Exchange, exchange_settings, running_exchange, xgw
+from tests.conftest import POSTGRES_URL, BrokerUnderTest, Pki, make_resident
+from tests.support.harness import Exchange, running_exchange, settings_on, xgw
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def store_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    any_broker: BrokerUnderTest,
+) -> str:
+    """A new store per store kind and per broker: a trail is one exchange's."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}"
+        return f"sqlite:///{tmp_path_factory.mktemp(f'audit-{any_broker.name}') / 'audit.db'}"
     import psycopg  # noqa: PLC0415
     from psycopg import sql  # noqa: PLC0415
 
-    name = f"it_{uuid.uuid4().hex}"
+    name = f"it_{any_broker.name}_{uuid.uuid4().hex}"
     try:
         with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as admin:
             admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
@@ -41,12 +45,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def exchange(
-    broker: EmbeddedBroker, pki: Pki, store_url: str, tmp_path_factory: pytest.TempPathFactory
+    any_broker: BrokerUnderTest,
+    pki: Pki,
+    store_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Exchange]:
     prefix = f"au{uuid.uuid4().hex[:8]}"
     folder = tmp_path_factory.mktemp("audit-run")
-    settings = exchange_settings(
-        broker.bootstrap_servers,
+    settings = settings_on(
+        any_broker,
         pki.directory,
         prefix,
         audit_store=store_url,

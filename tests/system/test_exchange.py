@@ -24,7 +24,6 @@ import pytest_asyncio
 from connectors.mock.people import vaccination
 from connectors.transport import KafkaTransport
 from gateway.core import envelope, profile
-from gateway.lab.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
 from gateway.trust import ca as pki
 from gateway.wire import b64url
@@ -33,9 +32,9 @@ from gateway.wire.canonical import canonical_bytes
 from gateway.wire.jws import sign_detached
 from gateway.wire.keys import SigningKey
 from schemas.police import ResidentRegistered
-from tests.conftest import Pki, make_pki, make_resident
+from tests.conftest import BrokerUnderTest, Pki, make_pki, make_resident
 from tests.support import stamping
-from tests.support.harness import Exchange, exchange_settings, running_exchange
+from tests.support.harness import Exchange, running_exchange, settings_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -50,10 +49,10 @@ def own_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def exchange(
-    broker: EmbeddedBroker, own_pki: Pki, tmp_path_factory: pytest.TempPathFactory
+    any_broker: BrokerUnderTest, own_pki: Pki, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Exchange]:
-    settings = exchange_settings(
-        broker.bootstrap_servers,
+    settings = settings_on(
+        any_broker,
         own_pki.directory,
         f"it{uuid.uuid4().hex[:8]}",
         max_record_bytes=64 * 1024,

@@ -27,7 +27,6 @@ from connectors.mock.people import local_day, resident_aged
 from connectors.mock.police import PoliceConnector
 from gateway.core.envelope import subject_digest
 from gateway.core.policy import Grant, Policy
-from gateway.lab.broker import EmbeddedBroker
 from gateway.reasons import ReasonCode
 from schemas.base import RequestModel, ResponseModel
 from schemas.education import StudentEnrolled
@@ -45,8 +44,8 @@ from schemas.police import (
     ResidentDeceased,
 )
 from schemas.registry import REGISTRY
-from tests.conftest import AGENCIES, Pki
-from tests.support.harness import Exchange, exchange_settings, running_exchange
+from tests.conftest import AGENCIES, BrokerUnderTest, Pki
+from tests.support.harness import Exchange, running_exchange, settings_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -92,11 +91,12 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(
-    broker: EmbeddedBroker, pki: Pki, policy: Policy, tmp_path_factory: pytest.TempPathFactory
+    any_broker: BrokerUnderTest,
+    pki: Pki,
+    policy: Policy,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[World]:
-    settings = exchange_settings(
-        broker.bootstrap_servers, pki.directory, f"le{uuid.uuid4().hex[:8]}"
-    )
+    settings = settings_on(any_broker, pki.directory, f"le{uuid.uuid4().hex[:8]}")
     log_dir: Path = tmp_path_factory.mktemp("log")
     async with running_exchange(settings, pki, log_dir) as exchange:
         rng = random.Random(SEED)
