@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -16,11 +17,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+)
 
 from connectors.errors import TransportError
 
 Headers = Sequence[tuple[str, bytes]]
+log = logging.getLogger("xgw.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +275,13 @@ class KafkaTransport:
         try:
             async for record in consumer:
                 if handled and time.monotonic() - last_commit >= self._commit_interval:
-                    await consumer.commit(handled)
+                    try:
+                        await consumer.commit(handled)
+                    except CommitFailedError as exc:
+                        # The group went on without this member (its session expired while the
+                        # broker or this process was paused): the consumer joins again, and
+                        # the records since the last commit come again (dropped by their ids).
+                        log.warning("offsets not committed; records will come again: %s", exc)
                     last_commit, handled = time.monotonic(), {}
                 yield _message(record)
                 # Control returns here only after the caller handled the record, so only
