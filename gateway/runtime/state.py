@@ -59,22 +59,16 @@ _PUT = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM entries WHERE partition = ? AND key = ?"
 _DROP = "DELETE FROM entries WHERE partition = ?"
 # Timers see only the partitions held: the entries of others are being restored.
+# Of every partition held, or of one (?3; a transaction of exactly-once mode holds one's work).
 _DUE = (
-    "SELECT partition, key, value FROM entries WHERE timer = ? AND due <= ?"
-    " AND partition IN (SELECT partition FROM held) ORDER BY due"
+    "SELECT partition, key, value FROM entries WHERE timer = ?1 AND due <= ?2"
+    " AND (?3 IS NULL OR partition = ?3) AND partition IN (SELECT partition FROM held)"
+    " ORDER BY due"
 )
 _EXPIRE = (
-    "DELETE FROM entries WHERE timer = ? AND due <= ?"
-    " AND partition IN (SELECT partition FROM held) RETURNING partition, key"
-)
-# One partition's: a transaction of exactly-once mode holds one partition's work.
-_DUE_IN = (
-    "SELECT partition, key, value FROM entries WHERE timer = ? AND due <= ?"
-    " AND partition = ? AND partition IN (SELECT partition FROM held) ORDER BY due"
-)
-_EXPIRE_IN = (
-    "DELETE FROM entries WHERE timer = ? AND due <= ?"
-    " AND partition = ? AND partition IN (SELECT partition FROM held) RETURNING partition, key"
+    "DELETE FROM entries WHERE timer = ?1 AND due <= ?2"
+    " AND (?3 IS NULL OR partition = ?3) AND partition IN (SELECT partition FROM held)"
+    " RETURNING partition, key"
 )
 _COUNT = (
     "SELECT count(*) FROM entries WHERE timer = ? AND partition IN (SELECT partition FROM held)"
@@ -190,10 +184,7 @@ class PartitionedState:
         Of every partition held, or of ``partition`` alone.
         """
         with self._guard:
-            if partition is None:
-                rows = self._db.execute(_DUE, (timer, now)).fetchall()
-            else:
-                rows = self._db.execute(_DUE_IN, (timer, now, partition)).fetchall()
+            rows = self._db.execute(_DUE, (timer, now, partition)).fetchall()
         return [(partition, key, _decode(value)) for partition, key, value in rows]
 
     def expire(self, timer: str, now: float, partition: int | None = None) -> int:
@@ -202,10 +193,7 @@ class PartitionedState:
         Of every partition held, or of ``partition`` alone.
         """
         with self._guard:
-            if partition is None:
-                gone = self._db.execute(_EXPIRE, (timer, now)).fetchall()
-            else:
-                gone = self._db.execute(_EXPIRE_IN, (timer, now, partition)).fetchall()
+            gone = self._db.execute(_EXPIRE, (timer, now, partition)).fetchall()
         self._outbox.extend(
             OutRecord(self.topic, key.encode(), None, (), partition) for partition, key in gone
         )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -181,6 +181,25 @@ class PartitionTransactions:
             ) from exc
         return result
 
+    async def run_each(
+        self,
+        partitions: Collection[int],
+        work: Callable[[int, _TransactionWriter], Awaitable[T]],
+    ) -> list[T]:
+        """Run ``work(partition, writer)`` for each of ``partitions`` in its own transaction.
+
+        In partition order, one after the other; a partition it writes nothing to costs no
+        transaction. Returns the results in that order.
+        """
+        results = []
+        for partition in sorted(partitions):
+
+            async def one(writer: _TransactionWriter, p: int = partition) -> T:
+                return await work(p, writer)
+
+            results.append(await self.run(partition, one))
+        return results
+
     async def fence(self, topic: str, partitions: frozenset[int], key: bytes) -> dict[int, int]:
         """Write a fence record to each partition of ``topic`` in its own transaction.
 
@@ -188,16 +207,15 @@ class PartitionTransactions:
         transaction is aborted and completed before this one commits, so whatever the old owner
         committed is readable (read_committed) before the fence. Returns each fence's offset.
         """
-        offsets: dict[int, int] = {}
-        for partition in sorted(partitions):
 
-            async def send(writer: _TransactionWriter, p: int = partition) -> int:
-                await writer.begin()
-                sent = await self._producers[p].send_and_wait(topic, b"", key=key, partition=p)
-                return int(sent.offset)
+        async def send(partition: int, writer: _TransactionWriter) -> int:
+            await writer.begin()
+            producer = self._producers[partition]
+            sent = await producer.send_and_wait(topic, b"", key=key, partition=partition)
+            return int(sent.offset)
 
-            offsets[partition] = await self.run(partition, send)
-        return offsets
+        offsets = await self.run_each(partitions, send)
+        return dict(zip(sorted(partitions), offsets, strict=True))
 
     async def _close(self, partition: int) -> None:
         producer = self._producers.pop(partition)

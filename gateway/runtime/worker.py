@@ -341,11 +341,13 @@ class GatewayWorker:
 
     async def _decided_up_to(self, tp: TopicPartition) -> int:
         """The offset after the last record of ``tp`` this worker decided, or the group's."""
+        known = self._decided.get(tp)
+        return known if known is not None else await self._group_offset(tp)
+
+    async def _group_offset(self, tp: TopicPartition) -> int:
+        """Where the group reads ``tp`` from: its committed offset, else the beginning."""
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - set by run()
-        known = self._decided.get(tp)
-        if known is not None:
-            return known
         committed = await consumer.committed(tp)
         if committed is not None and committed >= 0:
             return int(committed)
@@ -418,11 +420,9 @@ class GatewayWorker:
         consumer = self._consumer
         assert consumer is not None  # noqa: S101 - set by run()
         for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None or committed < 0:
-                committed = int((await consumer.beginning_offsets([tp]))[tp])
-            consumer.seek(tp, committed)
-            self._decided[tp] = committed
+            start = await self._group_offset(tp)
+            consumer.seek(tp, start)
+            self._decided[tp] = start
 
     async def on_revoked(self) -> None:
         """Wait for the batch at hand to be written and committed."""
@@ -449,12 +449,7 @@ class GatewayWorker:
             if self.transactions is None:
                 await self.processor.expire()
             else:
-                for partition in sorted(self.state.partitions):
-
-                    async def expire(writer: Writer, p: int = partition) -> None:
-                        await self.processor.expire(p, writer)
-
-                    await self.transactions.run(partition, expire)
+                await self.transactions.run_each(self.state.partitions, self.processor.expire)
         self.metrics.pending_requests.set(self.pending.open_count())
 
     async def _sweep(self) -> None:
@@ -467,16 +462,14 @@ class GatewayWorker:
                 if removed:
                     await self.processor.flush_state()
             else:
-                removed = 0
-                for partition in sorted(self.state.partitions):
 
-                    async def sweep(writer: Writer, p: int = partition) -> int:
-                        gone = self.seen.sweep(now, p) + self.pending.sweep(now, p)
-                        if gone:
-                            await self.processor.flush_state(writer)
-                        return gone
+                async def sweep(partition: int, writer: Writer) -> int:
+                    gone = self.seen.sweep(now, partition) + self.pending.sweep(now, partition)
+                    if gone:
+                        await self.processor.flush_state(writer)
+                    return gone
 
-                    removed += await self.transactions.run(partition, sweep)
+                removed = sum(await self.transactions.run_each(self.state.partitions, sweep))
             if removed:
                 log.info("replay window swept", expired=removed)
 

@@ -38,14 +38,9 @@ async def exchange(apache_kafka: ApacheKafka, pki: Pki, tmp_path: Path) -> Async
 
 def _police_lag(url: str) -> float | None:
     """The summed lag of police's ingress partitions, or None before the first measurement."""
-    samples = scrape(url)
-    found = [v for k, v in samples.items() if k.startswith("xgw_consumer_lag_records{")]
-    police = [
-        v
-        for k, v in samples.items()
-        if k.startswith("xgw_consumer_lag_records{") and "topic=xgw.ingress.police" in k
-    ]
-    return sum(police) if found else None
+    lags = {k: v for k, v in scrape(url).items() if k.startswith("xgw_consumer_lag_records{")}
+    police = [v for k, v in lags.items() if "topic=xgw.ingress.police" in k]
+    return sum(police) if lags else None
 
 
 async def test_consumer_lag_is_the_backlog_and_returns_to_zero(
