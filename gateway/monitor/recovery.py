@@ -94,7 +94,7 @@ class SeekBeforeResumeRecovery(Recovery):  # type: ignore[misc] # faust is untyp
         self.completed.set()
         self.app.flow_control.resume()  # no await since resume_partitions: nothing came in
         self.app.consumer.resume_flow()
-        await cast(Any, self.app)._fetcher.maybe_start()
+        await cast(Any, self.app)._fetcher.maybe_start()  # noqa: SLF001 - as faust's own
         self.tables.on_actives_ready()
 
     def _discard_buffered(self, partitions: set[TP]) -> int:

@@ -118,7 +118,7 @@ async def test_a_killed_forward_agent_loses_nothing_and_commits_to_the_end(
     second: ChildProcess | None = None
     try:
         deadline = time.monotonic() + WAIT_S
-        while len(seen) < kill_at and time.monotonic() < deadline:
+        while len(seen) < kill_at and time.monotonic() < deadline:  # noqa: ASYNC110 - polls a counter
             await asyncio.sleep(0.05)
         assert len(seen) >= kill_at, f"the agent forwarded {len(seen)} records: {first.tail()}"
         first.kill()
