@@ -1,0 +1,134 @@
+"""faust-streaming's table recovery, fixed: seek the stream partitions while they are paused.
+
+faust-streaming 0.15 (``faust/tables/recovery.py``, ``Recovery.on_recovery_completed`` and
+``Recovery._resume_streams``) ends a recovery by *resuming* the stream partitions, then awaiting
+``consumer.perform_seek()`` (back to the committed offsets), then resuming the flow. While the
+seek is awaited the fetcher is already running, so records of a resumed partition can arrive
+from its position before the seek. ``Consumer._drain_messages`` (``faust/transport/consumer.py``)
+then either hands out a stale record, which moves the read offset past the seek so that the
+records refetched after it are dropped as "older than the read offset", or books the jump as an
+acked gap. Either way records are committed without being processed, or the committed offset
+stops advancing (the acked offsets no longer join the committed one), after a restart.
+
+:class:`SeekBeforeResumeRecovery` keeps the stream partitions paused (faust's pause is a filter
+on what the consumer hands out), seeks them to their committed offsets, drops whatever events of
+theirs were buffered before the seek, and only then resumes them, with no await between the
+resume and resuming the flow. :class:`SeekingTableManager` installs it: faust's
+``TableManager.recovery`` builds ``Recovery`` by name, so the property is overridden, and the
+app is made with ``faust.App(..., TableManager=SeekingTableManager)``.
+
+Written to go upstream: there it is a ``Recovery`` class attribute on ``TableManager`` and the
+``resume_partitions`` call moved after the awaited ``perform_seek``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+
+class SeekBeforeResumeRecovery(Recovery):  # type: ignore[misc] # faust is untyped here
+    """Recovery that seeks the stream partitions to their committed offsets before resuming."""
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        """As faust's, with the streams sought while paused (:meth:`_seek_then_resume`)."""
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        if not await self._seek_then_resume(generation_id):
+            return
+        await self._resume_flow()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    async def _resume_streams(self, generation_id: int = 0) -> None:
+        """The same ending when no table needs recovery (no tables, or an Aerospike store)."""
+        await self.app.on_rebalance_complete.send()
+        if not await self._seek_then_resume(generation_id):
+            return
+        await self._resume_flow()
+        self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    async def _seek_then_resume(self, generation_id: int) -> bool:
+        """Seek the paused stream partitions, drop what was buffered for them, resume them.
+
+        False when the group rebalanced meanwhile (faust's own check): the next recovery
+        does it again.
+        """
+        consumer = self.app.consumer
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery rebalancing again")
+            return False
+        streams = {tp for tp in consumer.assignment() if not self._is_changelog_tp(tp)}
+        if streams:
+            consumer.pause_partitions(streams)  # paused since the assignment; made sure
+            self.log.info("Seek stream partitions to committed offsets (paused).")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+            if self.app.consumer_generation_id != generation_id:
+                self.log.warning("Recovery rebalancing again")
+                return False
+            self._discard_buffered(streams)
+            consumer.resume_partitions(streams)
+        return True
+
+    async def _resume_flow(self) -> None:
+        """Faust's ending of a recovery: resume the flow (clearing the queues) and the fetcher."""
+        self.completed.set()
+        self.app.flow_control.resume()  # no await since resume_partitions: nothing came in
+        self.app.consumer.resume_flow()
+        await cast(Any, self.app)._fetcher.maybe_start()  # noqa: SLF001 - as faust's own
+        self.tables.on_actives_ready()
+
+    def _discard_buffered(self, partitions: set[TP]) -> int:
+        """Drop events of ``partitions`` already queued in the stream channels (fetched pre-seek).
+
+        ``flow_control.resume()`` clears every channel queue right after, with no await between;
+        this is the same, done per partition and before the partitions are resumed.
+        """
+        dropped = 0
+        seen: set[int] = set()
+        for channel in self.app.topics:
+            queue = getattr(channel, "_queue", None)  # None: never iterated, nothing buffered
+            if queue is None or id(queue) in seen:
+                continue
+            seen.add(id(queue))
+            buffered = queue._queue  # noqa: SLF001 - the asyncio.Queue's deque
+            kept = [event for event in buffered if event.message.tp not in partitions]
+            if len(kept) != len(buffered):
+                dropped += len(buffered) - len(kept)
+                buffered.clear()
+                buffered.extend(kept)
+        if dropped:
+            self.log.info("Dropped %d events fetched before the seek", dropped)
+        return dropped
+
+
+class SeekingTableManager(TableManager):  # type: ignore[misc] # faust is untyped here
+    """faust's table manager with :class:`SeekBeforeResumeRecovery` as its recovery."""
+
+    @property
+    def recovery(self) -> Recovery:
+        """The recovery service (faust's property, with the class replaced)."""
+        if self._recovery is None:
+            self._recovery = SeekBeforeResumeRecovery(
+                self.app, self, beacon=self.beacon, loop=self.loop
+            )
+        return self._recovery

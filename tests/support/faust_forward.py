@@ -1,0 +1,106 @@
+"""A faust-streaming forward agent for the recovery tests (tests/system/test_faust_recovery.py).
+
+Four input topics of four partitions, one output topic: the agent reads every input in
+``stream.take`` batches, counts them in a changelogged table and forwards each value, at least
+once. Run in a child process, killed and restarted by the test::
+
+    python -m tests.support.faust_forward --bootstrap-servers HOST:PORT --prefix P [--stock]
+
+``--stock`` runs faust's own table recovery; the default is the project's
+(gateway/monitor/recovery.py). ``XGW_SASL_*`` and ``XGW_SECURITY_PROTOCOL`` give credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import faust
+from faust.tables.manager import TableManager
+
+from gateway.monitor.recovery import SeekingTableManager
+
+TOPICS = 4
+PARTITIONS = 4
+
+
+def input_topics(prefix: str) -> list[str]:
+    """The input topics' names."""
+    return [f"{prefix}.in.{n}" for n in range(TOPICS)]
+
+
+def output_topic(prefix: str) -> str:
+    """The output topic's name."""
+    return f"{prefix}.out"
+
+
+def group(prefix: str) -> str:
+    """The agent's consumer group (faust's app id)."""
+    return f"{prefix}-fwd"
+
+
+def make_app(bootstrap_servers: str, prefix: str, *, stock: bool) -> faust.App:
+    """The forward agent's app."""
+    extra: dict[str, Any] = {}
+    if os.environ.get("XGW_SECURITY_PROTOCOL", "PLAINTEXT").startswith("SASL"):
+        extra["broker_credentials"] = faust.SASLCredentials(
+            username=os.environ["XGW_SASL_USERNAME"],
+            password=os.environ["XGW_SASL_PASSWORD"],
+            mechanism=os.environ["XGW_SASL_MECHANISM"],
+        )
+    app = faust.App(
+        group(prefix),
+        broker=f"kafka://{bootstrap_servers}",
+        processing_guarantee="at_least_once",
+        store="memory://",
+        topic_replication_factor=1,
+        topic_partitions=PARTITIONS,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        # A killed member's partitions move after the session timeout (faust's default: 60 s).
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=0.5,
+        broker_rebalance_timeout=6.0,
+        broker_commit_every=50,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        TableManager=TableManager if stock else SeekingTableManager,
+        **extra,
+    )
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    source = app.topic(*input_topics(prefix), **raw)
+    sink = app.topic(output_topic(prefix), **raw)
+    # A changelogged table, so that a restart goes through faust's table recovery. Written
+    # after a take() batch, outside any one event: its partitioner picks the changelog partition.
+    seen = app.Table("seen", default=int, partitions=PARTITIONS, use_partitioner=True)
+
+    @app.agent(source)
+    async def forward(stream: Any) -> None:
+        async for values in stream.take(50, within=0.2):
+            for value in values:
+                await sink.send(value=value)
+            seen["records"] += len(values)
+
+    return app
+
+
+def main() -> None:
+    """Run the agent until killed."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--stock", action="store_true")
+    args = parser.parse_args()
+    app = make_app(args.bootstrap_servers, args.prefix, stock=args.stock)
+    faust.Worker(app, loglevel="INFO").execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
