@@ -68,6 +68,16 @@ class TopicNames:
         """The workers' state changelog (replay window, pending requests); compacted."""
         return f"{self.prefix}.gateway.state"
 
+    @property
+    def monitor_facts(self) -> str:
+        """The monitor's facts of each decision, keyed by the agency they are about."""
+        return f"{self.prefix}.monitor.facts"
+
+    @property
+    def monitor_alerts(self) -> str:
+        """The monitor's misuse alerts (agency, type, window, counts; no personal data)."""
+        return f"{self.prefix}.monitor.alerts"
+
     def agency_of_ingress(self, topic: str) -> str | None:
         """Return the agency whose ingress topic this is, or ``None``."""
         head = f"{self.prefix}.ingress."
@@ -79,4 +89,11 @@ class TopicNames:
     def all_for(self, agencies: tuple[str, ...]) -> list[str]:
         """Every topic of the exchange for these agencies."""
         per_agency = [f(a) for a in agencies for f in (self.ingress, self.deliver, self.receipts)]
-        return [*per_agency, self.deadletter, self.audit, self.checkpoints]
+        return [
+            *per_agency,
+            self.deadletter,
+            self.audit,
+            self.checkpoints,
+            self.monitor_facts,
+            self.monitor_alerts,
+        ]

@@ -109,6 +109,54 @@ class Settings(BaseSettings):
         description="SQLite page cache of the state store",
     )
 
+    # The exchange monitor (xgw monitor, a faust-streaming app; docs/monitor.md).
+    monitor_app_id: str = Field(
+        default="xgw-monitor",
+        pattern=r"^[a-zA-Z0-9._-]{1,200}$",
+        description="the monitor's faust app id: its consumer group and its tables' changelogs",
+    )
+    monitor_port: int = Field(
+        default=6066,
+        ge=0,
+        le=65535,
+        description="the monitor's web view: /monitor (JSON) and /metrics; 0 = a free port",
+    )
+    monitor_short_window_seconds: float = Field(default=60.0, ge=1, description="tumbling")
+    monitor_long_window_seconds: float = Field(default=3600.0, ge=1, description="tumbling")
+    monitor_keep_seconds: float = Field(default=86_400.0, ge=1, description="windows kept")
+    monitor_baseline_windows: int = Field(
+        default=10, ge=1, le=1440, description="short windows before the current one: a baseline"
+    )
+    monitor_bulk_min_subjects: int = Field(
+        default=50, ge=1, description="distinct citizens per short window never alerted below"
+    )
+    monitor_bulk_factor: float = Field(
+        default=5.0, gt=1, description="bulk look-up: distinct citizens above factor x baseline"
+    )
+    monitor_reject_min_decisions: int = Field(
+        default=20, ge=1, description="decisions per short window before a ratio counts"
+    )
+    monitor_reject_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="rejection ratio never alerted below"
+    )
+    monitor_reject_factor: float = Field(
+        default=3.0, gt=1, description="rejection spike: ratio above factor x baseline ratio"
+    )
+    monitor_silence_seconds: float = Field(
+        default=300.0, gt=0, description="an active agency with nothing for this long is silent"
+    )
+    monitor_active_windows: int = Field(
+        default=3, ge=1, description="active: it published in each of this many short windows"
+    )
+    monitor_learning_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="a recipient's history before a type it never received counts as new",
+    )
+    monitor_stall_seconds: float = Field(
+        default=60.0, gt=0, description="committed offset still while there is lag: stalled"
+    )
+
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

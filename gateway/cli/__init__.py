@@ -52,6 +52,7 @@ def cli() -> None:
 cli.add_command(services.demo)
 cli.add_command(services.broker)
 cli.add_command(services.worker)
+cli.add_command(services.monitor)
 cli.add_command(services.agency)
 cli.add_command(services.top)
 cli.add_command(pki.pki)

@@ -105,6 +105,31 @@ def worker(bootstrap_servers: str | None, pki_dir: Path | None, metrics_port: in
 
 
 @click.command()
+@bootstrap_option
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the web view: /monitor (JSON) and /metrics "
+    "(env XGW_MONITOR_PORT, default 6066; 0: a free one).",
+)
+def monitor(bootstrap_servers: str | None, port: int | None) -> None:
+    """Run the exchange monitor (windowed counts, misuse alerts) against XGW_BOOTSTRAP_SERVERS.
+
+    A faust-streaming app over the audit topic; alerts go to xgw.monitor.alerts. Runs until
+    SIGTERM or Ctrl-C; see docs/monitor.md.
+    """
+    from gateway.monitor.service import run_monitor  # noqa: PLC0415
+
+    settings = load_settings(bootstrap_servers=bootstrap_servers, monitor_port=port)
+    if not settings.bootstrap_servers:
+        raise click.UsageError(
+            "set XGW_BOOTSTRAP_SERVERS or --bootstrap-servers (try 'xgw broker')"
+        )
+    run_monitor(settings)
+
+
+@click.command()
 @click.argument("agency")
 @bootstrap_option
 @pki_dir_option

@@ -2,7 +2,8 @@
 
 :class:`ChildProcess` is the one place that starts a child with its output in a log file and
 stops it (SIGTERM, then SIGKILL); :class:`WorkerProcess` (``python -m gateway worker`` for the
-demo and tests), :class:`~gateway.lab.broker.EmbeddedBroker` and the bench's
+demo and tests), :class:`MonitorProcess` (``xgw monitor``),
+:class:`~gateway.lab.broker.EmbeddedBroker` and the bench's
 :class:`~gateway.lab.forwarder.Forwarder` each hold one.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -22,7 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -226,3 +228,79 @@ class WorkerProcess:
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the worker and wait; SIGKILL if it does not stop in time."""
         return self._child.stop(timeout)
+
+
+class MonitorProcess:
+    """Starts, watches and stops one ``xgw monitor`` process (its web view on its own port)."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.port = settings.monitor_port or free_port(settings.metrics_host)
+        self.settings = settings.model_copy(update={"monitor_port": self.port})
+        self.log_path = log_path
+        self._child = ChildProcess(log_path)
+        self.started_at = 0.0
+
+    @property
+    def url(self) -> str:
+        """The monitor's JSON view."""
+        return f"http://{self.settings.metrics_host}:{self.port}/monitor"
+
+    @property
+    def metrics_url(self) -> str:
+        """The monitor's /metrics URL."""
+        return f"http://{self.settings.metrics_host}:{self.port}/metrics"
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._child.running
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._child.pid
+
+    def start(self) -> None:
+        """Launch the monitor; its log goes to ``log_path``."""
+        self.started_at = time.monotonic()
+        self._child.start(
+            [sys.executable, "-m", "gateway", "monitor"],
+            {**os.environ, **settings_env(self.settings)},
+            preexec_fn=die_with_parent,
+        )
+
+    async def wait_ready(self, limit_s: float = 60.0) -> float:
+        """Wait until the monitor's tables are recovered; return seconds since start."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if not self._child.running:
+                raise XgwError(f"monitor exited during start-up; see {self.log_path}")
+            try:
+                samples = await asyncio.to_thread(scrape, self.metrics_url, 1.0)
+            except (urllib.error.URLError, OSError):
+                samples = {}
+            if samples.get("xgw_monitor_ready{}", 0) > 0:
+                return time.monotonic() - self.started_at
+            await asyncio.sleep(0.2)
+        raise XgwError(f"monitor not ready after {limit_s:g}s; see {self.log_path}")
+
+    async def view(self, path: str = "", limit_s: float = 2.0) -> dict[str, Any]:
+        """The monitor's JSON view (``path``: "" or "/counts")."""
+
+        def get() -> dict[str, Any]:
+            with urllib.request.urlopen(self.url + path, timeout=limit_s) as response:  # noqa: S310 - our own loopback URL
+                return cast(dict[str, Any], json.load(response))
+
+        return await asyncio.to_thread(get)
+
+    def kill(self) -> None:
+        """SIGKILL the monitor (fault tests)."""
+        self._child.kill()
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the monitor and wait; SIGKILL if it does not stop in time."""
+        return self._child.stop(timeout)
+
+    def tail(self, chars: int = 2000) -> str:
+        """The end of its log."""
+        return self._child.tail(chars)

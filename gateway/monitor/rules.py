@@ -1,0 +1,152 @@
+"""The misuse rules of the exchange monitor: when counts become an alert (no I/O here).
+
+Each rule compares an agency's count in the current short window with its own baseline, the
+mean over the ``baseline_windows`` short windows before it, and with a floor below which it
+never alerts. docs/monitor.md explains each with its settings:
+
+- ``bulk_lookup``: a requester asks about many more distinct citizens than its baseline (bulk
+  look-ups of population data: an insider, or a stolen agency key harvesting Đề án 06 data);
+- ``rejection_spike``: an agency's rejection ratio jumps above its baseline;
+- ``silence``: an agency that published in each of the last windows has published nothing for
+  ``silence_seconds`` while the rest of the exchange went on;
+- ``new_type``: a recipient with a history receives a type it has never received.
+
+An alert carries the agency, the type (or ``*``), the window and the counts, never personal
+data; its id is derived from those, so a repeat after a crash is recognisable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.settings import Settings
+
+__all__ = [
+    "ALERT_KINDS",
+    "BULK_LOOKUP",
+    "NEW_TYPE",
+    "REJECTION_SPIKE",
+    "SILENCE",
+    "Alert",
+    "Thresholds",
+    "baseline",
+    "bulk_lookup",
+    "rejection_spike",
+    "silent",
+]
+
+BULK_LOOKUP = "bulk_lookup"
+REJECTION_SPIKE = "rejection_spike"
+SILENCE = "silence"
+NEW_TYPE = "new_type"
+ALERT_KINDS = (BULK_LOOKUP, REJECTION_SPIKE, SILENCE, NEW_TYPE)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The rules' settings (``XGW_MONITOR_*``)."""
+
+    short_s: float = 60.0
+    baseline_windows: int = 10
+    bulk_min_subjects: int = 50
+    bulk_factor: float = 5.0
+    reject_min_decisions: int = 20
+    reject_ratio: float = 0.5
+    reject_factor: float = 3.0
+    silence_s: float = 300.0
+    active_windows: int = 3
+    learning_s: float = 3600.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Thresholds:
+        """The thresholds of ``settings``."""
+        return cls(
+            short_s=settings.monitor_short_window_seconds,
+            baseline_windows=settings.monitor_baseline_windows,
+            bulk_min_subjects=settings.monitor_bulk_min_subjects,
+            bulk_factor=settings.monitor_bulk_factor,
+            reject_min_decisions=settings.monitor_reject_min_decisions,
+            reject_ratio=settings.monitor_reject_ratio,
+            reject_factor=settings.monitor_reject_factor,
+            silence_s=settings.monitor_silence_seconds,
+            active_windows=settings.monitor_active_windows,
+            learning_s=settings.monitor_learning_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: what, about whom, in which window, with the counts that raised it."""
+
+    kind: str
+    agency: str
+    type: str
+    window_start: float
+    window_end: float
+    count: float
+    baseline: float
+    threshold: float
+    raised_at: float
+
+    @property
+    def id(self) -> str:
+        """Derived from kind, agency, type and window: the same alert raised again has it too."""
+        name = f"{self.kind}|{self.agency}|{self.type}|{self.window_start:.3f}"
+        return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+    def as_record(self) -> dict[str, object]:
+        """The JSON object on ``xgw.monitor.alerts``."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "agency": self.agency,
+            "type": self.type,
+            "window_start": _rfc3339(self.window_start),
+            "window_end": _rfc3339(self.window_end),
+            "count": self.count,
+            "baseline": round(self.baseline, 3),
+            "threshold": round(self.threshold, 3),
+            "raised_at": _rfc3339(self.raised_at),
+        }
+
+
+def baseline(history: Sequence[float]) -> float:
+    """The mean of the earlier windows (0 with none)."""
+    return sum(history) / len(history) if history else 0.0
+
+
+def bulk_lookup(t: Thresholds, distinct: int, history: Sequence[int]) -> float | None:
+    """The threshold ``distinct`` subjects crossed, or ``None`` (no alert)."""
+    threshold = max(float(t.bulk_min_subjects), t.bulk_factor * baseline(history))
+    return threshold if distinct > threshold else None
+
+
+def rejection_spike(
+    t: Thresholds, rejected: int, decided: int, history: Sequence[tuple[int, int]]
+) -> tuple[float, float] | None:
+    """(ratio, threshold) when the rejection ratio spiked, else ``None``.
+
+    ``history`` holds (rejected, decided) of the earlier windows; their ratio is the baseline.
+    """
+    if decided < t.reject_min_decisions:
+        return None
+    earlier_decided = sum(d for _, d in history)
+    usual = sum(r for r, _ in history) / earlier_decided if earlier_decided else 0.0
+    threshold = max(t.reject_ratio, min(1.0, t.reject_factor * usual))
+    ratio = rejected / decided
+    return (ratio, threshold) if ratio >= threshold and ratio > usual else None
+
+
+def silent(t: Thresholds, last_at: float, now: float, recent: Sequence[int]) -> bool:
+    """An agency active in each of the ``recent`` windows before ``last_at``, quiet since."""
+    active = len(recent) >= t.active_windows and all(n > 0 for n in recent)
+    return active and now - last_at >= t.silence_s
+
+
+def _rfc3339(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
