@@ -2,7 +2,8 @@
 
 Operations are written from the side of the exchange's clients: each agency *sends* to its
 ingress topic and *receives* from its delivery and receipt topics; operators receive dead
-letters and the audit writer receives audit records. Every registered type is a message whose
+letters and the exchange monitor's alerts, the audit writer and the monitor receive audit
+records, and the monitor its own facts. Every registered type is a message whose
 payload is the CloudEvents envelope (structured JSON mode). On the wire ``data`` is the
 *signed form* (salted digests only); the fields travel as disclosures, and once decoded they
 form an object valid under the type's JSON Schema, which the message names in ``x-xgw-data``
@@ -50,6 +51,12 @@ class TopicNamer(Protocol):
     @property
     def checkpoints(self) -> str: ...  # noqa: D102
 
+    @property
+    def monitor_facts(self) -> str: ...  # noqa: D102
+
+    @property
+    def monitor_alerts(self) -> str: ...  # noqa: D102
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -92,6 +99,8 @@ def build_asyncapi(
     messages["deadLetter"] = _dead_letter_message(reason_codes)
     messages["auditRecord"] = _audit_message()
     messages["auditCheckpoint"] = _checkpoint_message()
+    messages["monitorFact"] = _monitor_fact_message()
+    messages["monitorAlert"] = _monitor_alert_message()
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for agency in agencies:
@@ -123,8 +132,28 @@ def build_asyncapi(
         ["auditCheckpoint"],
         "The audit writer's signed checkpoints; every agency reads and keeps them.",
     )
+    _channel(
+        channels,
+        "monitorFacts",
+        topics.monitor_facts,
+        ["monitorFact"],
+        "The exchange monitor's facts of each audit record, keyed by the agency each is about; "
+        "the monitor writes and reads them itself.",
+    )
+    _channel(
+        channels,
+        "monitorAlerts",
+        topics.monitor_alerts,
+        ["monitorAlert"],
+        "The exchange monitor's misuse alerts, keyed by agency; operators read them.",
+    )
     _operation(operations, "operators.receiveDeadLetters", "receive", "deadletter", ["deadLetter"])
     _operation(operations, "auditWriter.receiveAuditRecords", "receive", "audit", ["auditRecord"])
+    _operation(operations, "monitor.receiveAuditRecords", "receive", "audit", ["auditRecord"])
+    _operation(operations, "monitor.receiveFacts", "receive", "monitorFacts", ["monitorFact"])
+    _operation(
+        operations, "operators.receiveMonitorAlerts", "receive", "monitorAlerts", ["monitorAlert"]
+    )
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -485,4 +514,113 @@ def _checkpoint_message() -> dict[str, Any]:
                 "consistency": {"type": "array", "items": hex_hash, "maxItems": 128},
             },
         },
+    }
+
+
+def _agency_key(description: str) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "key": {"type": "string", "description": description},
+            "bindingVersion": KAFKA_BINDING_VERSION,
+        }
+    }
+
+
+def _monitor_fact_message() -> dict[str, Any]:
+    empty_or = "; empty on the other kinds"
+    return {
+        "name": "monitorFact",
+        "title": "Monitor fact",
+        "summary": "One countable fact of an audit record, about one agency (the monitor's own).",
+        "description": "Each audit record becomes a decision fact of its source agency, a "
+        "delivery fact per recipient and, for a request type, a request fact of the "
+        "requester. A tick (no key, one per partition) carries only the decision time reached, "
+        "so that windows close on quiet partitions too.",
+        "contentType": "application/json",
+        "payload": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "kind",
+                "agency",
+                "type",
+                "outcome",
+                "reason",
+                "purpose",
+                "subject",
+                "at",
+            ],
+            "properties": {
+                "kind": {"enum": ["decision", "delivery", "request", "tick"]},
+                "agency": {
+                    **_STRING,
+                    "description": "the agency the fact is about: the source of a decision, "
+                    "the recipient of a delivery, the requester of a request",
+                },
+                "type": {**_STRING, "description": "the event type of the audit record"},
+                "outcome": {**_STRING, "description": "decisions and requests" + empty_or},
+                "reason": {**_STRING, "description": "decisions: the reason code" + empty_or},
+                "purpose": {**_STRING, "description": "deliveries: the granted purpose" + empty_or},
+                "subject": {
+                    **_STRING,
+                    "description": "requests: the pseudonymous subject digest the audit record "
+                    "carries (the citizen asked about, never the personal id)" + empty_or,
+                },
+                "at": {"type": "number", "description": "the decision time, epoch seconds"},
+            },
+        },
+        "bindings": _agency_key("the agency the fact is about (none on ticks)"),
+    }
+
+
+def _monitor_alert_message() -> dict[str, Any]:
+    moment = {"type": "string", "format": "date-time"}
+    count = {"type": "number", "minimum": 0}
+    return {
+        "name": "monitorAlert",
+        "title": "Monitor alert",
+        "summary": "A misuse alert of the exchange monitor: kind, agency, window and counts, "
+        "no personal data.",
+        "contentType": "application/json",
+        "payload": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "kind",
+                "agency",
+                "type",
+                "window_start",
+                "window_end",
+                "count",
+                "baseline",
+                "threshold",
+                "raised_at",
+            ],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{32}$",
+                    "description": "derived from kind, agency, type and window: an alert "
+                    "raised again (after a crash) has the same id",
+                },
+                "kind": {"enum": ["bulk_lookup", "rejection_spike", "silence", "new_type"]},
+                "agency": _STRING,
+                "type": {**_STRING, "description": "the event type, or '*' for all types"},
+                "window_start": moment,
+                "window_end": moment,
+                "count": {
+                    **count,
+                    "description": "what the rule measured in the window: distinct subjects "
+                    "(bulk_lookup), the rejection ratio (rejection_spike), records (silence: 0)",
+                },
+                "baseline": {**count, "description": "the same measure's usual value before"},
+                "threshold": {
+                    **count,
+                    "description": "the value the count crossed (silence: seconds of silence)",
+                },
+                "raised_at": moment,
+            },
+        },
+        "bindings": _agency_key("the agency the alert is about"),
     }

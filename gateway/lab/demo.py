@@ -33,6 +33,7 @@ from rich.table import Table
 
 from connectors.checkpoints import CheckpointKeeper
 from connectors.client import AgencyClient, PublishedEvent, Receipt, ReceivedEvent
+from connectors.errors import RequestRefused, RequestTimedOut
 from connectors.mock.health import HealthConnector
 from connectors.mock.lifeevents import CONNECTORS
 from connectors.mock.police import PoliceConnector
@@ -44,8 +45,16 @@ from gateway.core.policy import Policy, load_policy
 from gateway.errors import ConfigError
 from gateway.lab.broker import EmbeddedBroker
 from gateway.lab.forgery import Forger, certificate_authority
-from gateway.lab.life import STORY_ROUNDS, Life, LifeSummary, build_life, listen, stories_table
-from gateway.lab.processes import WorkerProcess, scrape
+from gateway.lab.life import (
+    STORY_ROUNDS,
+    Life,
+    LifeSummary,
+    NotingTransport,
+    build_life,
+    listen,
+    stories_table,
+)
+from gateway.lab.processes import MonitorProcess, WorkerProcess, scrape
 from gateway.lab.progress import progress_bars
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
@@ -53,9 +62,14 @@ from gateway.trust.ca import ensure_exchange, load_signing_key
 from gateway.trust.checkpoint import Checkpoint
 from gateway.trust.x509 import X509TrustStore
 from gateway.wire.keys import SigningKey
+from schemas.police import ResidenceVerificationRequested, ResidentRegistered
 from schemas.registry import REGISTRY
 
 BAD_EVERY = 20  # one deliberately bad record per this many events
+BULK_REQUESTER = "education"
+BULK_LOOKUPS = 120  # distinct residents; the monitor's floor is XGW_MONITOR_BULK_MIN_SUBJECTS (50)
+BULK_TIMEOUT_S = 2.0
+MONITOR_WAIT_S = 15.0
 VACCINATION_EVERY = 15
 
 
@@ -99,6 +113,9 @@ class DemoSummary:
     consistency: str = ""  # the RFC 9162 proof from the agencies' checkpoint to the head
     sample_personal_id: str = ""  # a resident the demo registered, for `xgw audit subject`
     life: LifeSummary = field(default_factory=LifeSummary)
+    bulk_lookups: int = 0  # look-ups of distinct residents played at once (the misuse scenario)
+    monitor_url: str = ""
+    monitor: dict[str, Any] = field(default_factory=dict)  # the monitor's view at the end
 
     @property
     def ok(self) -> bool:
@@ -110,7 +127,7 @@ class DemoSummary:
             self.missing_receipts == 0
             and self.refused_by_clients == 0
             and self.audit_ok
-            and self.audit_entries == self.published + self.life.decisions
+            and self.audit_entries == self.published + self.life.decisions + 2 * self.bulk_lookups
             and self.life.ok
         )
 
@@ -145,6 +162,10 @@ class DemoSummary:
             "checkpoint_held_by_agencies": self.checkpoint_held,
             "sample_personal_id": self.sample_personal_id,
             "life_events": self.life.as_dict(),
+            "bulk_lookups": self.bulk_lookups,
+            "monitor_url": self.monitor_url,
+            "monitor_top_requesters": self.monitor.get("top_requesters", {}),
+            "monitor_alerts": self.monitor.get("alerts", []),
             "ok": self.ok,
         }
 
@@ -159,6 +180,7 @@ class _Tracker:
         self.deliveries: Counter[str] = Counter()
         self.latencies_ms: list[float] = []
         self.changed = asyncio.Event()
+        self.elsewhere: set[str] = set()  # ids of the bulk look-up: not the stream's records
 
     def sent(self, event_id: str | None, at: float | None = None) -> None:
         self.records += 1
@@ -166,6 +188,8 @@ class _Tracker:
             self.sent_at[event_id] = at
 
     def receipt(self, receipt: Receipt) -> None:
+        if receipt.event_id in self.elsewhere:
+            return
         self.receipts[receipt.id] = receipt
         self.changed.set()
 
@@ -214,6 +238,7 @@ def isolated(settings: Settings, run_id: str) -> Settings:
             "topic_prefix": f"demo-{run_id}",
             "app_id": f"xgw-demo-{run_id}",
             "audit_group": f"xgw-demo-audit-{run_id}",
+            "monitor_app_id": f"xgw-demo-monitor-{run_id}",
             "audit_store": f"sqlite:///var/demo/{run_id}/audit.db",
         }
     )
@@ -260,22 +285,23 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         audit_store=settings.audit_store,
     )
     auditor = WorkerProcess(settings, Path("var/logs") / f"audit-{run_id}.log", ("audit", "writer"))
+    monitor = MonitorProcess(
+        settings.model_copy(update={"monitor_port": 0}), Path("var/logs") / f"monitor-{run_id}.log"
+    )
+    summary.monitor_url = monitor.url
     audit_before = await asyncio.to_thread(_audit_count, settings)
     worker.start()
     auditor.start()
+    monitor.start()
     clients: list[AgencyClient] = []
     tasks: list[asyncio.Task[None]] = []
     keepers: list[CheckpointKeeper] = []
     try:
-        with console.status("starting the gateway worker"):
-            summary.worker_startup_s = await worker.wait_ready()
-        console.print(
-            f"[green]gateway[/] worker ready in {summary.worker_startup_s:.1f}s, "
-            f"metrics at {worker.metrics_url}"
-        )
+        summary.worker_startup_s = await _ready(worker, monitor, console)
         keys = {a: load_signing_key(settings.pki_dir, a) for a in policy.agencies}
         police, health, life = _agencies(settings, policy, keys, options.seed, clients)
         tracker = _Tracker()
+        harvester = _bulk_client(settings, keys, clients, tracker.elsewhere)
         tasks, readiness = listen(tracker, life, run_id)
         keepers = _hold_checkpoints(clients, Path("var/demo") / run_id / "checkpoints", tasks)
         with console.status("agencies subscribing"):
@@ -284,8 +310,8 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         playing = asyncio.create_task(life.play(options.story_rounds, console))
         tasks.append(playing)
         await _publish(tracker, police, health, keys, settings, options, console)
-        if police.register:
-            summary.sample_personal_id = police.register[0].personal_id
+        summary.bulk_lookups = await _bulk_lookup(harvester, police, console)
+        summary.sample_personal_id = police.register[0].personal_id if police.register else ""
         await _settle(tracker, options, console)
         summary.elapsed_s = time.monotonic() - started
         with console.status("life events finishing"):
@@ -295,18 +321,33 @@ async def _run(settings: Settings, options: DemoOptions, console: Console) -> De
         summary.life = life.summary()
         with contextlib.suppress(OSError):
             summary.worker_metrics = await asyncio.to_thread(scrape, worker.metrics_url)
-        with console.status("audit writer catching up"):
-            target = audit_before + tracker.records + summary.life.decisions
-            summary.audit_entries = (
-                await _audit_caught_up(settings, target, options.settle_timeout) - audit_before
-            )
-            await _checkpoints_held(settings, keepers, options.settle_timeout)
+        await _audit_and_monitor(summary, settings, audit_before, keepers, options, console)
+        with console.status("the monitor's view"):
+            summary.monitor = await _monitor_view(monitor, summary.bulk_lookups > 0)
     finally:
         # Also the way out of a Ctrl-C: every wait is bounded, since a Kafka client closing
         # can wait for a broker that is gone. The broker stops last (run_demo).
-        await _close(tasks, clients, (worker, auditor))
+        await _close(tasks, clients, (worker, auditor, monitor))
     await _verify_audit(summary, settings, keepers)
     return summary
+
+
+async def _audit_and_monitor(
+    summary: DemoSummary,
+    settings: Settings,
+    audit_before: int,
+    keepers: list[CheckpointKeeper],
+    options: DemoOptions,
+    console: Console,
+) -> None:
+    """Wait until the audit writer has every decision and the agencies hold its checkpoint."""
+    with console.status("audit writer catching up"):
+        target = audit_before + summary.published + summary.life.decisions
+        target += 2 * summary.bulk_lookups  # each request, and its timeout
+        summary.audit_entries = (
+            await _audit_caught_up(settings, target, options.settle_timeout) - audit_before
+        )
+        await _checkpoints_held(settings, keepers, options.settle_timeout)
 
 
 def _hold_checkpoints(
@@ -352,7 +393,7 @@ _CLOSE_SECONDS = 5.0
 async def _close(
     tasks: list[asyncio.Task[None]],
     clients: list[AgencyClient],
-    processes: tuple[WorkerProcess, ...],
+    processes: tuple[WorkerProcess | MonitorProcess, ...],
 ) -> None:
     """Stop the listeners, close the clients, stop the processes: each wait bounded."""
     for task in tasks:
@@ -441,6 +482,71 @@ async def _verify_audit(
         summary.consistency = f"RFC 9162 proof to the head {report.proof.new_seq}: " + (
             f"{report.proof.hashes} hashes, verified" if report.proof.verified else "FAILED"
         )
+
+
+async def _ready(worker: WorkerProcess, monitor: MonitorProcess, console: Console) -> float:
+    """Wait for the worker, then the monitor; the worker's start-up time."""
+    with console.status("starting the gateway worker"):
+        startup = await worker.wait_ready()
+    console.print(
+        f"[green]gateway[/] worker ready in {startup:.1f}s, metrics at {worker.metrics_url}"
+    )
+    with console.status("starting the exchange monitor"):
+        await monitor.wait_ready()
+    console.print(f"[green]monitor[/] faust windows and misuse alerts at {monitor.url}")
+    return startup
+
+
+def _bulk_client(
+    settings: Settings, keys: dict[str, SigningKey], clients: list[AgencyClient], ids: set[str]
+) -> AgencyClient:
+    """Education's key in the wrong hands: a client of its own, its request ids noted in ``ids``."""
+    made = AgencyClient(
+        agency=BULK_REQUESTER,
+        signing_key=keys[BULK_REQUESTER],
+        trust=X509TrustStore.from_directory(settings.pki_dir),
+        transport=NotingTransport(KafkaTransport(settings.kafka_options()), ids),
+        topics=settings.topics,
+    )
+    clients.append(made)
+    return made
+
+
+async def _bulk_lookup(client: AgencyClient, police: PoliceConnector, console: Console) -> int:
+    """Ask the police about many distinct residents at once: the monitor's bulk look-up.
+
+    Valid, signed requests the policy allows: only their number gives them away. The police
+    mock answers the requests of its own world only, so these time out (each leaves two audit
+    records: the request and its timeout). Returns how many were asked.
+    """
+    people = police.register[-BULK_LOOKUPS:]
+    limit = asyncio.Semaphore(32)
+
+    async def ask(person: ResidentRegistered) -> None:
+        question = ResidenceVerificationRequested(
+            personal_id=person.personal_id, claimed_address=person.permanent_address
+        )
+        async with limit:
+            with contextlib.suppress(RequestTimedOut, RequestRefused):
+                await client.request(question, timeout=BULK_TIMEOUT_S)
+
+    with console.status("a bulk look-up of residents, played once on purpose"):
+        await asyncio.gather(*(ask(p) for p in people))
+    return len(people)
+
+
+async def _monitor_view(monitor: MonitorProcess, bulk_played: bool) -> dict[str, Any]:
+    """The monitor's view at the end (once the bulk look-up's alert is in, when it was played)."""
+    deadline = time.monotonic() + MONITOR_WAIT_S
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            view = await monitor.view()
+            alerts = view.get("alerts", [])
+            if not bulk_played or any(a["kind"] == "bulk_lookup" for a in alerts):
+                break
+        await asyncio.sleep(0.5)
+    return view
 
 
 async def _publish(
@@ -542,6 +648,31 @@ _WHY_REJECTED = {
 }
 
 
+def _monitor_lines(summary: DemoSummary) -> list[tuple[str, str]]:
+    """The monitor's view: who asked about the most residents, and the alerts it raised."""
+    if not summary.monitor:
+        return [("exchange monitor", f"no view ({summary.monitor_url} did not answer)")]
+    lines = []
+    for window, ranked in summary.monitor.get("top_requesters", {}).items():
+        top = ", ".join(
+            f"{r['agency']} {r['distinct_subjects']} residents in {r['requests']} requests"
+            for r in ranked[:3]
+        )
+        lines.append((f"monitor: top requesters ({window})", top or "none"))
+    alerts = summary.monitor.get("alerts", [])
+    described = [
+        f"{a['kind']} {a['agency']}: {a['count']} (threshold {a['threshold']})" for a in alerts
+    ]
+    played = f"; the bulk look-up of {summary.bulk_lookups} residents was played on purpose"
+    lines.append(
+        (
+            "monitor alerts",
+            ("\n".join(described) or "none") + (played if summary.bulk_lookups else ""),
+        )
+    )
+    return lines
+
+
 def print_summary(summary: DemoSummary) -> None:
     """The human summary, on standard output."""
     console = Console()
@@ -587,6 +718,8 @@ def print_summary(summary: DemoSummary) -> None:
             "who received a citizen's data",
             f"xgw audit subject {summary.sample_personal_id} --store {summary.audit_store}",
         )
+    for line in _monitor_lines(summary):
+        table.add_row(*line)
     table.add_row("worker metrics (stopped now)", summary.metrics_url)
     table.add_row("worker log", summary.worker_log)
     console.print(table)

@@ -136,7 +136,7 @@ class Stream(Protocol):
         """Count one receipt for a record of the stream's."""
 
 
-class _NotingTransport:
+class NotingTransport:
     """A transport that notes the id of every event its client writes, before writing it.
 
     The stream and the life events share the agencies' topics; the ids say which of the two a
@@ -151,6 +151,7 @@ class _NotingTransport:
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
     ) -> None:
+        """Note the event's id, then write it."""
         event_id = json.loads(value).get("id")  # the client writes CloudEvents only
         if isinstance(event_id, str):
             self._ids.add(event_id)
@@ -165,9 +166,11 @@ class _NotingTransport:
         ready: asyncio.Event | None = None,
         from_end: bool = False,
     ) -> AsyncIterator[Message]:
+        """The inner transport's records."""
         return self._inner.consume(topics, group=group, ready=ready, from_end=from_end)
 
     async def close(self) -> None:
+        """Close the inner transport."""
         await self._inner.close()
 
 
@@ -177,7 +180,7 @@ class Life:
     def __init__(
         self,
         agencies: MockAgencies,
-        transports: Iterable[_NotingTransport],
+        transports: Iterable[NotingTransport],
         ids: set[str],
         policy: Policy,
         rng: random.Random,
@@ -252,7 +255,7 @@ def build_life(
 ) -> Life:
     """The four mock agencies, each client writing through a transport that notes its ids."""
     ids: set[str] = set()
-    noting = {a: _NotingTransport(transport(), ids) for a in CONNECTORS}
+    noting = {a: NotingTransport(transport(), ids) for a in CONNECTORS}
     rng = random.Random(seed)  # noqa: S311 - fake data, not secrets
     return Life(
         MockAgencies.build({a: client(a, t) for a, t in noting.items()}, rng),

@@ -25,11 +25,13 @@ is the project's (:mod:`gateway.monitor.recovery`): faust's own can skip or stal
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import faust
 import orjson
@@ -133,9 +135,12 @@ class Monitor:
         self.app.agent(self.facts, name="count")(self._count_stream)
         self.app.timer(TICK_SECONDS, name="monitor-tick")(self._tick)
         self.app.timer(WATCH_SECONDS, name="monitor-watch")(self._watch_commits)
-        self.app.page("/monitor")(self._monitor_page)
-        self.app.page("/monitor/counts")(self._counts_page)
-        self.app.page("/metrics")(self._metrics_page)
+        for path, page in (
+            ("/monitor", self._monitor_page),
+            ("/monitor/counts", self._counts_page),
+            ("/metrics", self._metrics_page),
+        ):
+            self.app.page(path)(cast(Any, page))  # faust types a page as a View's method
 
     def _app(self) -> faust.App:
         s = self.settings
@@ -165,6 +170,8 @@ class Monitor:
             broker_commit_every=s.batch_max,
             broker_commit_interval=1.0,
             consumer_auto_offset_reset="earliest",
+            # faust's own folder (its "<id>-data" in the working directory by default).
+            datadir=str(Path(s.state_dir or tempfile.gettempdir()) / f"{s.monitor_app_id}-data"),
             web_enabled=True,
             web_bind=s.metrics_host,
             web_host=s.metrics_host,
@@ -175,9 +182,8 @@ class Monitor:
 
     def _windowed(self, name: str, size: float) -> WindowWrapper:
         table = self.app.Table(name, default=int, partitions=self.settings.topic_partitions)
-        return table.tumbling(size, expires=self.settings.monitor_keep_seconds).relative_to(
-            self._fact_time
-        )
+        windowed = cast(Any, table.tumbling(size, expires=self.settings.monitor_keep_seconds))
+        return cast(WindowWrapper, windowed.relative_to(self._fact_time))
 
     def _fact_time(self, _event: object) -> float:
         """The windows' clock: the decision time of the fact being counted."""
@@ -267,10 +273,10 @@ class Monitor:
         return [self._short_at(key, at - k * size) for k in range(1, windows + 1)]
 
     def _short_at(self, key: tuple[str, ...], at: float) -> int:
-        return int(self.short.table.get((key, self.short.table.window.current(at)), 0))
+        return int(self.short.table.get((key, _window(self.short, at)), 0))
 
     def _range(self, at: float) -> tuple[float, float]:
-        start, _end = self.short.table.window.current(at)
+        start, _end = _window(self.short, at)
         return start, start + self.settings.monitor_short_window_seconds
 
     async def _once(self, kind: str, agency: str, event_type: str) -> bool:
@@ -361,7 +367,7 @@ class Monitor:
         for tp in consumer.assignment():
             if tp.topic != self.settings.topics.audit:
                 continue
-            end = consumer.highwater(tp)
+            end: int | None = consumer.highwater(tp)  # None until a fetch told it
             if end is None:
                 return None
             at, offset = self._reached.get(tp, (0.0, end - 1))
@@ -400,8 +406,7 @@ class Monitor:
             (self.short, self.settings.monitor_short_window_seconds),
             (self.long, self.settings.monitor_long_window_seconds),
         ):
-            window = table.table.window
-            current, previous = window.current(now), window.current(now - size)
+            current, previous = _window(table, now), _window(table, now - size)
             agencies: dict[str, dict[str, dict[str, int]]] = {}
             for agency, _first in self._local_agencies():
                 agencies[agency] = {
@@ -551,3 +556,8 @@ class Monitor:
 def _key(measure: tuple[str, ...], agency: str) -> tuple[str, ...]:
     """The table key of a per-agency measure (MEASURES): the measure, the agency, the rest."""
     return (measure[0], agency, *measure[1:])
+
+
+def _window(table: WindowWrapper, at: float) -> tuple[float, float]:
+    """The range of ``table``'s window that holds ``at``."""
+    return cast(tuple[float, float], cast(Any, table.table).window.current(at))

@@ -129,12 +129,13 @@ def rejection_spike(
 ) -> tuple[float, float] | None:
     """(ratio, threshold) when the rejection ratio spiked, else ``None``.
 
-    ``history`` holds (rejected, decided) of the earlier windows; their ratio is the baseline.
+    ``history`` holds (rejected, decided) of the earlier windows; their ratio is the baseline,
+    and an agency with fewer than ``reject_min_decisions`` decisions in them has none yet.
     """
-    if decided < t.reject_min_decisions:
-        return None
     earlier_decided = sum(d for _, d in history)
-    usual = sum(r for r, _ in history) / earlier_decided if earlier_decided else 0.0
+    if decided < t.reject_min_decisions or earlier_decided < t.reject_min_decisions:
+        return None  # too few now, or no baseline yet to spike from
+    usual = sum(r for r, _ in history) / earlier_decided
     threshold = max(t.reject_ratio, min(1.0, t.reject_factor * usual))
     ratio = rejected / decided
     return (ratio, threshold) if ratio >= threshold and ratio > usual else None

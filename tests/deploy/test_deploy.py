@@ -24,6 +24,7 @@ import yaml
 
 from gateway.cli import cli
 from gateway.core.policy import load_policy
+from gateway.monitor.metrics import MonitorMetrics
 from gateway.names import TopicNames
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.transactions import transactional_id
@@ -41,6 +42,11 @@ GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "xgw.y
 K8S = DEPLOY / "k8s"
 XGW_IMAGE = "hcmc-xgw:local"
 METRICS_PORT = 9464
+MONITOR_PORT = Settings.model_fields["monitor_port"].default
+MONITOR_APP_ID = Settings.model_fields["monitor_app_id"].default
+# The monitor's faust tables (gateway/monitor/app.py); faust names their changelogs
+# <app id>-<table>-changelog and creates them itself, so no deployment file lists them.
+MONITOR_TABLES = ("short", "long", "known")
 # The workers' state changelog (gateway/runtime/state.py), compacted.
 REPLAY_CHANGELOG = TopicNames("xgw").state
 # Being added to gateway/runtime/metrics.py; alerts and dashboard use them already.
@@ -90,9 +96,13 @@ def agency_acls(agency: str) -> set[tuple[str, str, str, frozenset[str]]]:
 
 @cache
 def exposed_metrics() -> frozenset[str]:
-    """Sample names a worker's /metrics serves, derived from its registry."""
+    """Sample names a worker's or the monitor's /metrics serves, derived from their registries."""
     names: set[str] = set()
-    for family in GatewayMetrics(REGISTRY.types()).registry.collect():
+    registries = [
+        GatewayMetrics(REGISTRY.types()).registry,
+        MonitorMetrics(policy_agencies()).registry,
+    ]
+    for family in (f for r in registries for f in r.collect()):
         names.update(family.name + s for s in _SAMPLE_SUFFIXES.get(family.type, ("",)))
     return frozenset(names)
 
@@ -320,6 +330,7 @@ def test_alerts_fire_for_the_right_series(promtool: str, tmp_path: Path) -> None
     rules = alert_rules()
     w1 = 'instance="worker-1:9464",job="xgw-gateway"'
     w2 = 'instance="worker-2:9464",job="xgw-gateway"'
+    mon = f'instance="monitor:{MONITOR_PORT}",job="xgw-monitor"'
     series = {
         # police: 10 records/s, 3/s rejected. health: stops after 10 minutes. land: its
         # series vanishes after 10 minutes (the worker restarted). education: steady.
@@ -347,6 +358,25 @@ def test_alerts_fire_for_the_right_series(promtool: str, tmp_path: Path) -> None
             "0x25 1x15"
         ),
         f"up{{{w2}}}": "1x10 0x30",
+        # The monitor raised bulk_lookup for land, rejection_spike for police, silence for
+        # health and new_type for education within the last 10 minutes; health's
+        # rejection_spike is 25 minutes old, and land's new_type counter only reset (the
+        # monitor restarted). Nothing for police's bulk_lookup.
+        f'xgw_monitor_alerts_total{{kind="bulk_lookup",agency="land",{mon}}}': "0x25 1x15",
+        f'xgw_monitor_alerts_total{{kind="bulk_lookup",agency="police",{mon}}}': "0x40",
+        f'xgw_monitor_alerts_total{{kind="rejection_spike",agency="police",{mon}}}': "0x22 1x18",
+        f'xgw_monitor_alerts_total{{kind="rejection_spike",agency="health",{mon}}}': "0x5 1x35",
+        f'xgw_monitor_alerts_total{{kind="silence",agency="health",{mon}}}': "0x28 1x12",
+        f'xgw_monitor_alerts_total{{kind="new_type",agency="education",{mon}}}': "0x29 2x11",
+        f'xgw_monitor_alerts_total{{kind="new_type",agency="land",{mon}}}': "3x20 0x20",
+        # The monitor's audit partition 0 has been stuck for half an hour; partition 1 keeps
+        # up; facts partition 2 was stuck for two minutes and moved again.
+        f'xgw_monitor_stalled_seconds{{topic="xgw.audit",partition="0",{mon}}}': "0+60x40",
+        f'xgw_monitor_stalled_seconds{{topic="xgw.audit",partition="1",{mon}}}': "0x40",
+        f'xgw_monitor_stalled_seconds{{topic="xgw.monitor.facts",partition="2",{mon}}}': (
+            "0+60x2 0x38"
+        ),
+        f"up{{{mon}}}": "1x20 0x20",
     }
     expected = {
         "XgwRejectionRatioHigh": ("agency", ['{agency="police"}']),
@@ -356,6 +386,12 @@ def test_alerts_fire_for_the_right_series(promtool: str, tmp_path: Path) -> None
         "XgwCertificateExpiringSoon": ("", ["{}"]),
         "XgwWorkerDown": ("instance", ['{instance="worker-2:9464"}']),
         "XgwInternalError": ("agency", ['{agency="land"}']),
+        "XgwMonitorBulkLookup": ("agency", ['{agency="land"}']),
+        "XgwMonitorRejectionSpike": ("agency", ['{agency="police"}']),
+        "XgwMonitorSilence": ("agency", ['{agency="health"}']),
+        "XgwMonitorNewType": ("agency", ['{agency="education"}']),
+        "XgwMonitorStalled": ("topic, partition", ['{partition="0",topic="xgw.audit"}']),
+        "XgwMonitorDown": ("instance", [f'{{instance="monitor:{MONITOR_PORT}"}}']),
     }
     assert set(expected) == set(rules)
     tests = {
@@ -384,6 +420,86 @@ def test_alerts_fire_for_the_right_series(promtool: str, tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_monitor_alerts_wait_for_their_duration_and_resolve(promtool: str, tmp_path: Path) -> None:
+    """Each monitor alert is pending, then firing after its for:, then resolved (promtool)."""
+    mon = f'instance="monitor:{MONITOR_PORT}",job="xgw-monitor"'
+    raised = "0x10 1x30"  # one alert raised at 11 minutes, none after
+    # alert: (series, labels of the alert, severity, pending at, firing at, resolved at), minutes
+    timeline: dict[str, tuple[dict[str, str], dict[str, str], str, int, int, int]] = {
+        f"XgwMonitor{name}": (
+            {f'xgw_monitor_alerts_total{{kind="{kind}",agency="{agency}",{mon}}}': raised},
+            {"agency": agency},
+            severity,
+            11,
+            12,
+            21,
+        )
+        for name, kind, agency, severity in (
+            ("BulkLookup", "bulk_lookup", "land", "critical"),
+            ("RejectionSpike", "rejection_spike", "police", "warning"),
+            ("Silence", "silence", "health", "warning"),
+            ("NewType", "new_type", "education", "warning"),
+        )
+    }
+    # stalled from 5 minutes on (more than 120 s at 8), moving again at 16
+    stalled = 'xgw_monitor_stalled_seconds{topic="xgw.audit",partition="0",' + mon + "}"
+    timeline["XgwMonitorStalled"] = (
+        {stalled: "0x5 60+60x9 0x20"},
+        {"topic": "xgw.audit", "partition": "0"},
+        "critical",
+        8,
+        9,
+        16,
+    )
+    # not scraped from 11 to 21 minutes
+    timeline["XgwMonitorDown"] = (
+        {f"up{{{mon}}}": "1x10 0x10 1x10"},
+        {"instance": f"monitor:{MONITOR_PORT}", "job": "xgw-monitor"},
+        "critical",
+        11,
+        13,
+        22,
+    )
+    assert set(timeline) == {n for n in alert_rules() if n.startswith("XgwMonitor")}
+
+    def alerts(name: str, state: str, labels: dict[str, str], severity: str) -> list[Any]:
+        every = {**labels, "alertname": name, "alertstate": state, "severity": severity}
+        pairs = ",".join(f'{k}="{v}"' for k, v in sorted(every.items()))
+        return [{"labels": f"ALERTS{{{pairs}}}", "value": 1}]
+
+    checks = []
+    for name, (_, labels, severity, pending, firing, resolved) in timeline.items():
+        for minute, samples in (
+            (pending - 1, []),
+            (pending, alerts(name, "pending", labels, severity)),
+            (firing, alerts(name, "firing", labels, severity)),
+            (resolved, []),
+        ):
+            expr = f'ALERTS{{alertname="{name}"}}'
+            checks.append({"expr": expr, "eval_time": f"{minute}m", "exp_samples": samples})
+    tests = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": s, "values": v}
+                    for series, *_ in timeline.values()
+                    for s, v in series.items()
+                ],
+                "promql_expr_test": checks,
+            }
+        ],
+    }
+    test_file = tmp_path / "monitor_alerts_test.yml"
+    test_file.write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = subprocess.run(  # noqa: S603 - fixed arguments
+        [promtool, "test", "rules", str(test_file)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_alert_has_severity_summary_description_and_duration() -> None:
     """Each alert carries a severity label, summary and description, and the agreed for:."""
     durations = {
@@ -394,6 +510,12 @@ def test_every_alert_has_severity_summary_description_and_duration() -> None:
         "XgwCertificateExpiringSoon": "10m",
         "XgwWorkerDown": "2m",
         "XgwInternalError": "1m",
+        "XgwMonitorBulkLookup": "1m",
+        "XgwMonitorRejectionSpike": "1m",
+        "XgwMonitorSilence": "1m",
+        "XgwMonitorNewType": "1m",
+        "XgwMonitorStalled": "1m",
+        "XgwMonitorDown": "2m",
     }
     rules = alert_rules()
     assert {n: r.get("for") for n, r in rules.items()} == durations
@@ -411,18 +533,24 @@ def test_alerts_and_dashboard_use_only_exposed_metrics() -> None:
     assert "xgw_messages_received_total" in exposed_metrics()  # the derivation itself works
 
 
-def test_prometheus_scrapes_every_worker_and_nothing_else() -> None:
-    """Job xgw-gateway scrapes each compose worker on 9464; no job scrapes a metric-less service."""
+def test_prometheus_scrapes_every_worker_and_the_monitor_and_nothing_else() -> None:
+    """Jobs xgw-gateway and xgw-monitor scrape the workers and the monitor, nothing else."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     targets = {t for c in jobs["xgw-gateway"]["static_configs"] for t in c["targets"]}
     assert targets == {f"{w}:{METRICS_PORT}" for w in services_running(["worker"])}
+    monitors = services_running(["monitor"])
+    targets = {t for c in jobs["xgw-monitor"]["static_configs"] for t in c["targets"]}
+    assert targets == {f"{m}:{service_env(m)['XGW_MONITOR_PORT']}" for m in monitors}
+    assert jobs["xgw-monitor"]["metrics_path"] == "/metrics"
     every_host = {
         t.split(":")[0] for j in jobs.values() for c in j["static_configs"] for t in c["targets"]
     }
-    assert every_host & (set(xgw_services()) - set(services_running(["worker"]))) == set()
+    served = {*services_running(["worker"]), *monitors}
+    assert every_host & (set(xgw_services()) - served) == set()
     assert config["rule_files"] == [ALERTS.name]
     assert 'up{job="xgw-gateway"}' in alert_rules()["XgwWorkerDown"]["expr"]
+    assert 'up{job="xgw-monitor"}' in alert_rules()["XgwMonitorDown"]["expr"]
 
 
 # --- Grafana -------------------------------------------------------------------------------
@@ -438,6 +566,7 @@ def test_grafana_provisioning_matches_the_dashboard_and_compose() -> None:
     uids = {
         item["datasource"]["uid"]
         for panel in dashboard["panels"]
+        if panel["type"] != "row"  # a row groups panels and queries nothing
         for item in [panel, *panel.get("targets", [])]
     }
     assert uids == {datasource["uid"]}
@@ -464,6 +593,26 @@ def test_dashboard_has_the_operations_panels() -> None:
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
 
+def test_dashboard_has_the_exchange_monitor_row() -> None:
+    """Below a row "Exchange monitor": alerts by kind, rates, distinct subjects, lag, stalls."""
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    (row,) = (p for p in panels if p["type"] == "row" and p["title"] == "Exchange monitor")
+    below = {p["title"]: p for p in panels if p["gridPos"]["y"] > row["gridPos"]["y"]}
+    exprs = {title: " ".join(t["expr"] for t in p["targets"]) for title, p in below.items()}
+    wanted = {
+        "Monitor alerts raised by kind": "xgw_monitor_alerts_total",
+        "Monitor rate per agency": "xgw_monitor_rate_per_second",
+        "Distinct subjects per requester (1m)": 'measure="distinct_subjects"',
+        "Monitor lag": "xgw_monitor_lag_records",
+        "Monitor stalled seconds": "xgw_monitor_stalled_seconds",
+    }
+    for title, needle in wanted.items():
+        assert needle in exprs[title], title
+    assert "by (kind)" in exprs["Monitor alerts raised by kind"]
+    assert "measure" in exprs["Monitor rate per agency"].split("by (")[1].split(")")[0]
+    assert 'window="1m"' in exprs["Distinct subjects per requester (1m)"]
+
+
 # --- docker compose ------------------------------------------------------------------------
 
 
@@ -488,6 +637,24 @@ def test_compose_runs_two_workers_the_audit_writer_and_every_agency() -> None:
         assert service_env(name)["XGW_SASL_USERNAME"] == agency
     for name in [*services_running(["worker"]), *services_running(["audit", "writer"])]:
         assert service_env(name)["XGW_SASL_USERNAME"] == "gateway"
+
+
+def test_compose_runs_one_monitor_like_the_workers() -> None:
+    """One ``xgw monitor`` runs as the gateway, exactly once, probed and on the host loopback."""
+    (name,) = services_running(["monitor"])
+    service, env = services()[name], service_env(name)
+    worker = service_env(services_running(["worker"])[0])
+    for key in ("XGW_SASL_USERNAME", "XGW_SASL_PASSWORD", "XGW_PROCESSING_GUARANTEE"):
+        assert env[key] == worker[key], key
+    assert env["XGW_PROCESSING_GUARANTEE"] == "exactly_once"
+    settings = settings_from({k: v for k, v in env.items() if k.startswith("XGW_")})
+    assert settings.monitor_app_id == "xgw-monitor"
+    assert settings.metrics_host == "0.0.0.0"  # noqa: S104 - a container must listen outside
+    port = settings.monitor_port
+    assert port == MONITOR_PORT
+    assert service["ports"] == [f"127.0.0.1:1{port}:{port}"]
+    assert f"http://127.0.0.1:{port}/metrics" in service["healthcheck"]["test"][-1]
+    assert name in services()["prometheus"]["depends_on"]
 
 
 def test_compose_broker_has_a_user_per_principal_and_an_authorizer(
@@ -551,10 +718,18 @@ def test_kafka_init_lets_the_gateway_use_all_its_topics_and_groups(
     """The gateway's prefix ACLs cover every exchange topic and its groups, no agency group."""
     acls = compose_acls(kafka_init)["gateway"]
     settings = Settings()
+    monitor = settings.monitor_app_id
+    changelogs = {f"{monitor}-{table}-changelog" for table in MONITOR_TABLES}
+    # faust's exactly-once transactional ids: <app id>-<topic group>-<partition>
+    faust_transactional_id = f"{monitor}-0-0"
     for kind, names, needs in (
-        ("topic", exchange_topics(), "all"),
-        ("group", {settings.app_id, settings.audit_group}, "all"),
-        ("transactionalId", {transactional_id(settings.app_id, 0)}, "write"),
+        ("topic", exchange_topics() | changelogs, "all"),
+        ("group", {settings.app_id, settings.audit_group, monitor}, "all"),
+        (
+            "transactionalId",
+            {transactional_id(settings.app_id, 0), faust_transactional_id},
+            "write",
+        ),
     ):
         for name in names:
             assert any(
@@ -731,6 +906,40 @@ def test_gateway_deployment_runs_two_probed_workers() -> None:
     (port,) = service["spec"]["ports"]
     assert port["port"] == METRICS_PORT
     assert ports.get(port["targetPort"], port["targetPort"]) == METRICS_PORT
+
+
+def test_monitor_deployment_runs_the_monitor_exactly_once_as_the_gateway() -> None:
+    """xgw-monitor runs as the gateway, exactly once, probed, with a Service and a faust dir."""
+    (monitor,) = (d for d in k8s_kind("Deployment") if d["metadata"]["name"] == "xgw-monitor")
+    pod = monitor["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert resolve(container["args"]) is cli.get_command(click.Context(cli), "monitor")
+    env = k8s_env(container)
+    (gateway,) = (d for d in k8s_kind("Deployment") if d["metadata"]["name"] == "xgw-gateway")
+    (worker,) = gateway["spec"]["template"]["spec"]["containers"]
+    for name in ("XGW_SASL_USERNAME", "XGW_PROCESSING_GUARANTEE", "XGW_BOOTSTRAP_SERVERS"):
+        assert env[name] == k8s_env(worker)[name], name
+    assert env["XGW_PROCESSING_GUARANTEE"] == "exactly_once"
+    (password,) = (e for e in container["env"] if e["name"] == "XGW_SASL_PASSWORD")
+    assert password["valueFrom"]["secretKeyRef"]["name"] == env["XGW_SASL_USERNAME"]
+    assert env["XGW_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - a container must listen outside
+    port = int(env["XGW_MONITOR_PORT"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        assert probe["httpGet"]["path"] == "/metrics"
+        assert ports.get(probe["httpGet"]["port"], probe["httpGet"]["port"]) == port
+    assert {"requests", "limits"} <= set(container["resources"])
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    (service,) = (s for s in k8s_kind("Service") if s["metadata"]["name"] == "xgw-monitor-metrics")
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["port"] == port
+    assert ports.get(service_port["targetPort"], service_port["targetPort"]) == port
+    # faust makes <app id>-data under XGW_STATE_DIR (default: the system's /tmp) at start.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert env.get("XGW_STATE_DIR", "/tmp") in mounts  # noqa: S108 - the image's temp dir
 
 
 def test_every_kubernetes_container_runs_an_xgw_command() -> None:

@@ -14,6 +14,8 @@ from gateway import names
 from gateway.cli import cli
 from gateway.core import records as outputs
 from gateway.core.policy import load_policy
+from gateway.monitor.facts import KINDS, TICK, Fact, facts_of
+from gateway.monitor.rules import ALERT_KINDS, Alert
 from gateway.names import TopicNames
 from gateway.reasons import ReasonCode
 from gateway.settings import DEFAULT_POLICY_FILE
@@ -131,6 +133,33 @@ def test_constants_match_the_gateway() -> None:
     assert asyncapi.GATEWAY_SOURCE == names.GATEWAY_SOURCE
     assert asyncapi.AGENCY_SOURCE_PREFIX == names.SOURCE_PREFIX
     assert asyncapi.CLOUDEVENTS_CONTENT_TYPE.encode() == outputs.CLOUDEVENTS_CONTENT_TYPE
+
+
+def test_monitor_facts_and_alerts_match_the_monitor(document: dict[str, Any]) -> None:
+    """The monitor's facts (ticks too) and alerts, as it writes them, fit their messages."""
+    facts = _payload_validator(document, "monitorFact")
+    alerts = _payload_validator(document, "monitorAlert")
+    audit = {
+        "decided_at": "2025-01-02T03:04:05.678+00:00",
+        "agency": "land",
+        "event_type": "vn.hcm.police.identity_verification_requested.v1",
+        "outcome": "delivered",
+        "reason": None,
+        "subject": "sha256:cGF0aWVudC1kaWdlc3Q",
+        "recipients": [{"agency": "police", "purpose": "verify_owner"}],
+    }
+    written = facts_of(json.dumps(audit).encode(), frozenset({audit["event_type"]}))
+    assert {f.kind for f in written} == set(KINDS)
+    for fact in [*written, Fact(TICK, "", "", 1_735_787_045.5)]:
+        assert [e.message for e in facts.iter_errors(fact.as_dict())] == [], fact.kind
+    kinds = document["components"]["messages"]["monitorFact"]["payload"]["properties"]["kind"]
+    assert kinds["enum"] == [*KINDS, TICK]
+    for kind in ALERT_KINDS:
+        alert = Alert(kind, "land", "*", 1_735_787_040, 1_735_787_100, 120, 10.5, 52.5, 1.7e9)
+        assert [e.message for e in alerts.iter_errors(alert.as_record())] == [], kind
+    payload = document["components"]["messages"]["monitorAlert"]["payload"]
+    assert payload["properties"]["kind"]["enum"] == list(ALERT_KINDS)
+    assert not alerts.is_valid({**alert.as_record(), "subject": "sha256:x"})
 
 
 def test_reason_codes_are_listed(document: dict[str, Any]) -> None:

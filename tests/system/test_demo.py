@@ -96,4 +96,13 @@ def check_life_events(summary: dict[str, Any]) -> None:
     assert life["rejected"] == {}
     assert life["timeout_receipts"] == 0
     assert life["ok"] is True
-    assert summary["audit_entries"] == summary["published"] + life["records"]
+    # The bulk look-up played once on purpose: each request and its timeout are audited, and
+    # the monitor raised bulk_lookup for education, its top requester, and nothing else.
+    assert summary["bulk_lookups"] == 120
+    assert summary["audit_entries"] == (
+        summary["published"] + life["records"] + 2 * summary["bulk_lookups"]
+    )
+    alerts = {(a["kind"], a["agency"]) for a in summary["monitor_alerts"]}
+    assert alerts == {("bulk_lookup", "education")}
+    tops = summary["monitor_top_requesters"]  # a window may have just turned over: either
+    assert "education" in {ranked[0]["agency"] for ranked in tops.values() if ranked}
