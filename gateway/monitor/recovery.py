@@ -10,15 +10,31 @@ records refetched after it are dropped as "older than the read offset", or books
 acked gap. Either way records are committed without being processed, or the committed offset
 stops advancing (the acked offsets no longer join the committed one), after a restart.
 
-:class:`SeekBeforeResumeRecovery` keeps the stream partitions paused (faust's pause is a filter
-on what the consumer hands out), seeks them to their committed offsets, drops whatever events of
-theirs were buffered before the seek, and only then resumes them, with no await between the
-resume and resuming the flow. :class:`SeekingTableManager` installs it: faust's
-``TableManager.recovery`` builds ``Recovery`` by name, so the property is overridden, and the
-app is made with ``faust.App(..., TableManager=SeekingTableManager)``.
+:class:`SeekBeforeResumeRecovery` keeps the stream partitions paused, seeks them to their
+committed offsets, drops whatever events of theirs were buffered before the seek, and only then
+resumes them, with no await between the resume and resuming the flow. :class:`SeekingTableManager`
+installs it: faust's ``TableManager.recovery`` builds ``Recovery`` by name, so the property is
+overridden, and the app is made with ``faust.App(..., TableManager=SeekingTableManager)``.
+
+faust's pause is not enough for that: it is only a filter on what the consumer hands out, and the
+filter fails open. ``Consumer._wait_next_records`` (``faust/transport/consumer.py``) passes its
+live set of active partitions to the consumer thread, where aiokafka's
+``Fetcher.fetched_records`` (``aiokafka/consumer/fetcher.py``) reads it each time data arrives
+while it waits (up to a second); it takes an empty set to mean every partition
+(``if partitions and tp not in partitions``). When recovery pauses the changelog partitions,
+the stream partitions being paused already, that set is empty; a fetch still waiting then drains
+the stream partitions' records, refetched from their sought offsets, which advances aiokafka's
+positions to their ends, and faust's ``getmany`` drops the records as paused. None of them is
+processed or committed, and nothing says so (seen on Apache Kafka: partitions stuck at their
+committed offset with aiokafka's position at the highwater). So the stream partitions are also
+paused in aiokafka itself, from before the seek until after faust's resume
+(:meth:`SeekBeforeResumeRecovery._pause_in_aiokafka`): a paused partition is neither fetched nor
+handed out, whatever the filter.
 
 Written to go upstream: there it is a ``Recovery`` class attribute on ``TableManager`` and the
-``resume_partitions`` call moved after the awaited ``perform_seek``.
+``resume_partitions`` call moved after the awaited ``perform_seek``; and ``_wait_next_records``
+passing aiokafka a snapshot (``frozenset``) of the active partitions, taken when it checks that
+there are some, which closes the fail-open filter for every pause, not only the recovery's.
 """
 
 from __future__ import annotations
@@ -31,7 +47,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 
-class SeekBeforeResumeRecovery(Recovery):  # type: ignore[misc] # faust is untyped here
+class SeekBeforeResumeRecovery(Recovery):
     """Recovery that seeks the stream partitions to their committed offsets before resuming."""
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
@@ -49,9 +65,10 @@ class SeekBeforeResumeRecovery(Recovery):  # type: ignore[misc] # faust is untyp
         ]
         if callbacks:
             await asyncio.wait(callbacks)
-        if not await self._seek_then_resume(generation_id):
+        streams = await self._seek_then_resume(generation_id)
+        if streams is None:
             return
-        await self._resume_flow()
+        await self._resume_flow(streams)
         if not self.app.assignor.assigned_standbys():
             self.tables.on_standbys_ready()
         self.app.on_rebalance_end()
@@ -60,42 +77,64 @@ class SeekBeforeResumeRecovery(Recovery):  # type: ignore[misc] # faust is untyp
     async def _resume_streams(self, generation_id: int = 0) -> None:
         """The same ending when no table needs recovery (no tables, or an Aerospike store)."""
         await self.app.on_rebalance_complete.send()
-        if not await self._seek_then_resume(generation_id):
+        streams = await self._seek_then_resume(generation_id)
+        if streams is None:
             return
-        await self._resume_flow()
+        await self._resume_flow(streams)
         self.tables.on_standbys_ready()
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
 
-    async def _seek_then_resume(self, generation_id: int) -> bool:
+    async def _seek_then_resume(self, generation_id: int) -> set[TP] | None:
         """Seek the paused stream partitions, drop what was buffered for them, resume them.
 
-        False when the group rebalanced meanwhile (faust's own check): the next recovery
-        does it again.
+        The stream partitions, resumed in faust but still paused in aiokafka until
+        :meth:`_resume_flow`; None when the group rebalanced meanwhile (faust's own check):
+        the next recovery does it again.
         """
         consumer = self.app.consumer
         if self.app.consumer_generation_id != generation_id:
             self.log.warning("Recovery rebalancing again")
-            return False
+            return None
         streams = {tp for tp in consumer.assignment() if not self._is_changelog_tp(tp)}
         if streams:
             consumer.pause_partitions(streams)  # paused since the assignment; made sure
+            await self._pause_in_aiokafka(streams, paused=True)
             self.log.info("Seek stream partitions to committed offsets (paused).")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
             if self.app.consumer_generation_id != generation_id:
                 self.log.warning("Recovery rebalancing again")
-                return False
+                return None
             self._discard_buffered(streams)
             consumer.resume_partitions(streams)
-        return True
+        return streams
 
-    async def _resume_flow(self) -> None:
+    async def _resume_flow(self, streams: set[TP]) -> None:
         """Faust's ending of a recovery: resume the flow (clearing the queues) and the fetcher."""
         self.completed.set()
         self.app.flow_control.resume()  # no await since resume_partitions: nothing came in
         self.app.consumer.resume_flow()
+        if streams:  # last: what aiokafka hands out from now on, faust takes
+            await self._pause_in_aiokafka(streams, paused=False)
         await cast(Any, self.app)._fetcher.maybe_start()  # noqa: SLF001 - as faust's own
         self.tables.on_actives_ready()
+
+    async def _pause_in_aiokafka(self, partitions: set[TP], *, paused: bool) -> None:
+        """Pause or resume ``partitions`` in the aiokafka consumer, in its thread.
+
+        faust's own pause is a filter that an empty set of active partitions opens (the module
+        docstring says how); aiokafka neither fetches a partition it has paused nor hands out
+        what it fetched for it before. Partitions that a rebalance took away are skipped: the
+        next assignment starts unpaused.
+        """
+        thread = cast(Any, self.app.consumer)._thread  # noqa: SLF001 - faust's consumer thread
+
+        def apply() -> None:
+            client = thread._ensure_consumer()  # noqa: SLF001 - the aiokafka consumer
+            assigned = [tp for tp in client.assignment() if tp in partitions]  # aiokafka's TPs
+            (client.pause if paused else client.resume)(*assigned)
+
+        await self._wait(thread.call_thread(apply), timeout=self.app.conf.broker_request_timeout)
 
     def _discard_buffered(self, partitions: set[TP]) -> int:
         """Drop events of ``partitions`` already queued in the stream channels (fetched pre-seek).
@@ -121,7 +160,7 @@ class SeekBeforeResumeRecovery(Recovery):  # type: ignore[misc] # faust is untyp
         return dropped
 
 
-class SeekingTableManager(TableManager):  # type: ignore[misc] # faust is untyped here
+class SeekingTableManager(TableManager):
     """faust's table manager with :class:`SeekBeforeResumeRecovery` as its recovery."""
 
     @property

@@ -38,20 +38,20 @@ WAIT_S = 120.0
 
 async def _produce(
     options: dict[str, object], prefix: str
-) -> tuple[set[bytes], dict[TopicPartition, int]]:
-    """Distinct values on every input partition; the values, and each partition's end."""
+) -> tuple[dict[bytes, tuple[TopicPartition, int]], dict[TopicPartition, int]]:
+    """Distinct values on every input partition; where each went, and each partition's end."""
     producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=False)
     await producer.start()
-    values: set[bytes] = set()
+    values: dict[bytes, tuple[TopicPartition, int]] = {}
     ends: dict[TopicPartition, int] = {}
     try:
         for topic in fwd.input_topics(prefix):
             for n in range(PER_TOPIC):
                 value = f"{topic}:{n}".encode()
                 sent = await producer.send(topic, value, key=f"k{n}".encode())
-                values.add(value)
                 meta = await sent
                 tp = TopicPartition(topic, meta.partition)
+                values[value] = (tp, meta.offset)
                 ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
     finally:
         await producer.stop()
@@ -70,21 +70,59 @@ async def _read_output(options: dict[str, object], topic: str, seen: Counter[byt
         await consumer.stop()
 
 
-async def _behind(
+async def _committed(
     options: dict[str, object], prefix: str, ends: dict[TopicPartition, int]
-) -> dict[str, int]:
-    """The input partitions whose committed offset is short of their end, by how much."""
+) -> dict[TopicPartition, int]:
+    """The group's committed offset of every input partition (0 when none)."""
     consumer = AIOKafkaConsumer(**options, group_id=fwd.group(prefix), enable_auto_commit=False)
     await consumer.start()
     try:
-        behind = {}
-        for tp, end in ends.items():
-            committed = await consumer.committed(tp) or 0
-            if committed < end:
-                behind[f"{tp.topic}:{tp.partition}"] = end - committed
-        return behind
+        return {tp: await consumer.committed(tp) or 0 for tp in ends}
     finally:
         await consumer.stop()
+
+
+def _behind(committed: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> list[str]:
+    """The input partitions whose committed offset is short of their end."""
+    return [
+        f"{tp.topic}:{tp.partition} {committed[tp]}/{end}"
+        for tp, end in ends.items()
+        if committed[tp] < end
+    ]
+
+
+def _missing(values: dict[bytes, tuple[TopicPartition, int]], seen: Counter[bytes]) -> list[str]:
+    """Per input partition, how many records the output lacks and their offset range."""
+    offsets: dict[TopicPartition, list[int]] = {}
+    for value, (tp, offset) in values.items():
+        if value not in seen:
+            offsets.setdefault(tp, []).append(offset)
+    return [
+        f"{tp.topic}:{tp.partition} {len(o)} in {min(o)}..{max(o)}"
+        for tp, o in sorted(offsets.items())
+    ]
+
+
+def _log_excerpt(path: Path, lines: int = 60) -> str:
+    """Warnings, recovery milestones and the last ``consumer-state`` lines of an agent's log."""
+    if not path.exists():
+        return "(no log)"
+    text = path.read_text("utf-8", "replace").splitlines()
+    marks = (
+        "WARN",
+        "ERROR",
+        "Seek",
+        "Dropped",
+        "Restore complete",
+        "Worker ready",
+        "rebalanc",
+        "Assigned",
+        "Revok",
+        "Traceback",
+    )
+    picked = [line for line in text if any(m in line for m in marks)]
+    state = [line for line in text if "consumer-state" in line][-fwd.TOPICS * fwd.PARTITIONS :]
+    return "\n".join([*picked[-lines:], "-- last consumer-state --", *state])
 
 
 def _agent(settings: Settings, prefix: str, log: Path) -> ChildProcess:
@@ -124,15 +162,22 @@ async def test_a_killed_forward_agent_loses_nothing_and_commits_to_the_end(
         first.kill()
         second = _agent(settings, prefix, tmp_path / "second.log")
         deadline = time.monotonic() + WAIT_S
-        behind: dict[str, int] = {"not checked": 1}
+        behind = ["not checked"]
         while time.monotonic() < deadline:
-            if values <= seen.keys():
-                behind = await _behind(options, prefix, ends)
+            if values.keys() <= seen.keys():
+                behind = _behind(await _committed(options, prefix, ends), ends)
                 if not behind:
                     break
             await asyncio.sleep(0.5)
-        lost = len(values - seen.keys())
-        assert (lost, behind) == (0, {}), f"lost {lost}, commits stopped short: {behind}"
+        missing = _missing(values, seen)
+        if missing or behind:
+            behind = _behind(await _committed(options, prefix, ends), ends)
+            pytest.fail(
+                f"kill at {kill_at} forwarded; output missing (per partition): {missing}; "
+                f"committed/end short: {behind}\n--- second agent ({tmp_path}) ---\n"
+                f"{_log_excerpt(tmp_path / 'second.log')}",
+                pytrace=False,
+            )
     finally:
         first.kill()
         if second is not None:
