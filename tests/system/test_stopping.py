@@ -1,4 +1,4 @@
-"""Stopping: one Ctrl-C or SIGTERM ends a demo or a worker in bounded time, leaving no process.
+"""Stopping: one Ctrl-C or SIGTERM ends a demo, a worker or a monitor in bounded time, nothing left.
 
 The demo runs as it does in a terminal: in its own process group, which the test sends SIGINT
 (what the terminal does on Ctrl-C). Its children run in their own sessions and are stopped by
@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from gateway.lab.broker import EmbeddedBroker
-from gateway.lab.processes import WorkerProcess
+from gateway.lab.processes import MonitorProcess, WorkerProcess
 from gateway.runtime.stopping import STOP_GRACE_SECONDS
 from tests.conftest import Pki
 from tests.support.harness import exchange_settings
@@ -67,7 +67,7 @@ def test_one_ctrl_c_stops_the_demo_and_everything_it_started(tmp_path: Path) -> 
         seen += chunk
     assert b"worker ready" in seen, seen.decode(errors="replace")[-2000:]
     started = _descendants(demo.pid)
-    assert len(started) >= 3  # the broker, the worker and the audit writer at least
+    assert len(started) >= 3  # the broker, the worker, the audit writer (and the monitor)
     sent = time.monotonic()
     os.killpg(demo.pid, signal.SIGINT)
     _, rest = demo.communicate(timeout=30)
@@ -100,4 +100,40 @@ def test_sigterm_stops_a_worker_whose_broker_is_gone(pki: Pki, tmp_path: Path) -
         assert took < STOP_GRACE_SECONDS + 5, took
     finally:
         worker.stop()
+        broker.stop()
+
+
+def test_one_ctrl_c_stops_a_monitor_and_sigterm_one_whose_broker_is_gone(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Xgw monitor: SIGINT stops it cleanly in seconds; with the broker gone, within the grace."""
+    broker = EmbeddedBroker()
+    bootstrap = broker.start()
+    settings = exchange_settings(bootstrap, pki.directory, f"sm{uuid.uuid4().hex[:8]}")
+    settings = settings.model_copy(update={"monitor_app_id": f"{settings.topic_prefix}-monitor"})
+    monitors = [MonitorProcess(settings, tmp_path / f"monitor-{n}.log") for n in range(2)]
+    try:
+        for monitor in monitors:
+            monitor.start()
+            asyncio.run(monitor.wait_ready(90))
+        first, second = monitors
+        assert first.pid is not None
+        sent = time.monotonic()
+        os.kill(first.pid, signal.SIGINT)
+        while first.running and time.monotonic() - sent < STOP_GRACE_SECONDS + 10:
+            time.sleep(0.1)
+        assert not first.running
+        assert time.monotonic() - sent < STOP_GRACE_SECONDS, "a clean stop took the grace period"
+        assert "monitor stopped" in first.tail()
+        broker.stop()
+        assert second.pid is not None
+        sent = time.monotonic()
+        os.kill(second.pid, signal.SIGTERM)
+        while second.running and time.monotonic() - sent < STOP_GRACE_SECONDS + 10:
+            time.sleep(0.1)
+        assert not second.running, "the monitor outlived its grace period"
+        assert time.monotonic() - sent < STOP_GRACE_SECONDS + 5
+    finally:
+        for monitor in monitors:
+            monitor.stop()
         broker.stop()
