@@ -29,7 +29,6 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,6 +51,7 @@ from gateway.monitor.rules import (
     REJECTION_SPIKE,
     SILENCE,
     Alert,
+    CommitWatch,
     Thresholds,
     baseline,
     bulk_lookup,
@@ -96,14 +96,6 @@ TICK_SECONDS = 1.0
 WATCH_SECONDS = 5.0
 
 
-@dataclass(slots=True)
-class _Watch:
-    """What the stall check last saw of one input partition."""
-
-    committed: int = -1
-    since: float = field(default_factory=time.monotonic)
-
-
 class Monitor:
     """The monitor's faust app, its tables, agents, timers and web view."""
 
@@ -118,7 +110,7 @@ class Monitor:
         self._at = 0.0  # the decision time of the fact being counted (the windows' clock)
         self._ticked = 0.0  # the watermark last sent as a tick
         self._reached: dict[Any, tuple[float, int]] = {}  # audit partition: (time, offset) read
-        self._watch: dict[TopicPartition, _Watch] = {}
+        self._stalls = CommitWatch(settings.monitor_stall_seconds)
         self._reader: AIOKafkaConsumer | None = None
         self.app = self._app()
         topics = settings.topics
@@ -493,35 +485,30 @@ class Monitor:
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("cannot read the monitor's offsets", error=repr(exc))
             return
-        now = time.monotonic()
-        rows = []
-        for tp, end in sorted(ends.items()):
-            done = committed.get(tp, 0)
-            watch = self._watch.setdefault(tp, _Watch())
-            if done != watch.committed or done >= end:
-                watch.committed, watch.since = done, now
-            stalled = now - watch.since if done < end else 0.0
-            if stalled >= self.settings.monitor_stall_seconds and stalled - WATCH_SECONDS < (
-                self.settings.monitor_stall_seconds
-            ):
-                log.warning(
-                    "monitor commit stalled",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    committed=done,
-                    lag=end - done,
-                    seconds=round(stalled),
-                )
-            rows.append(
-                {
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "committed": done,
-                    "lag": end - done,
-                    "stalled_seconds": round(stalled, 1),
-                }
+        rows, stalled = self._stalls.observe(
+            {(tp.topic, tp.partition): n for tp, n in committed.items()},
+            {(tp.topic, tp.partition): n for tp, n in ends.items()},
+            time.monotonic(),
+        )
+        for row in stalled:
+            log.warning(
+                "monitor commit stalled",
+                topic=row.topic,
+                partition=row.partition,
+                committed=row.committed,
+                lag=row.lag,
+                seconds=round(row.stalled_seconds),
             )
-        self.metrics.partitions = rows
+        self.metrics.partitions = [
+            {
+                "topic": r.topic,
+                "partition": r.partition,
+                "committed": r.committed,
+                "lag": r.lag,
+                "stalled_seconds": round(r.stalled_seconds, 1),
+            }
+            for r in rows
+        ]
 
     async def _offsets(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
         if self._reader is None:

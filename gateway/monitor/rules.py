@@ -18,8 +18,8 @@ data; its id is derived from those, so a repeat after a crash is recognisable.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.settings import Settings
@@ -31,6 +31,7 @@ __all__ = [
     "REJECTION_SPIKE",
     "SILENCE",
     "Alert",
+    "CommitWatch",
     "Thresholds",
     "baseline",
     "bulk_lookup",
@@ -145,6 +146,52 @@ def silent(t: Thresholds, last_at: float, now: float, recent: Sequence[int]) -> 
     """An agency active in each of the ``recent`` windows before ``last_at``, quiet since."""
     active = len(recent) >= t.active_windows and all(n > 0 for n in recent)
     return active and now - last_at >= t.silence_s
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """One input partition of the monitor as the stall watch saw it."""
+
+    topic: str
+    partition: int
+    committed: int
+    lag: int
+    stalled_seconds: float
+
+
+@dataclass
+class CommitWatch:
+    """The stall rule: a committed offset that does not move while its partition has lag.
+
+    Fed the committed offsets and the ends of the monitor's input partitions as read from the
+    broker; a partition with no lag, or whose committed offset moved, starts again at 0.
+    """
+
+    stall_s: float
+    _since: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
+    _reported: set[tuple[str, int]] = field(default_factory=set)  # stalled, already said
+
+    def observe(
+        self,
+        committed: Mapping[tuple[str, int], int],
+        ends: Mapping[tuple[str, int], int],
+        now: float,
+    ) -> tuple[list[Watched], list[Watched]]:
+        """Every partition's state, and those just found still for ``stall_s`` (once each)."""
+        rows, stalled_now = [], []
+        for key, end in sorted(ends.items()):
+            done = committed.get(key, 0)
+            last, since = self._since.get(key, (-1, now))
+            if done != last or done >= end:
+                since = now
+                self._reported.discard(key)
+            self._since[key] = (done, since)
+            row = Watched(key[0], key[1], done, end - done, now - since if done < end else 0.0)
+            if row.stalled_seconds >= self.stall_s and key not in self._reported:
+                self._reported.add(key)
+                stalled_now.append(row)
+            rows.append(row)
+        return rows, stalled_now
 
 
 def _rfc3339(epoch: float) -> str:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.monitor.facts import DECISION, DELIVERY, REQUEST, facts_of
-from gateway.monitor.rules import Thresholds, bulk_lookup, rejection_spike, silent
+from gateway.monitor.rules import CommitWatch, Thresholds, bulk_lookup, rejection_spike, silent
 from tests.support import monitor_stream as ms
 
 REQUESTS = frozenset({ms.REQUEST_TYPE})
@@ -101,3 +101,21 @@ def test_silence_needs_an_active_agency_and_the_time() -> None:
     assert silent(t, 1000.0, 1300.0, [5, 4, 6])
     assert not silent(t, 1000.0, 1299.0, [5, 4, 6])
     assert not silent(t, 1000.0, 5000.0, [5, 0, 6])
+
+
+def test_a_commit_that_stands_still_while_there_is_lag_is_a_stall_said_once() -> None:
+    """Seconds still grow only with lag and an unmoved offset; a move or no lag resets them."""
+    watch = CommitWatch(stall_s=60.0)
+    tp = ("xgw.audit", 2)
+    rows, stalled = watch.observe({tp: 10}, {tp: 50}, now=0.0)
+    assert (rows[0].lag, rows[0].stalled_seconds, stalled) == (40, 0.0, [])
+    rows, stalled = watch.observe({tp: 10}, {tp: 80}, now=59.0)
+    assert (rows[0].stalled_seconds, stalled) == (59.0, [])
+    rows, stalled = watch.observe({tp: 10}, {tp: 80}, now=61.0)
+    assert [(s.topic, s.partition, s.stalled_seconds) for s in stalled] == [("xgw.audit", 2, 61.0)]
+    _, stalled = watch.observe({tp: 10}, {tp: 80}, now=200.0)
+    assert stalled == []  # said once per stall
+    rows, _ = watch.observe({tp: 11}, {tp: 80}, now=201.0)
+    assert rows[0].stalled_seconds == 0.0  # it moved
+    rows, _ = watch.observe({tp: 80}, {tp: 80}, now=900.0)
+    assert rows[0].stalled_seconds == 0.0  # no lag: nothing to stall on
