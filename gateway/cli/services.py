@@ -168,6 +168,14 @@ def agency(
     "(default: http://127.0.0.1:<XGW_METRICS_PORT, 9464>/metrics).",
 )
 @click.option(
+    "--monitor",
+    "monitors",
+    multiple=True,
+    metavar="URL",
+    help="An exchange monitor's /monitor URL; repeat for several, their views are added up "
+    "(default: http://127.0.0.1:<XGW_MONITOR_PORT, 6066>/monitor).",
+)
+@click.option(
     "--interval",
     type=click.FloatRange(0.1, 3600),
     default=1.0,
@@ -177,22 +185,23 @@ def agency(
 @click.option(
     "--once", is_flag=True, help="Scrape twice, --interval apart, print one snapshot and exit."
 )
-def top(urls: tuple[str, ...], interval: float, once: bool) -> None:
-    """Live view of running gateway workers, from their /metrics endpoints (Ctrl-C quits)."""
+def top(urls: tuple[str, ...], monitors: tuple[str, ...], interval: float, once: bool) -> None:
+    """Live view of running gateway workers and exchange monitors (Ctrl-C quits)."""
     from rich.console import Console  # noqa: PLC0415
 
     from gateway.lab.processes import scrape  # noqa: PLC0415
     from gateway.ops.top import snapshot  # noqa: PLC0415
+    from gateway.ops.top_monitor import fetch_monitor  # noqa: PLC0415
     from gateway.ops.top_render import render, watch  # noqa: PLC0415
 
-    if not urls:
+    if not urls or not monitors:
         settings = load_settings()
-        port = settings.metrics_port or 9464
-        urls = (f"http://127.0.0.1:{port}/metrics",)
+        urls = urls or (f"http://127.0.0.1:{settings.metrics_port or 9464}/metrics",)
+        monitors = monitors or (f"http://127.0.0.1:{settings.monitor_port or 6066}/monitor",)
     console = Console()
     if once:
         if not console.is_terminal:  # a pipe or a test: no colours, room for the columns
             console = Console(width=max(console.width, 120), no_color=True)
-        console.print(render(snapshot(urls, interval, scrape)))
+        console.print(render(snapshot(urls, interval, scrape, monitors, fetch_monitor)))
         return
-    watch(urls, interval, scrape, console)
+    watch(urls, interval, scrape, console, monitors, fetch_monitor)

@@ -186,7 +186,9 @@ class CommitWatch:
                 since = now
                 self._reported.discard(key)
             self._since[key] = (done, since)
-            row = Watched(key[0], key[1], done, end - done, now - since if done < end else 0.0)
+            # The embedded broker's read_committed end can trail a committed offset: no lag.
+            lag = max(0, end - done)
+            row = Watched(key[0], key[1], done, lag, now - since if lag else 0.0)
             if row.stalled_seconds >= self.stall_s and key not in self._reported:
                 self._reported.add(key)
                 stalled_now.append(row)

@@ -54,14 +54,12 @@ def run_monitor(settings: Settings) -> None:
     async def main() -> None:
         await ensure_topics(settings, policy.agencies)
         monitor = Monitor(settings, policy, port)
-        if settings.processing_guarantee == "exactly_once":
-            monitor.app.in_worker = True  # faust runs transactions only "in a worker"
         stop = asyncio.Event()
         stop_on_signals(stop, "monitor")
         log.info(
             "monitor starting",
             url=f"http://{settings.metrics_host}:{port}/monitor",
-            guarantee=settings.processing_guarantee,
+            guarantee="at_least_once",  # whatever XGW_PROCESSING_GUARANTEE (docs/monitor.md)
             app_id=settings.monitor_app_id,
         )
         starting = asyncio.create_task(monitor.app.start())

@@ -1,11 +1,14 @@
 """``xgw top``: a live view of running gateway workers, read from their ``/metrics`` endpoints.
 
-Three layers. :func:`read` scrapes every endpoint once (the only I/O). :func:`build_view` turns
-two successive readings into rates, quantiles and rows; it is pure, so tests feed it sample
-dictionaries. :func:`gateway.ops.top_render.render` lays a :class:`View` out as rich tables.
+Three layers. :func:`read` scrapes every endpoint once, and fetches the exchange monitors'
+JSON views (``/monitor``) alongside (the only I/O). :func:`build_view` turns two successive
+readings into rates, quantiles and rows; it is pure, so tests feed it sample dictionaries (the
+monitors' part is :mod:`gateway.ops.top_monitor`). :func:`gateway.ops.top_render.render`
+lays a :class:`View` out as rich tables.
 
 Counters are differenced per endpoint and the differences summed, so a worker that stops or
-restarts between two scrapes never shows up as a huge negative or positive rate.
+restarts between two scrapes never shows up as a huge negative or positive rate. A monitor that
+does not answer is noted in the view, never an error: the workers' view stands on its own.
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ from dataclasses import dataclass, field
 from http.client import HTTPException
 
 from gateway.errors import XgwError
+from gateway.ops.top_monitor import (
+    MonitorEndpoint,
+    MonitorJson,
+    MonitorView,
+    fetch_monitor,
+    monitor_view,
+)
 
 Samples = Mapping[str, float]
 Scrape = Callable[[str, float], Samples]
+Fetch = Callable[[str, float], MonitorJson]
 
 RECEIVED = "xgw_messages_received_total"
 DELIVERED = "xgw_messages_delivered_total"
@@ -142,6 +153,7 @@ class Reading:
 
     at: float
     endpoints: tuple[Endpoint, ...]
+    monitors: tuple[MonitorEndpoint, ...] = ()
 
     @property
     def any_up(self) -> bool:
@@ -170,25 +182,43 @@ def window_increase(before: Reading, after: Reading) -> dict[str, float]:
     return dict(summed)
 
 
+def _why(exc: BaseException) -> str:
+    cause = getattr(exc, "reason", None) or exc  # URLError wraps the socket error
+    return str(getattr(cause, "strerror", None) or str(cause) or type(cause).__name__)
+
+
 def read(
     urls: Sequence[str],
     scrape: Scrape,
     timeout: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
+    monitors: Sequence[str] = (),
+    fetch: Fetch = fetch_monitor,
 ) -> Reading:
-    """Scrape every URL in parallel; an endpoint that fails is recorded as down with the reason."""
+    """Scrape every URL and fetch every monitor in parallel; what fails is recorded as down."""
 
     def one(url: str) -> Endpoint:
         try:
             return Endpoint(url, scrape(url, timeout))
         except (OSError, ValueError, HTTPException) as exc:  # URLError is an OSError
-            cause = getattr(exc, "reason", None) or exc  # URLError wraps the socket error
-            text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
-            return Endpoint(url, None, str(text))
+            return Endpoint(url, None, _why(exc))
 
-    with ThreadPoolExecutor(max_workers=min(len(urls), 16) or 1) as pool:
+    def monitor(url: str) -> MonitorEndpoint:
+        try:
+            answer = MonitorEndpoint(url, fetch(url, timeout))
+        except (OSError, ValueError, HTTPException) as exc:  # a JSONDecodeError is a ValueError
+            return MonitorEndpoint(url, None, _why(exc))
+        try:
+            monitor_view((answer,))  # hand on only what the pure layer can read
+        except (KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError):
+            return MonitorEndpoint(url, None, "not a monitor view")  # a worker, another service
+        return answer
+
+    with ThreadPoolExecutor(max_workers=min(len(urls) + len(monitors), 16) or 1) as pool:
+        views = [pool.submit(monitor, url) for url in monitors]
         endpoints = tuple(pool.map(one, urls))
-    return Reading(clock(), endpoints)
+        answers = tuple(v.result() for v in views)
+    return Reading(clock(), endpoints, answers)
 
 
 # --- the view ----------------------------------------------------------------------------------
@@ -248,6 +278,7 @@ class View:
     lag: tuple[LagRow, ...] | None
     certificate_expiry_s: float | None
     versions: tuple[str, ...] = field(default=())
+    monitor: MonitorView | None = None  # None: no monitor asked for
 
     @property
     def up(self) -> int:
@@ -369,6 +400,7 @@ def build_view(before: Reading | None, after: Reading) -> View:
         lag=_lag_rows(after),
         certificate_expiry_s=min(expiries) if expiries else None,
         versions=tuple(sorted({w.version for w in workers if w.version})),
+        monitor=monitor_view(after.monitors) if after.monitors else None,
     )
 
 
@@ -379,14 +411,23 @@ def _down_summary(reading: Reading) -> str:
     return ", ".join(f"{e.url} ({e.error})" for e in reading.endpoints)
 
 
-def snapshot(urls: Sequence[str], interval: float, scrape: Scrape) -> View:
-    """Scrape twice, ``interval`` apart, and return the view; raise if no endpoint answers."""
+def snapshot(
+    urls: Sequence[str],
+    interval: float,
+    scrape: Scrape,
+    monitors: Sequence[str] = (),
+    fetch: Fetch = fetch_monitor,
+) -> View:
+    """Scrape twice, ``interval`` apart, and return the view; raise if no worker answers.
+
+    The monitors are asked with the second scrape: the view shows only that one.
+    """
     timeout = scrape_timeout(interval)
     first = read(urls, scrape, timeout)
     if not first.any_up:
         raise XgwError(f"no gateway worker answered: {_down_summary(first)}")
     time.sleep(interval)
-    return build_view(first, read(urls, scrape, timeout))
+    return build_view(first, read(urls, scrape, timeout, monitors=monitors, fetch=fetch))
 
 
 def scrape_timeout(interval: float) -> float:

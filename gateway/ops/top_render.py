@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gateway.ops.top import Scrape, View, build_view, read, scrape_timeout
+from gateway.ops.top import Fetch, Scrape, View, build_view, read, scrape_timeout
+from gateway.ops.top_monitor import MonitorView, fetch_monitor
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -39,8 +41,11 @@ def format_expiry(seconds: float | None) -> str:
     return f"in {span}" if seconds >= 0 else f"EXPIRED {span} ago"
 
 
-# What fits a 24-line terminal with four agencies: the rest is summed into one line.
+# What fits a 24-line terminal with four agencies: the rest is summed into one line. That
+# view has one line to spare; the monitor's lines beyond it take the place of reasons.
 TOP_REASONS = 5
+SPARE_LINES = 1
+TOP_MONITORED = 3  # agencies named on a monitor line
 
 
 def _table(
@@ -71,6 +76,55 @@ def lag_line(view: View) -> str:
     topic, most = max(per_topic.items(), key=lambda t: (t[1], t[0]), default=("", 0.0))
     where = f", most on {topic} ({most:,.0f})" if most else ""
     return f"consumer lag: {total:,.0f} records{where}"
+
+
+def _clock(stamp: str) -> str:
+    """``06:40:00Z`` from an RFC 3339 UTC timestamp: the time of day is what tells at a glance."""
+    try:
+        return datetime.fromisoformat(stamp).strftime("%H:%M:%SZ")
+    except ValueError:
+        return stamp
+
+
+def monitor_lines(monitor: MonitorView | None) -> list[str]:
+    """At most three lines: top requesters, decision rates, alerts (what is wrong first).
+
+    Requesters are counted in the current window, rates over the last complete one.
+    """
+    if monitor is None:
+        return []
+    silent = f"no answer at {', '.join(m.url for m in monitor.silent)}"
+    if not monitor.answered:
+        return [f"monitor: {silent}"]
+    named = [f"{r.agency} {r.distinct_subjects}/{r.requests}" for r in monitor.requesters]
+    if named:  # the first spelled out, the others in its terms
+        top = monitor.requesters[0]
+        named[0] = f"{top.agency} {top.distinct_subjects} residents/{top.requests} req"
+    requesters = ", ".join(named[:TOP_MONITORED])
+    rates = ", ".join(
+        f"{agency} {format_rate(rate)}" for agency, rate in monitor.decisions_per_s[:TOP_MONITORED]
+    )
+    # A stalled commit or a silent monitor leaves the figures incomplete: that comes first.
+    alerts = []
+    if monitor.stall is not None:
+        stall = monitor.stall
+        alerts.append(
+            f"monitor commit stalled {stall.seconds:.0f} s on {stall.topic}:{stall.partition}"
+        )
+    if monitor.silent:
+        alerts.append(silent)
+    newest = monitor.newest_alert
+    latest = (
+        ""
+        if newest is None
+        else f" (newest: {newest.kind} {newest.agency} {_clock(newest.window_start)})"
+    )
+    alerts.append(f"alerts: {monitor.alerts}{latest}")
+    return [
+        f"monitor {monitor.window}: top requesters {requesters or 'none'}",
+        f"monitor decisions/s (last {monitor.window}): {rates or 'none'}",
+        " | ".join(alerts),
+    ]
 
 
 def render(view: View) -> RenderableType:
@@ -119,14 +173,19 @@ def render(view: View) -> RenderableType:
             for a in view.agencies
         ),
     )
+    # One line each, cut at the terminal's width rather than wrapped, so the layout holds.
+    monitor = [
+        Text(line, no_wrap=True, overflow="ellipsis") for line in monitor_lines(view.monitor)
+    ]
+    top = max(1, TOP_REASONS - max(0, len(monitor) - SPARE_LINES))
     ranked = sorted(view.reasons, key=lambda r: (-(r.per_s or 0.0), -r.total, r.reason))
-    shown, rest = ranked[:TOP_REASONS], ranked[TOP_REASONS:]
+    shown, rest = ranked[:top], ranked[top:]
     reasons = _table(
-        f"Rejections by reason (top {TOP_REASONS})" if rest else "Rejections by reason",
+        f"Rejections by reason (top {top})" if rest else "Rejections by reason",
         ("reason", "total", "per s"),
         ((r.reason, f"{r.total:,.0f}", format_rate(r.per_s)) for r in shown),
     )
-    parts: list[RenderableType] = [header, summary, workers, agencies, reasons]
+    parts: list[RenderableType] = [header, summary, *monitor, workers, agencies, reasons]
     if rest:
         parts.append(
             Text(f"  +{len(rest)} more reasons, {sum(r.total for r in rest):,.0f} rejections")
@@ -134,17 +193,24 @@ def render(view: View) -> RenderableType:
     return Group(*parts)
 
 
-def watch(urls: Sequence[str], interval: float, scrape: Scrape, console: Console) -> None:
-    """Redraw the view every ``interval`` seconds until Ctrl-C."""
+def watch(
+    urls: Sequence[str],
+    interval: float,
+    scrape: Scrape,
+    console: Console,
+    monitors: Sequence[str] = (),
+    fetch: Fetch = fetch_monitor,
+) -> None:
+    """Redraw the view every ``interval`` seconds until Ctrl-C, asking the monitors each time."""
     from rich.live import Live  # noqa: PLC0415
 
     timeout = scrape_timeout(interval)
-    after = read(urls, scrape, timeout)
+    after = read(urls, scrape, timeout, monitors=monitors, fetch=fetch)
     with Live(render(build_view(None, after)), console=console, auto_refresh=False) as live:
         try:
             while True:
                 time.sleep(interval)
-                before, after = after, read(urls, scrape, timeout)
+                before, after = after, read(urls, scrape, timeout, monitors=monitors, fetch=fetch)
                 live.update(render(build_view(before, after)), refresh=True)
         except KeyboardInterrupt:
             pass  # Ctrl-C is the normal way out of a live view

@@ -4,8 +4,8 @@ A known stream of audit records goes to the audit topic; the monitor's windowed 
 (``/monitor/counts``) must equal the counts computed directly from the records; a scripted
 stream raises each misuse alert once, and ordinary traffic raises none. The restart tests
 SIGKILL a monitor mid-stream and check the counts after recovery against the direct ones:
-nothing may be missing, and at least once only what was read after the last commit may count
-twice (docs/monitor.md); with exactly once on Apache Kafka, nothing.
+nothing may be missing, and only what was read after the last commit may count twice
+(docs/monitor.md).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def _settings(broker: BrokerUnderTest, **extra: Any) -> Settings:
         monitor_port=0,
         monitor_short_window_seconds=SHORT,
         monitor_long_window_seconds=LONG,
+        log_level=os.environ.get("XGW_MONITOR_TEST_LOG_LEVEL", "INFO"),
         **broker.connection,
         **extra,
     )
@@ -260,13 +261,10 @@ async def test_a_killed_monitor_recovers_its_windows(
 ) -> None:
     """SIGKILL mid-stream; restarted (or the other monitor takes over): no count is missing.
 
-    At least once, what the monitor read after its last commit may count twice (bounded by
-    the inputs' lag at the kill); with exactly once on Apache Kafka, nothing counts twice.
+    At least once (the monitor's guarantee, docs/monitor.md), what the monitor read after its
+    last commit may count twice: at most the inputs' lag at the kill.
     """
-    exactly_once = any_broker.name == "apache_kafka"
-    settings = _settings(
-        any_broker, processing_guarantee="exactly_once" if exactly_once else "at_least_once"
-    )
+    settings = _settings(any_broker)
     await ensure_topics(settings, ("police", "health", "education", "land"))
     start = ms.window_start(time.time() - 3 * 3600, LONG)
     stream = ms.ordinary(random.Random(100 + run), start, windows=150, size=SHORT)
@@ -291,11 +289,13 @@ async def test_a_killed_monitor_recovers_its_windows(
     counts = await _settled(monitors[1:], expected)
     missing = {k: n - counts[k] for k, n in expected.items() if counts[k] < n}
     extra = {k: counts[k] - expected[k] for k in counts if counts[k] > expected[k]}
-    assert missing == {}, f"{sum(missing.values())} missing in {len(missing)} counts: " + str(
-        sorted(missing.items())[:5]
-    )
+    if missing:
+        views = [await m.view() for m in monitors if m.running]
+        behind = [p for v in views for p in v["partitions"] if p["lag"]]
+        pytest.fail(
+            f"{sum(missing.values())} missing in {len(missing)} counts, e.g. "
+            f"{sorted(missing.items())[:3]}; partitions with lag: {behind}; "
+            f"log: {monitors[-1].tail(1500)}"
+        )
     doubled = sum(n for k, n in extra.items() if k[0] == "1m" and k[2] == "decisions")
-    if exactly_once:
-        assert extra == {}, f"counted twice after the kill: {doubled} decisions"
-    else:
-        assert doubled <= lag, f"{doubled} decisions counted twice, more than the lag {lag}"
+    assert doubled <= lag, f"{doubled} decisions counted twice, more than the lag {lag}"

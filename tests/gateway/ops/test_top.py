@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import math
+import socket
 import threading
 import urllib.error
 from collections.abc import Iterator
@@ -30,7 +33,16 @@ from gateway.ops.top import (
     read,
     sum_by,
 )
-from gateway.ops.top_render import format_expiry, render, watch
+from gateway.ops.top_monitor import (
+    MonitorAlert,
+    MonitorEndpoint,
+    MonitorView,
+    Requester,
+    Stall,
+    merge_monitor_views,
+    monitor_view,
+)
+from gateway.ops.top_render import format_expiry, monitor_lines, render, watch
 from gateway.reasons import ReasonCode
 
 INF = math.inf
@@ -62,6 +74,101 @@ xgw_assigned_partitions 4.0
 # TYPE xgw_build info
 xgw_build_info{version="9.8.7"} 1.0
 """
+
+
+def _counts(decisions: int = 0, requests: int = 0, distinct: int = 0) -> dict[str, int]:
+    return {
+        "decisions": decisions,
+        "rejected": 0,
+        "deliveries": 0,
+        "requests": requests,
+        "distinct_subjects": distinct,
+    }
+
+
+def _alert(kind: str, agency: str, start: str, raised: str) -> dict[str, object]:
+    return {
+        "id": f"{kind}-{agency}",
+        "kind": kind,
+        "agency": agency,
+        "type": "*",
+        "window_start": f"2026-12-07T{start}.000Z",
+        "window_end": "2026-12-07T06:41:00.000Z",
+        "count": 120,
+        "baseline": 4.0,
+        "threshold": 50.0,
+        "raised_at": f"2026-12-07T{raised}.000Z",
+    }
+
+
+def _partition(topic: str, partition: int, lag: int, stalled: float) -> dict[str, object]:
+    return {
+        "topic": topic,
+        "partition": partition,
+        "committed": 100,
+        "lag": lag,
+        "stalled_seconds": stalled,
+    }
+
+
+# Two monitor processes' /monitor views (gateway.monitor.app.Monitor.view): the first counts
+# education and police, the second health and land.
+MONITOR_ONE = {
+    "app_id": "xgw-monitor",
+    "stream_time": 1_796_625_650.0,
+    "windows": {
+        "1m": {
+            "seconds": 60.0,
+            "start": 1_796_625_600.0,
+            "agencies": {
+                "education": {"current": _counts(5, 123, 120), "last": _counts(60, 4, 4)},
+                "police": {"current": _counts(300), "last": _counts(720)},
+            },
+        },
+        "1h": {
+            "seconds": 3600.0,
+            "start": 1_796_623_200.0,
+            "agencies": {
+                "education": {"current": _counts(65, 127, 124), "last": _counts(3000, 200, 190)},
+                "police": {"current": _counts(1020), "last": _counts(40_000)},
+            },
+        },
+    },
+    "top_requesters": {
+        "1m": [{"agency": "education", "distinct_subjects": 120, "requests": 123}],
+        "1h": [{"agency": "education", "distinct_subjects": 124, "requests": 127}],
+    },
+    "alerts": [_alert("bulk_lookup", "education", "06:40:00", "06:40:12")],
+    "partitions": [_partition("xgw.audit", 0, 0, 0.0), _partition("xgw.audit", 2, 40, 0.0)],
+}
+MONITOR_TWO = {
+    "app_id": "xgw-monitor",
+    "stream_time": 1_796_625_652.0,
+    "windows": {
+        "1m": {
+            "seconds": 60.0,
+            "start": 1_796_625_600.0,
+            "agencies": {
+                "health": {"current": _counts(10, 3, 3), "last": _counts(180, 2, 2)},
+                "land": {"current": _counts(1), "last": _counts(30)},
+            },
+        },
+        "1h": {
+            "seconds": 3600.0,
+            "start": 1_796_623_200.0,
+            "agencies": {
+                "health": {"current": _counts(190, 5, 5), "last": _counts(9000, 90, 80)},
+                "land": {"current": _counts(31), "last": _counts(1500)},
+            },
+        },
+    },
+    "top_requesters": {
+        "1m": [{"agency": "health", "distinct_subjects": 3, "requests": 3}],
+        "1h": [{"agency": "health", "distinct_subjects": 5, "requests": 5}],
+    },
+    "alerts": [_alert("rejection_spike", "health", "06:39:00", "06:39:30")],
+    "partitions": [_partition("xgw.audit", 0, 0, 0.0), _partition("xgw.audit", 2, 41, 75.0)],
+}
 
 
 def _reading(at: float, *endpoints: tuple[str, dict[str, float] | None]) -> Reading:
@@ -262,6 +369,123 @@ def test_read_records_a_failing_endpoint_as_down() -> None:
     ]
 
 
+def test_two_monitors_views_add_up() -> None:
+    """Merged views hold both processes' agencies, requesters and alerts, newest alert first."""
+    merged = merge_monitor_views([MONITOR_ONE, MONITOR_TWO])
+    short = merged["windows"]["1m"]
+    assert sorted(short["agencies"]) == ["education", "health", "land", "police"]
+    assert short["agencies"]["health"] == MONITOR_TWO["windows"]["1m"]["agencies"]["health"]
+    assert short["seconds"] == 60.0
+    assert merged["stream_time"] == 1_796_625_652.0
+    assert [r["agency"] for r in merged["top_requesters"]["1m"]] == ["education", "health"]
+    assert [a["kind"] for a in merged["alerts"]] == ["bulk_lookup", "rejection_spike"]
+    # Every process watches the same input partitions: one row each, the larger figures.
+    assert merged["partitions"] == [
+        _partition("xgw.audit", 0, 0, 0.0),
+        _partition("xgw.audit", 2, 41, 75.0),
+    ]
+
+
+def test_an_agency_counted_by_two_monitors_is_summed() -> None:
+    """Counts and requesters of an agency in both views (a partition moving) are added."""
+    merged = merge_monitor_views([MONITOR_ONE, MONITOR_ONE])
+    education = merged["windows"]["1m"]["agencies"]["education"]
+    assert education["current"] == _counts(10, 246, 240)
+    assert education["last"] == _counts(120, 8, 8)
+    assert merged["top_requesters"]["1m"] == [
+        {"agency": "education", "distinct_subjects": 240, "requests": 246}
+    ]
+    assert len(merged["alerts"]) == 2
+    assert merge_monitor_views([MONITOR_ONE]) == MONITOR_ONE
+
+
+def test_monitor_view_reads_the_shortest_window() -> None:
+    """Rates are last-window decisions per second, most first; the longest stall is kept."""
+    view = monitor_view(
+        (
+            MonitorEndpoint("http://m1/monitor", MONITOR_ONE),
+            MonitorEndpoint("http://m2/monitor", MONITOR_TWO),
+            MonitorEndpoint("http://m3/monitor", None, "Connection refused"),
+        )
+    )
+    assert view.answered == 2
+    assert [m.url for m in view.silent] == ["http://m3/monitor"]
+    assert view.window == "1m"
+    assert view.requesters == (Requester("education", 120, 123), Requester("health", 3, 3))
+    assert view.decisions_per_s == (
+        ("police", 12.0),
+        ("health", 3.0),
+        ("education", 1.0),
+        ("land", 0.5),
+    )
+    assert view.alerts == 2
+    assert view.newest_alert == MonitorAlert("bulk_lookup", "education", "2026-12-07T06:40:00.000Z")
+    assert view.stall == Stall("xgw.audit", 2, 75.0)
+
+
+def _monitor(**changes: object) -> MonitorView:
+    view = monitor_view(
+        (
+            MonitorEndpoint("http://m1/monitor", MONITOR_ONE),
+            MonitorEndpoint("http://m2/monitor", MONITOR_TWO),
+        )
+    )
+    return dataclasses.replace(view, **changes)
+
+
+def test_monitor_lines_name_requesters_rates_and_alerts() -> None:
+    """Three lines: top requesters, the top three decision rates, the alerts and the stall."""
+    assert monitor_lines(_monitor(stall=None)) == [
+        "monitor 1m: top requesters education 120 residents/123 req, health 3/3",
+        "monitor decisions/s (last 1m): police 12.0, health 3.0, education 1.0",
+        "alerts: 2 (newest: bulk_lookup education 06:40:00Z)",
+    ]
+    stalled = monitor_lines(_monitor())[2]
+    assert stalled.startswith("monitor commit stalled 75 s on xgw.audit:2 | alerts: 2")
+
+
+def test_monitor_lines_without_an_answer_or_anything_counted() -> None:
+    """No monitor answering is one line; an idle monitor says none; no monitor adds nothing."""
+    down = MonitorEndpoint("http://127.0.0.1:6066/monitor", None, "Connection refused")
+    assert monitor_lines(monitor_view((down,))) == [
+        "monitor: no answer at http://127.0.0.1:6066/monitor"
+    ]
+    window = {"seconds": 60.0, "start": 0.0, "agencies": {}}
+    idle = {"windows": {"1m": window}, "top_requesters": {"1m": []}, "alerts": []}
+    lines = monitor_lines(monitor_view((MonitorEndpoint("http://m/monitor", idle), down)))
+    assert lines == [
+        "monitor 1m: top requesters none",
+        "monitor decisions/s (last 1m): none",
+        "no answer at http://127.0.0.1:6066/monitor | alerts: 0",
+    ]
+    assert monitor_lines(None) == []
+
+
+def test_read_fetches_monitors_and_records_those_that_fail() -> None:
+    """A monitor that fails or serves something else is recorded with a reason, never raised."""
+
+    def fetch(url: str, _timeout: float) -> dict[str, object]:
+        if "down" in url:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        return MONITOR_ONE if "good" in url else {"windows": []}
+
+    reading = read(
+        ["http://w/metrics"],
+        lambda _url, _timeout: {},
+        monitors=["http://good/monitor", "http://down/monitor", "http://other/monitor"],
+        fetch=fetch,
+    )
+    assert [(m.url, m.view is not None, m.error) for m in reading.monitors] == [
+        ("http://good/monitor", True, ""),
+        ("http://down/monitor", False, "Connection refused"),
+        ("http://other/monitor", False, "not a monitor view"),
+    ]
+    view = build_view(None, reading)
+    assert view.monitor is not None
+    assert view.monitor.answered == 1
+    assert build_view(None, _reading(0.0, ("a", {}))).monitor is None
+
+
 def test_render_says_na_without_lag_or_certificates() -> None:
     """The rendered view names missing lag and certificate metrics as n/a."""
     console = Console(width=120, force_terminal=False)
@@ -318,6 +542,41 @@ def metrics_url() -> Iterator[str]:
         thread.join()
 
 
+def _monitor_handler(view: dict[str, object]) -> type[BaseHTTPRequestHandler]:
+    class _Monitor(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(view).encode()
+            self.send_response(200 if self.path == "/monitor" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Keep the test output quiet."""
+
+    return _Monitor
+
+
+@pytest.fixture
+def monitor_urls() -> Iterator[list[str]]:
+    """Two monitors' /monitor endpoints serving MONITOR_ONE and MONITOR_TWO."""
+    servers = [
+        ThreadingHTTPServer(("127.0.0.1", 0), _monitor_handler(view))
+        for view in (MONITOR_ONE, MONITOR_TWO)
+    ]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    try:
+        yield [f"http://127.0.0.1:{s.server_port}/monitor" for s in servers]
+    finally:
+        for server, thread in zip(servers, threads, strict=True):
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
 def test_once_prints_one_plain_snapshot(metrics_url: str) -> None:
     """``--once`` prints agencies, reasons, latency, partitions and version without ANSI codes."""
     result = CliRunner().invoke(cli, ["top", "--once", "--interval", "0.1", "--url", metrics_url])
@@ -354,6 +613,54 @@ def test_once_shows_a_down_endpoint_next_to_a_live_one(metrics_url: str) -> None
     assert "Traceback" not in result.output
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound once by the OS, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_once_with_an_unreachable_monitor_is_one_line(metrics_url: str, unused_port: int) -> None:
+    """A monitor that does not answer is one line in the snapshot; the workers' view is whole."""
+    monitor = f"http://127.0.0.1:{unused_port}/monitor"
+    result = CliRunner().invoke(
+        cli, ["top", "--once", "--interval", "0.1", "--url", metrics_url, "--monitor", monitor]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"monitor: no answer at {monitor}" in lines
+    assert sum("monitor" in line for line in lines) == 1
+    assert "1/1 workers up" in result.stdout
+    assert "revoked_certificate" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_once_asks_the_monitor_port_of_the_settings_by_default(
+    metrics_url: str, unused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``--monitor`` the snapshot asks ``/monitor`` on ``XGW_MONITOR_PORT``."""
+    monkeypatch.setenv("XGW_MONITOR_PORT", str(unused_port))
+    result = CliRunner().invoke(cli, ["top", "--once", "--interval", "0.1", "--url", metrics_url])
+    assert result.exit_code == 0, result.output
+    assert f"monitor: no answer at http://127.0.0.1:{unused_port}/monitor" in result.stdout
+
+
+def test_once_shows_two_monitors_added_up(metrics_url: str, monitor_urls: list[str]) -> None:
+    """Two monitors' views are fetched, added up and shown next to the workers' view."""
+    result = CliRunner().invoke(
+        cli,
+        ["top", "--once", "--interval", "0.1", "--url", metrics_url]
+        + [arg for url in monitor_urls for arg in ("--monitor", url)],
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "monitor 1m: top requesters education 120 residents/123 req, health 3/3" in out
+    assert "monitor decisions/s (last 1m): police 12.0, health 3.0, education 1.0" in out
+    assert "monitor commit stalled 75 s on xgw.audit:2 | alerts: 2 (newest: bulk_lookup" in out
+    assert "1/1 workers up" in out
+
+
 def test_once_with_every_endpoint_down_is_one_line() -> None:
     """With no endpoint answering, ``--once`` exits 1 with one line naming the endpoint."""
     result = CliRunner().invoke(
@@ -367,10 +674,10 @@ def test_once_with_every_endpoint_down_is_one_line() -> None:
     assert "127.0.0.1:1" in lines[0]
 
 
-def test_a_busy_exchange_fits_an_80_by_24_terminal_with_what_matters_first() -> None:
-    """28 reasons and 16 lagging partitions: summary lines on top, top reasons, lag per topic."""
+def _busy_view(monitor: MonitorView | None = None) -> View:
+    """Four agencies, 28 reasons and 16 lagging partitions."""
     agencies = ("police", "health", "education", "land")
-    view = View(
+    return View(
         workers=(WorkerRow("http://127.0.0.1:9464/metrics", True, 16, "0.1.0"),),
         agencies=tuple(AgencyRow(a, 10.0, 20.0, 1.0, 0.02, 0.08) for a in agencies),
         reasons=tuple(
@@ -383,14 +690,45 @@ def test_a_busy_exchange_fits_an_80_by_24_terminal_with_what_matters_first() -> 
         lag=tuple(LagRow(f"xgw.ingress.{a}", p, 10.0 * p) for a in agencies for p in range(4)),
         certificate_expiry_s=86400 * 200,
         versions=("0.1.0",),
+        monitor=monitor,
     )
+
+
+def _render_80(view: View) -> tuple[str, list[str]]:
     console = Console(width=80, force_terminal=False)
     with console.capture() as captured:
         console.print(render(view))
-    lines = captured.get().rstrip("\n").splitlines()
+    return captured.get(), captured.get().rstrip("\n").splitlines()
+
+
+def test_a_busy_exchange_fits_an_80_by_24_terminal_with_what_matters_first() -> None:
+    """28 reasons and 16 lagging partitions: summary lines on top, top reasons, lag per topic."""
+    text, lines = _render_80(_busy_view())
     assert len(lines) <= 24, "\n".join(lines)
     assert all(len(line) <= 80 for line in lines)
     assert lines[1].startswith("batch processing p99: 24.7 ms | nearest certificate expiry:")
     assert lines[2] == "consumer lag: 240 records, most on xgw.ingress.police (60)"
-    assert "Rejections by reason (top 5)" in captured.get()
+    assert "Rejections by reason (top 5)" in text
     assert lines[-1] == f"  +23 more reasons, {sum(100.0 + i for i in range(23)):,.0f} rejections"
+
+
+def test_a_busy_exchange_and_its_monitor_fit_an_80_by_24_terminal() -> None:
+    """The monitor's three lines follow the summary, cut at 80 columns; two reasons make room."""
+    text, lines = _render_80(_busy_view(_monitor()))
+    assert len(lines) <= 24, "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    assert lines[2] == "consumer lag: 240 records, most on xgw.ingress.police (60)"
+    assert lines[3] == "monitor 1m: top requesters education 120 residents/123 req, health 3/3"
+    assert lines[4] == "monitor decisions/s (last 1m): police 12.0, health 3.0, education 1.0"
+    assert lines[5].startswith("monitor commit stalled 75 s on xgw.audit:2 | alerts: 2 (newest:")
+    assert "Rejections by reason (top 3)" in text
+    assert lines[-1] == f"  +25 more reasons, {sum(100.0 + i for i in range(25)):,.0f} rejections"
+
+
+def test_a_silent_monitor_is_one_line_and_leaves_the_reasons() -> None:
+    """With the monitor not answering, its one line fits beside the five top reasons."""
+    down = MonitorEndpoint("http://127.0.0.1:6066/monitor", None, "Connection refused")
+    text, lines = _render_80(_busy_view(monitor_view((down,))))
+    assert len(lines) <= 24, "\n".join(lines)
+    assert lines[3] == "monitor: no answer at http://127.0.0.1:6066/monitor"
+    assert "Rejections by reason (top 5)" in text
