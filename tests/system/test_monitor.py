@@ -40,6 +40,10 @@ SHORT, LONG = 60.0, 3600.0
 SIZES = {window_label(SHORT): SHORT, window_label(LONG): LONG}
 RUNS = int(os.environ.get("XGW_MONITOR_RUNS", "1"))
 SETTLE_S = 90.0
+KNOWN_FAILURE = (
+    "faust-streaming's recovery still loses or doubles counts after a SIGKILL here "
+    "(docs/monitor.md, Known failures)"
+)
 
 
 def _settings(broker: BrokerUnderTest, **extra: Any) -> Settings:
@@ -256,6 +260,7 @@ async def test_a_killed_monitor_recovers_its_windows(
     any_broker: BrokerUnderTest,
     monitors: list[MonitorProcess],
     tmp_path: Path,
+    request: pytest.FixtureRequest,
     workers: int,
     run: int,
 ) -> None:
@@ -264,6 +269,10 @@ async def test_a_killed_monitor_recovers_its_windows(
     At least once (the monitor's guarantee, docs/monitor.md), what the monitor read after its
     last commit may count twice: at most the inputs' lag at the kill.
     """
+    if any_broker.name != "embedded" or workers > 1:
+        # Open (docs/monitor.md, "Known failures"): measured 0 of 4 on Apache Kafka and about
+        # half with two monitors on the embedded broker. Runs, and says so, until it is fixed.
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURE, strict=False))
     settings = _settings(any_broker)
     await ensure_topics(settings, ("police", "health", "education", "land"))
     start = ms.window_start(time.time() - 3 * 3600, LONG)
