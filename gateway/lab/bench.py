@@ -9,7 +9,9 @@ on the same broker:
    offsets are committed);
 2. the pure pipeline: :meth:`Pipeline.decide_batch` over every record in this process, in
    batches of ``XGW_BATCH_MAX`` as the worker takes them, no I/O;
-3. the gateway as shipped: 1 worker process, then ``--workers`` processes in one group.
+3. the gateway as shipped: 1 worker process, then ``--workers`` processes in one group;
+4. the exchange monitor (``xgw monitor``, faust) over the audit topic the 1-worker drain wrote:
+   audit records per second, from its tables recovered until every fact was counted.
 
 For 1 and 3 the consumers are started and have their partitions first; then the records are
 written in one burst (many times faster than any consumer here drains them, so a backlog forms
@@ -58,7 +60,7 @@ from gateway.lab.load import (
     proc_sample,
     seal_records,
 )
-from gateway.lab.processes import WorkerProcess
+from gateway.lab.processes import MonitorProcess, WorkerProcess, scrape
 from gateway.lab.progress import progress_bars
 from gateway.lab.report import BenchResult, GatewayRun, Latency, Sustained
 from gateway.runtime.bootstrap import memory_pipeline
@@ -80,6 +82,7 @@ TUNING = (
 )
 _SETTLE_S = 1.0  # after every worker has partitions, let the group's last rebalance finish
 _STALL_S = 45.0  # no new output for this long fails the run
+_MONITOR_IDLE_S = 3.0  # the monitor counted nothing new for this long: it is done
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class _Bench:
         result.raw_elapsed_s = await self._raw_transport(records)
         result.raw_msg_s = len(records) / result.raw_elapsed_s
         result.gateway.append(await self._gateway(records, 1, result.expected))
+        await self._monitor(result, self._namespace("g1"))
         if options.workers > 1:
 
             async def latency(gateway: _Gateway) -> None:
@@ -198,6 +202,38 @@ class _Bench:
         else:
             async with self._running(self._namespace("lat"), 1) as (gateway, _):
                 result.latency = await self._latency(gateway, 0, options.latency_seconds)
+
+    async def _monitor(self, result: BenchResult, drained: Settings) -> None:
+        """Time an exchange monitor over the audit topic the 1-worker drain left behind."""
+        records = result.gateway[0].receipts  # one audit record per receipt
+        settings = drained.model_copy(
+            update={"monitor_app_id": f"{drained.topic_prefix}-monitor", "monitor_port": 0}
+        )
+        task = self.progress.add_task("exchange monitor", total=records)
+        monitor = MonitorProcess(settings, self.options.log_dir / f"{settings.monitor_app_id}.log")
+        monitor.start()
+        try:
+            await monitor.wait_ready(120)
+            started = time.monotonic()
+            read_s = counted_s = 0.0
+            counted, last_change = -1.0, time.monotonic()
+            while time.monotonic() - last_change < _MONITOR_IDLE_S:
+                samples = await asyncio.to_thread(scrape, monitor.metrics_url)
+                read = samples.get("xgw_monitor_audit_records_total{}", 0.0)
+                facts = sum(v for k, v in samples.items() if k.startswith("xgw_monitor_facts_"))
+                self.progress.update(task, completed=read)
+                if read >= records and not read_s:
+                    read_s = time.monotonic() - started
+                if facts != counted:
+                    counted, last_change = facts, time.monotonic()
+                    counted_s = last_change - started
+                await asyncio.sleep(0.1)
+            if read_s:
+                result.monitor_audit_records = records
+                result.monitor_read_s = read_s
+                result.monitor_counted_s = max(counted_s, read_s)
+        finally:
+            monitor.stop()
 
     async def _records(self, n: int) -> list[BenchRecord]:
         task = self.progress.add_task("signing records", total=n)

@@ -188,6 +188,11 @@ class BenchResult:
     raw_elapsed_s: float = 0.0
     pipeline_msg_s: float = 0.0
     gateway: list[GatewayRun] = field(default_factory=list)
+    # The exchange monitor over the 1-worker drain's audit topic: audit records per second
+    # until it had read them all, and until every fact of theirs was counted in its windows.
+    monitor_read_s: float = 0.0
+    monitor_counted_s: float = 0.0
+    monitor_audit_records: int = 0
     latency: Latency | None = None
     sustained: Sustained | None = None
     machine: dict[str, Any] = field(default_factory=machine)
@@ -217,6 +222,7 @@ class BenchResult:
                 "pure_pipeline_msg_s": round(self.pipeline_msg_s, 1),
                 "pure_pipeline_us_per_msg": round(pipeline_us, 1) if pipeline_us else None,
                 "gateway": [g.as_dict(self.pipeline_msg_s, self.raw_msg_s) for g in self.gateway],
+                "monitor": self._monitor(),
             }
         out["latency"] = self.latency.as_dict() if self.latency else None
         if self.sustained:
@@ -229,6 +235,17 @@ class BenchResult:
             "elapsed_s": round(self.elapsed_s, 1),
         }
         return out
+
+    def _monitor(self) -> dict[str, Any] | None:
+        if not self.monitor_audit_records:
+            return None
+        return {
+            "audit_records": self.monitor_audit_records,
+            "read_audit_records_s": round(self.monitor_audit_records / self.monitor_read_s, 1),
+            "counted_audit_records_s": round(
+                self.monitor_audit_records / self.monitor_counted_s, 1
+            ),
+        }
 
 
 def _mib(value: float | None) -> str:
@@ -275,6 +292,15 @@ def tables(result: BenchResult) -> list[Table]:
                 _num(run["cpu_us_per_msg"]),
                 _mib(run["peak_rss_bytes"]),
                 "receipts match" if run["counts_match"] else "[red]RECEIPTS DIFFER[/]",
+            )
+        if monitor := data.get("monitor"):
+            throughput.add_row(
+                "exchange monitor (faust), audit",
+                _num(monitor["counted_audit_records_s"]),
+                "",
+                "",
+                "",
+                f"audit records counted (read {monitor['read_audit_records_s']:,.0f}/s)",
             )
         found.append(throughput)
     if result.latency:

@@ -33,6 +33,9 @@ def test_a_tiny_bench_runs_end_to_end(tmp_path: Path) -> None:
     assert data["raw_transport_msg_s"] > 0
     assert data["pure_pipeline_msg_s"] > 0
     assert [g["workers"] for g in data["gateway"]] == [1, 2]
+    # The monitor read every audit record the 1-worker drain left (one per receipt).
+    assert data["monitor"]["audit_records"] == 200
+    assert data["monitor"]["counted_audit_records_s"] > 0
     for run in data["gateway"]:
         assert run["receipts"] == 200
         assert run["outcomes"] == data["expected_outcomes"]
