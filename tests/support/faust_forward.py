@@ -8,11 +8,16 @@ once. Run in a child process, killed and restarted by the test::
 
 ``--stock`` runs faust's own table recovery; the default is the project's
 (gateway/monitor/recovery.py). ``XGW_SASL_*`` and ``XGW_SECURITY_PROTOCOL`` give credentials.
+
+Every ``DUMP_EVERY_S`` the agent logs one ``consumer-state`` line per input partition that is
+not yet done (faust's read, committed and acked offsets and pause state; aiokafka's position,
+highwater and buffered fetch), so that a stalled run says where the records stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any
 
@@ -23,6 +28,8 @@ from gateway.monitor.recovery import SeekingTableManager
 
 TOPICS = 4
 PARTITIONS = 4
+DUMP_EVERY_S = 2.0
+log = logging.getLogger(__name__)
 
 
 def input_topics(prefix: str) -> list[str]:
@@ -88,7 +95,51 @@ def make_app(bootstrap_servers: str, prefix: str, *, stock: bool) -> faust.App:
                 await sink.send(value=value)
             seen["records"] += len(values)
 
+    @app.timer(DUMP_EVERY_S)
+    async def dump_consumer_state() -> None:
+        _log_consumer_state(app, set(input_topics(prefix)))
+
     return app
+
+
+def _log_consumer_state(app: faust.App, topics: set[str]) -> None:
+    """One line per assigned input partition short of its highwater (read across threads)."""
+    consumer: Any = app.consumer
+    client: Any = getattr(consumer._thread, "_consumer", None)  # the aiokafka consumer
+    assignment = client._subscription.subscription.assignment if client else None
+    if assignment is None:
+        log.info("consumer-state no-assignment")
+        return
+    records = client._fetcher._records
+    for tp in sorted(assignment.tps):
+        if tp.topic not in topics:
+            continue
+        state = assignment.state_value(tp)
+        position = state.position if state.has_valid_position else None
+        if position is not None and position == state.highwater and not records.get(tp):
+            done = consumer._read_offset.get(tp) == position - 1
+            if done and consumer._committed_offset.get(tp) == position:
+                continue
+        fetched = records.get(tp)
+        pending = getattr(fetched, "_partition_records", None)
+        acked = consumer._acked.get(tp) or []
+        log.info(
+            "consumer-state tp=%s:%d read=%s committed=%s acked=%d..%s gaps=%s "
+            "faust_paused=%s active=%s position=%s highwater=%s fetched=%s gen=%s",
+            tp.topic,
+            tp.partition,
+            consumer._read_offset.get(tp),
+            consumer._committed_offset.get(tp),
+            len(acked),
+            (min(acked), max(acked)) if acked else None,
+            sorted((i.begin, i.end) for i in consumer._gap.get(tp, ())),
+            tp in consumer._paused_partitions,
+            tp in (consumer._active_partitions or ()),
+            position,
+            state.highwater,
+            None if fetched is None else getattr(pending, "next_fetch_offset", "exhausted"),
+            app.consumer_generation_id,
+        )
 
 
 def main() -> None:
