@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     audit_publish_seconds: float = Field(
         default=1.0, ge=0, description="seals published to the agencies at most this often"
     )
+    # RFC 3161 time-stamps of the checkpoints (docs/audit.md); none without a TSA URL.
+    audit_tsa_url: str | None = Field(
+        default=None, description="http(s) URL of an RFC 3161 Time-Stamp Authority; none = off"
+    )
+    audit_tsa_cafile: Path | None = Field(
+        default=None,
+        description="the TSA's trust anchors (PEM); needed with the URL, and by audit verify",
+    )
+    audit_tsa_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="how long the writer waits for the TSA"
+    )
     checkpoint_dir: Path = Field(
         default=Path("var/checkpoints"),
         description="where agency clients keep the audit checkpoints they hold (<agency>.jsonl)",
@@ -200,6 +211,26 @@ class Settings(BaseSettings):
             )
         if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
             raise ValueError(f"XGW_SSL_CAFILE {self.ssl_cafile}: no such file")
+        return self
+
+    @model_validator(mode="after")
+    def _tsa_is_complete(self) -> Settings:
+        # A token that cannot be verified proves nothing: the writer checks each one it gets
+        # against the CA file, so a URL without one is a mistake, said at start.
+        if self.audit_tsa_url is not None:
+            scheme, _, rest = self.audit_tsa_url.partition("://")
+            if scheme not in {"http", "https"} or not rest.strip("/"):
+                raise ValueError(
+                    f"XGW_AUDIT_TSA_URL: {self.audit_tsa_url[:60]!r} is not an http:// or "
+                    "https:// URL (e.g. https://tsa.example.vn/tsr)"
+                )
+            if self.audit_tsa_cafile is None:
+                raise ValueError(
+                    "XGW_AUDIT_TSA_URL is set but XGW_AUDIT_TSA_CAFILE is not: the writer "
+                    "verifies every time-stamp against the TSA's CA certificates (PEM)"
+                )
+        if self.audit_tsa_cafile is not None and not self.audit_tsa_cafile.is_file():
+            raise ValueError(f"XGW_AUDIT_TSA_CAFILE {self.audit_tsa_cafile}: no such file")
         return self
 
     @property

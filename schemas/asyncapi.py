@@ -512,6 +512,13 @@ def _checkpoint_message() -> dict[str, Any]:
                     ]
                 },
                 "consistency": {"type": "array", "items": hex_hash, "maxItems": 128},
+                "tst": {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "description": "optional: DER of an RFC 3161 time-stamp token over the "
+                    "ASCII bytes of signature (SHA-256 messageImprint); absent when the "
+                    "checkpoint has none (docs/audit.md)",
+                },
             },
         },
     }

@@ -13,6 +13,9 @@ Pure functions over :mod:`gateway.audit.model` values; the store and the writer 
   checkpoint of the current head) after every batch, so that cutting rows off the tail is
   caught too; each is also published to the agencies, so that cutting the tail together with
   the seal is caught against their copies.
+- A checkpoint may carry an RFC 3161 time-stamp token over its JWS
+  (:mod:`gateway.trust.timestamp`): ``verify`` checks each against the TSA's trust anchors,
+  so the trail also proves, on a third party's word, when each checkpoint existed.
 - Evidence for one event is the event's entries, the chain segment from them to the next
   checkpoint (or the seal), and that signed checkpoint: it verifies offline against the
   exchange root.
@@ -33,8 +36,9 @@ from cryptography import x509
 
 from gateway.audit.model import GENESIS_HASH, Anchor, Checkpoint, StoredEntry
 from gateway.core.records import AuditRecord
-from gateway.trust.checkpoint import checkpoint_problem
+from gateway.trust.checkpoint import checkpoint_problem, stamped_bytes
 from gateway.trust.store import TrustStore
+from gateway.trust.timestamp import TimestampError, TsaTrust, decode_token, verify_token
 from gateway.wire.canonical import canonical_bytes, loads_strict
 from gateway.wire.merkle import (
     CompactRange,
@@ -146,6 +150,8 @@ class Report:
     broken: Finding | None
     outside: int = 0  # checkpoints held outside the store that were checked
     proof: Proof | None = None
+    timestamped: int = 0  # stored checkpoints whose RFC 3161 time-stamp verified
+    unchecked_timestamps: int = 0  # time-stamps not checked: no TSA trust anchors given
 
     @property
     def ok(self) -> bool:
@@ -205,13 +211,15 @@ def verify(
     seal: Checkpoint | None,
     trust: TrustStore,
     outside: Sequence[Checkpoint] = (),
+    tsa: TsaTrust | None = None,
 ) -> Report:
     """Re-walk the chain and its hash tree; check every checkpoint, the seal, and ``outside``.
 
     ``outside`` are checkpoints held outside the store (the agencies' copies, the checkpoints
     topic): each must be one of this trail's, so a trail cut back together with its seal, or
     rewritten, is found. From the newest of them to the head a consistency proof is built and
-    checked as an agency would (RFC 9162 2.1.4.2).
+    checked as an agency would (RFC 9162 2.1.4.2). Each stored checkpoint's RFC 3161
+    time-stamp is checked against ``tsa``; without it, they are counted as not checked.
     """
     expected_seq = anchor.seq + 1 if anchor else 1
     previous = anchor.hash if anchor else GENESIS_HASH
@@ -245,8 +253,14 @@ def verify(
         expected_seq += 1
     last = expected_seq - 1
 
+    stamped = [c for c in checkpoints if c.tst is not None]
+    unchecked = 0 if tsa is not None else len(stamped)
+
     def report(broken: Finding | None, proof: Proof | None = None) -> Report:
-        return Report(count, len(checkpoints), first, last, broken, len(outside), proof)
+        verified = len(stamped) if tsa is not None and broken is None else 0
+        return Report(
+            count, len(checkpoints), first, last, broken, len(outside), proof, verified, unchecked
+        )
 
     # The newest held checkpoint first: a rollback is reported with all it removed.
     newest_first = sorted(outside, key=lambda c: c.seq, reverse=True)
@@ -254,6 +268,8 @@ def verify(
         if (why := _checkpoint_finding(checkpoint, walk, last, trust, held=held)) is not None:
             return report(Finding(checkpoint.seq, why))
     if (finding := _seal_finding(seal, count, last)) is not None:
+        return report(finding)
+    if tsa is not None and (finding := _timestamps_finding(stamped, tsa)) is not None:
         return report(finding)
     proof = _consistency(walk, outside, last)
     if proof is not None and not proof.verified:
@@ -296,6 +312,21 @@ def _checkpoint_finding(
     root = walk.roots.get(checkpoint.seq)
     if checkpoint.root is not None and root is not None and root != checkpoint.root:
         return f"the hash tree differs from the signed checkpoint{where} (entries were rewritten)"
+    return None
+
+
+def _timestamps_finding(stamped: Sequence[Checkpoint], tsa: TsaTrust) -> Finding | None:
+    """The first checkpoint whose RFC 3161 token does not prove its JWS existed, if any."""
+    for checkpoint in stamped:
+        if checkpoint.tst is None:
+            continue
+        try:
+            verify_token(decode_token(checkpoint.tst), stamped_bytes(checkpoint), tsa)
+        except TimestampError as exc:
+            return Finding(
+                checkpoint.seq,
+                f"the signed checkpoint's RFC 3161 time-stamp does not verify: {exc}",
+            )
     return None
 
 

@@ -15,15 +15,23 @@ from gateway.audit.store import AuditStore
 from gateway.core.envelope import subject_digest
 from gateway.core.records import AuditRecord, Outcome
 from gateway.errors import ConfigError
+from gateway.trust.timestamp import TsaTrust
 from gateway.trust.x509 import X509TrustStore
 
 
 def verify_store(
-    store: AuditStore, trust: X509TrustStore, outside: Sequence[Checkpoint] = ()
+    store: AuditStore,
+    trust: X509TrustStore,
+    outside: Sequence[Checkpoint] = (),
+    tsa: TsaTrust | None = None,
 ) -> Report:
-    """Re-walk the whole stored chain, its checkpoints, its seal, and checkpoints held outside."""
+    """Re-walk the whole stored chain, its checkpoints, its seal, and checkpoints held outside.
+
+    With ``tsa`` (the anchors of XGW_AUDIT_TSA_CAFILE), every stored RFC 3161 time-stamp is
+    checked too.
+    """
     return verify(
-        store.entries(), store.checkpoints(), store.anchor(), store.seal(), trust, outside
+        store.entries(), store.checkpoints(), store.anchor(), store.seal(), trust, outside, tsa
     )
 
 

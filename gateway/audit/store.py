@@ -47,7 +47,7 @@ CHUNK = 1000  # rows per query when streaming entries(), and ids per IN (...) lo
 CONNECT_TIMEOUT_SECONDS = 10  # libpq waits forever by default
 
 _ENTRY_COLUMNS = "seq, decision_id, event_id, subject_key, decided_at, body, prev_hash, hash"
-_CHECKPOINT_COLUMNS = "seq, head_hash, signed_at, signature, certificate, root"
+_CHECKPOINT_COLUMNS = "seq, head_hash, signed_at, signature, certificate, root, tst"
 _DDL = (
     "CREATE TABLE IF NOT EXISTS audit_entries (seq BIGINT NOT NULL PRIMARY KEY,"
     " decision_id TEXT UNIQUE NOT NULL, event_id TEXT, subject_key TEXT,"
@@ -56,12 +56,12 @@ _DDL = (
     "CREATE INDEX IF NOT EXISTS audit_entries_subject_key ON audit_entries (subject_key)",
     "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq BIGINT NOT NULL PRIMARY KEY,"
     " head_hash TEXT NOT NULL, signed_at TEXT NOT NULL, signature TEXT NOT NULL,"
-    " certificate TEXT NOT NULL, root TEXT)",
+    " certificate TEXT NOT NULL, root TEXT, tst TEXT)",
     "CREATE TABLE IF NOT EXISTS audit_anchor (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " seq BIGINT NOT NULL, hash TEXT NOT NULL, frontier TEXT)",
     "CREATE TABLE IF NOT EXISTS audit_seal (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " seq BIGINT NOT NULL, head_hash TEXT NOT NULL, signed_at TEXT NOT NULL,"
-    " signature TEXT NOT NULL, certificate TEXT NOT NULL, root TEXT)",
+    " signature TEXT NOT NULL, certificate TEXT NOT NULL, root TEXT, tst TEXT)",
     # The last checkpoint the writer published to the agencies (its next proof starts there).
     "CREATE TABLE IF NOT EXISTS audit_published (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " seq BIGINT NOT NULL, root TEXT NOT NULL)",
@@ -71,11 +71,15 @@ _ADDED_COLUMNS = (
     ("audit_checkpoints", "root"),
     ("audit_seal", "root"),
     ("audit_anchor", "frontier"),
+    # RFC 3161 time-stamp tokens of checkpoints (the seal's stays NULL: seals are not stamped).
+    ("audit_checkpoints", "tst"),
+    ("audit_seal", "tst"),
 )
 _INSERT_ENTRY = f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 8)})"  # noqa: S608 - constant
 _INSERT_CHECKPOINT = (
-    f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant
+    f"INSERT INTO audit_checkpoints ({_CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant
 )
+_INSERT_SEAL = f"INSERT INTO audit_seal (id, {_CHECKPOINT_COLUMNS}) VALUES (1, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant
 _CONFLICT = "the audit store refused a duplicate seq or decision_id: another writer appended?"
 
 
@@ -290,10 +294,7 @@ class _SqlStore(AuditStore):
         """Replace the seal with ``checkpoint``."""
         with self._session(write=True) as db:
             db.run("DELETE FROM audit_seal WHERE id = 1")
-            db.run(
-                f"INSERT INTO audit_seal (id, {_CHECKPOINT_COLUMNS}) VALUES (1, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant text
-                astuple(checkpoint),
-            )
+            db.run(_INSERT_SEAL, astuple(checkpoint))
 
     def checkpoints(self) -> list[Checkpoint]:
         """All stored checkpoints, ascending seq."""

@@ -12,6 +12,12 @@ at start) and puts every checkpoint it signs in :attr:`AuditWriter.outbox` as a
 :class:`PublishedCheckpoint` with a consistency proof from the one before, for the service to
 publish to the agencies. A store whose head is not where the writer left it, or behind the
 last checkpoint published, is refused: rows were removed or rewritten outside the writer.
+
+With a Time-Stamp Authority (:attr:`AuditWriter.tsa`, ``XGW_AUDIT_TSA_URL``), each checkpoint
+(not each seal) is time-stamped (RFC 3161) right after it is signed, and the verified token is
+stored and published with it. A TSA that does not answer, refuses, or answers with a token that
+does not verify costs one log line: the checkpoint is kept without a token, and the next one
+asks again. The trail never waits for a TSA longer than its timeout.
 """
 
 from __future__ import annotations
@@ -20,15 +26,22 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.audit.chain import Prepared, chain, leaf, prepare, tree_at
 from gateway.audit.store import AuditStore, AuditStoreError
+from gateway.clock import rfc3339
 from gateway.errors import ConfigError
 from gateway.logs import get_logger
-from gateway.trust.checkpoint import Checkpoint, PublishedCheckpoint, sign_checkpoint
+from gateway.trust.checkpoint import (
+    Checkpoint,
+    PublishedCheckpoint,
+    sign_checkpoint,
+    stamped_bytes,
+)
+from gateway.trust.timestamp import TimestampError, TsaClient
 from gateway.wire.canonical import loads_strict
 from gateway.wire.keys import SigningKey
 from gateway.wire.merkle import CompactRange, consistency_proof, extension_nodes
@@ -82,7 +95,10 @@ class AuditWriter:
     # batch would cost each agency a signature check per batch, for a window of a second.
     publish_seconds: float = 1.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # RFC 3161 time-stamps of each checkpoint; None: none asked (XGW_AUDIT_TSA_URL unset).
+    tsa: TsaClient | None = None
     outbox: list[PublishedCheckpoint] = field(default_factory=list)
+    tsa_failures: int = 0  # checkpoints left without a time-stamp since start (logged)
     _last_checkpoint_seq: int = 0
     _last_checkpoint_at: float = field(default_factory=time.monotonic)
     _sealed_seq: int = 0
@@ -203,23 +219,57 @@ class AuditWriter:
         self._sealed_seq = seq
 
     def _checkpoint(self, seq: int, head: str) -> None:
-        self.store.add_checkpoint(self._sign(seq, head, always=True))
+        self.store.add_checkpoint(self._sign(seq, head, always=True, stamp=True))
         self._last_checkpoint_seq, self._last_checkpoint_at = seq, time.monotonic()
 
     def _publish_due(self) -> bool:
         return time.monotonic() - self._published_at >= self.publish_seconds
 
+    def _timestamped(self, checkpoint: Checkpoint) -> Checkpoint:
+        """The checkpoint with the TSA's verified token, or as it is when none was had."""
+        if self.tsa is None:
+            return checkpoint
+        try:
+            stamp = self.tsa.stamp(stamped_bytes(checkpoint))
+        except TimestampError as exc:
+            self.tsa_failures += 1
+            # One line, no traceback: the TSA is outside the exchange; the next one asks again.
+            log.warning(
+                "audit checkpoint not time-stamped",
+                seq=checkpoint.seq,
+                tsa=self.tsa.url,
+                error=str(exc),
+                failures=self.tsa_failures,
+            )
+            return checkpoint
+        log.info(
+            "audit checkpoint time-stamped",
+            seq=checkpoint.seq,
+            gen_time=rfc3339(stamp.gen_time),
+            tsa_serial=stamp.serial,
+        )
+        return replace(checkpoint, tst=stamp.encoded)
+
     def _sign(
-        self, seq: int, head: str, *, again: bool = False, always: bool = False
+        self,
+        seq: int,
+        head: str,
+        *,
+        again: bool = False,
+        always: bool = False,
+        stamp: bool = False,
     ) -> Checkpoint:
         """Sign the tree as it is now (its size is ``seq``); put it in the outbox when due.
 
         Due: ``always`` (checkpoints, the head at start), or ``publish_seconds`` after the
         last one published; never when the last one published is of the same entry, unless
-        ``again`` (at start). One not published is covered by the next one's proof.
+        ``again`` (at start). One not published is covered by the next one's proof. With
+        ``stamp`` (checkpoints), it is time-stamped first when a TSA is configured.
         """
         root = self._tree.root().hex()
         checkpoint = sign_checkpoint(seq, head, root, self.clock(), self.key)
+        if stamp:
+            checkpoint = self._timestamped(checkpoint)
         link = self._link
         if not (always or link is None or self._publish_due()):
             return checkpoint

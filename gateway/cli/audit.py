@@ -69,13 +69,15 @@ def audit_verify(
 
     With --checkpoints, each checkpoint the agencies hold must be one of this trail's: a trail
     cut back together with its seal, or rewritten, is found, and a consistency proof (RFC 9162)
-    from the newest of them to the head is checked as an agency would.
+    from the newest of them to the head is checked as an agency would. RFC 3161 time-stamps of
+    the checkpoints are checked against XGW_AUDIT_TSA_CAFILE when it is set.
     """
     import asyncio  # noqa: PLC0415
 
     from gateway.audit.ops import verify_store  # noqa: PLC0415
     from gateway.audit.store import open_store  # noqa: PLC0415
     from gateway.ops.held import load_held  # noqa: PLC0415
+    from gateway.trust.timestamp import TsaTrust  # noqa: PLC0415
     from gateway.trust.x509 import X509TrustStore  # noqa: PLC0415
 
     settings = load_settings(
@@ -84,6 +86,8 @@ def audit_verify(
     # The store first: a mistyped store is the likelier mistake, and it needs no PKI to name.
     with contextlib.closing(open_store(settings.audit_store, create=False)) as store:
         trust = X509TrustStore.from_directory(settings.pki_dir)
+        cafile = settings.audit_tsa_cafile
+        tsa = TsaTrust.from_pem_file(cafile) if cafile is not None else None
         loaded = asyncio.run(load_held(settings, sources, trust)) if sources else None
         held = loaded.checkpoints if loaded else []
         if loaded and loaded.skipped:
@@ -92,7 +96,7 @@ def audit_verify(
                 f"checkpoints (first: {loaded.skipped[0]})",
                 err=True,
             )
-        report = verify_store(store, trust, held)
+        report = verify_store(store, trust, held, tsa)
     proof = report.proof
     if as_json:
         click.echo(
@@ -104,6 +108,8 @@ def audit_verify(
                     "first_seq": report.first_seq,
                     "last_seq": report.last_seq,
                     "held_outside": report.outside,
+                    "timestamped": report.timestamped,
+                    "timestamps_unchecked": report.unchecked_timestamps,
                     "consistency_proof": None
                     if proof is None
                     else {
@@ -121,6 +127,7 @@ def audit_verify(
         click.echo(
             f"audit trail OK: entries {report.first_seq}..{report.last_seq} "
             f"({report.entries}), {report.checkpoints} signed checkpoints"
+            + _timestamps(report.timestamped, report.unchecked_timestamps, checked=tsa is not None)
         )
         if held:
             newest = max(held, key=lambda c: c.seq)
@@ -138,6 +145,18 @@ def audit_verify(
         click.echo(f"audit trail BROKEN at {report.broken}", err=True)
     if not report.ok:
         raise click.exceptions.Exit(EXIT_ERROR)
+
+
+def _timestamps(verified: int, unchecked: int, *, checked: bool) -> str:
+    """The OK line's words about RFC 3161 time-stamps (nothing when none are configured)."""
+    if checked:
+        return f", {verified} time-stamped (RFC 3161)"
+    if unchecked:
+        return (
+            f", {unchecked} RFC 3161 time-stamps not checked (set XGW_AUDIT_TSA_CAFILE to the "
+            "TSA's CA certificates)"
+        )
+    return ""
 
 
 @audit.command("subject")

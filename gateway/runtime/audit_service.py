@@ -20,6 +20,7 @@ from gateway.names import GATEWAY_OWNER
 from gateway.runtime.stopping import stop_on_signals
 from gateway.settings import Settings
 from gateway.trust.ca import load_signing_key
+from gateway.trust.timestamp import TsaClient, TsaTrust
 
 log = get_logger("xgw.audit")
 # One key: every record lands in one partition, so agencies read them in signing order.
@@ -27,7 +28,14 @@ CHECKPOINT_KEY = b"audit-checkpoint"
 
 
 def build_writer(settings: Settings) -> AuditWriter:
-    """The writer for ``settings``: its store, subject key and the gateway's signing key."""
+    """The writer for ``settings``: its store, subject key, the gateway's signing key, its TSA."""
+    tsa = None
+    if settings.audit_tsa_url is not None and settings.audit_tsa_cafile is not None:
+        tsa = TsaClient(
+            settings.audit_tsa_url,
+            TsaTrust.from_pem_file(settings.audit_tsa_cafile),
+            settings.audit_tsa_timeout_seconds,
+        )
     return AuditWriter(
         store=open_store(settings.audit_store),
         secret=load_subject_secret(settings.audit_key_file),
@@ -35,6 +43,7 @@ def build_writer(settings: Settings) -> AuditWriter:
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_seconds=settings.audit_checkpoint_seconds,
         publish_seconds=settings.audit_publish_seconds,
+        tsa=tsa,
     )
 
 
@@ -59,7 +68,12 @@ async def consume(settings: Settings, writer: AuditWriter, stop: asyncio.Event) 
     try:
         await producer.start()
         await consumer.start()
-        log.info("audit writer started", topic=settings.topics.audit, store=settings.audit_store)
+        log.info(
+            "audit writer started",
+            topic=settings.topics.audit,
+            store=settings.audit_store,
+            tsa=settings.audit_tsa_url or "none",
+        )
         await _publish(settings, writer, producer)
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)

@@ -16,6 +16,9 @@ docs/audit.md, "Checkpoints held by the agencies".
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +54,9 @@ class Checkpoint:
     signature: str  # detached JWS by the gateway key over the canonical checkpoint claims
     certificate: str  # base64 DER of the signing certificate
     root: str | None = None
+    # base64 DER of an RFC 3161 time-stamp token over stamped_bytes(); None when no TSA is
+    # configured or it did not answer (gateway.trust.timestamp).
+    tst: str | None = None
 
 
 def _claims(seq: int, head_hash: str, root: str | None, signed_at: str) -> bytes:
@@ -70,6 +76,14 @@ def sign_checkpoint(
     claims = _claims(seq, head_hash, root, signed_at)
     signature = sign_detached(claims, key, {"typ": CHECKPOINT_TYP})
     return Checkpoint(seq, head_hash, signed_at, signature, key.x5c[0], root)
+
+
+def stamped_bytes(checkpoint: Checkpoint) -> bytes:
+    """What an RFC 3161 time-stamp of the checkpoint covers: its compact JWS, as published.
+
+    The JWS signs the claims, so a token over it proves the whole checkpoint existed then.
+    """
+    return checkpoint.signature.encode("ascii")
 
 
 def checkpoint_problem(checkpoint: Checkpoint, trust: TrustStore) -> str | None:
@@ -138,7 +152,7 @@ class PublishedCheckpoint:
 
 def _published(doc: Any) -> PublishedCheckpoint:
     """The record of a parsed value, each member checked."""
-    if not isinstance(doc, dict) or set(doc) != {*_MEMBERS, *_RECORD_MEMBERS}:
+    if not isinstance(doc, dict) or set(doc) - _OPTIONAL != {*_MEMBERS, *_RECORD_MEMBERS}:
         raise CheckpointRecordError("not a published checkpoint (wrong members)")
     if doc["version"] != RECORD_VERSION:
         raise CheckpointRecordError(f"unknown record version {doc['version']!r}")
@@ -160,10 +174,13 @@ def _published(doc: Any) -> PublishedCheckpoint:
 # The members of a checkpoint, in a record and in an agency's file; a record adds the others.
 _MEMBERS = frozenset({"seq", "head", "root", "at", "signature", "certificate"})
 _RECORD_MEMBERS = frozenset({"version", "previous", "consistency"})
+# Present only when it has a value, so records and file lines without one are as before.
+_OPTIONAL = frozenset({"tst"})
+_MAX_TOKEN_CHARS = 64 * 1024  # a token with its certificate chain is a few KiB
 
 
 def _members(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {
+    members = {
         "seq": checkpoint.seq,
         "head": checkpoint.head_hash,
         "root": checkpoint.root,
@@ -171,6 +188,9 @@ def _members(checkpoint: Checkpoint) -> dict[str, Any]:
         "signature": checkpoint.signature,
         "certificate": checkpoint.certificate,
     }
+    if checkpoint.tst is not None:
+        members["tst"] = checkpoint.tst
+    return members
 
 
 def _checkpoint_of(doc: dict[str, Any]) -> Checkpoint:
@@ -182,6 +202,7 @@ def _checkpoint_of(doc: dict[str, Any]) -> Checkpoint:
         signed_at=_text(doc["at"]),
         signature=_text(doc["signature"]),
         certificate=_text(doc["certificate"]),
+        tst=_token(doc["tst"]) if "tst" in doc else None,
     )
 
 
@@ -206,6 +227,15 @@ def _hex(value: Any) -> str:
     ):
         raise CheckpointRecordError("a hash must be 64 lower-case hex digits")
     return value
+
+
+def _token(value: Any) -> str:
+    """A time-stamp token's base64 text (whether it verifies is ``xgw audit verify``'s job)."""
+    if isinstance(value, str) and value and len(value) <= _MAX_TOKEN_CHARS:
+        with contextlib.suppress(binascii.Error, ValueError):
+            base64.b64decode(value, validate=True)
+            return value
+    raise CheckpointRecordError("tst must be the base64 DER of a time-stamp token")
 
 
 def _text(value: Any) -> str:
@@ -290,6 +320,6 @@ def checkpoint_from_json(line: str | bytes) -> Checkpoint:
     doc = _parse(line.encode() if isinstance(line, str) else line)
     if isinstance(doc, dict) and "version" in doc:
         return _published(doc).checkpoint
-    if not isinstance(doc, dict) or set(doc) != _MEMBERS:
+    if not isinstance(doc, dict) or set(doc) - _OPTIONAL != _MEMBERS:
         raise CheckpointRecordError("not a checkpoint (wrong members)")
     return _checkpoint_of(doc)
