@@ -270,8 +270,8 @@ async def test_a_killed_monitor_recovers_its_windows(
     was read again after the kill or a rebalance may count twice (reported, not bounded).
     """
     if any_broker.name != "embedded" or workers > 1:
-        # Open (docs/monitor.md, "Known failures"): measured 0 of 4 on Apache Kafka and about
-        # half with two monitors on the embedded broker. Runs, and says so, until it is fixed.
+        # Open (docs/monitor.md, "Known failures", with the measured pass rates): counts are
+        # sometimes missing here. It runs, and says so, until it is fixed.
         request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURE, strict=False))
     settings = _settings(any_broker)
     await ensure_topics(settings, ("police", "health", "education", "land"))
