@@ -44,6 +44,9 @@ REJECTION_SPIKE = "rejection_spike"
 SILENCE = "silence"
 NEW_TYPE = "new_type"
 ALERT_KINDS = (BULK_LOOKUP, REJECTION_SPIKE, SILENCE, NEW_TYPE)
+# A spike is at least this far above the baseline ratio: an agency whose records are nearly all
+# rejected by design (0.95) does not spike on a window where all of them were (1.0).
+SPIKE_MARGIN = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,8 @@ def rejection_spike(
     usual = sum(r for r, _ in history) / earlier_decided
     threshold = max(t.reject_ratio, min(1.0, t.reject_factor * usual))
     ratio = rejected / decided
-    return (ratio, threshold) if ratio >= threshold and ratio > usual else None
+    spiked = ratio >= threshold and ratio - usual >= SPIKE_MARGIN
+    return (ratio, threshold) if spiked else None
 
 
 def silent(t: Thresholds, last_at: float, now: float, recent: Sequence[int]) -> bool:

@@ -93,6 +93,8 @@ def test_a_rejection_spike_needs_a_baseline_and_enough_decisions() -> None:
     assert rejection_spike(t, 30, 40, []) is None
     assert rejection_spike(t, 10, 10, [(0, 4)] * 10) is None
     assert rejection_spike(t, 40, 40, [(4, 4)] * 10) is None
+    assert rejection_spike(t, 40, 40, [(38, 40)] * 10) is None  # nearly all, by design: no spike
+    assert rejection_spike(t, 40, 40, [(28, 40)] * 10) == (1.0, 1.0)  # 0.7 -> 1.0 is one
 
 
 def test_silence_needs_an_active_agency_and_the_time() -> None:
