@@ -169,6 +169,35 @@ class ChildProcess:
             self._log = None
 
 
+def _start_xgw(child: ChildProcess, command: Sequence[str], settings: Settings) -> float:
+    """Launch ``python -m gateway <command>`` with ``settings``; the monotonic start time."""
+    started_at = time.monotonic()
+    child.start(
+        [sys.executable, "-m", "gateway", *command],
+        {**os.environ, **settings_env(settings)},
+        preexec_fn=die_with_parent,
+    )
+    return started_at
+
+
+async def _wait_for_sample(
+    child: ChildProcess, metrics_url: str, sample: str, what: str, limit_s: float
+) -> None:
+    """Until ``sample`` of ``metrics_url`` is positive; an error if the child dies or is late."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if not child.running:
+            raise XgwError(f"{what} exited during start-up; see {child.log_path}")
+        try:
+            samples = await asyncio.to_thread(scrape, metrics_url, 1.0)
+        except (urllib.error.URLError, OSError):
+            samples = {}
+        if samples.get(sample, 0) > 0:
+            return
+        await asyncio.sleep(0.1)
+    raise XgwError(f"{what} not ready after {limit_s:g}s; see {child.log_path}")
+
+
 class WorkerProcess:
     """Starts, watches and stops one ``xgw`` service process (a worker by default)."""
 
@@ -199,27 +228,14 @@ class WorkerProcess:
 
     def start(self) -> None:
         """Launch the worker; its log goes to ``log_path``."""
-        self.started_at = time.monotonic()
-        self._child.start(
-            [sys.executable, "-m", "gateway", *self.command],
-            {**os.environ, **settings_env(self.settings)},
-            preexec_fn=die_with_parent,
-        )
+        self.started_at = _start_xgw(self._child, self.command, self.settings)
 
     async def wait_ready(self, limit_s: float = 60.0) -> float:
         """Wait until the worker has ingress partitions assigned; return seconds since start."""
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            if not self._child.running:
-                raise XgwError(f"gateway worker exited during start-up; see {self.log_path}")
-            try:
-                samples = await asyncio.to_thread(scrape, self.metrics_url, 1.0)
-            except (urllib.error.URLError, OSError):
-                samples = {}
-            if samples.get("xgw_assigned_partitions{}", 0) > 0:
-                return time.monotonic() - self.started_at
-            await asyncio.sleep(0.1)
-        raise XgwError(f"gateway worker not ready after {limit_s:g}s; see {self.log_path}")
+        await _wait_for_sample(
+            self._child, self.metrics_url, "xgw_assigned_partitions{}", "gateway worker", limit_s
+        )
+        return time.monotonic() - self.started_at
 
     def kill(self) -> None:
         """SIGKILL the worker (fault tests)."""
@@ -262,27 +278,14 @@ class MonitorProcess:
 
     def start(self) -> None:
         """Launch the monitor; its log goes to ``log_path``."""
-        self.started_at = time.monotonic()
-        self._child.start(
-            [sys.executable, "-m", "gateway", "monitor"],
-            {**os.environ, **settings_env(self.settings)},
-            preexec_fn=die_with_parent,
-        )
+        self.started_at = _start_xgw(self._child, ("monitor",), self.settings)
 
     async def wait_ready(self, limit_s: float = 60.0) -> float:
         """Wait until the monitor's tables are recovered; return seconds since start."""
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            if not self._child.running:
-                raise XgwError(f"monitor exited during start-up; see {self.log_path}")
-            try:
-                samples = await asyncio.to_thread(scrape, self.metrics_url, 1.0)
-            except (urllib.error.URLError, OSError):
-                samples = {}
-            if samples.get("xgw_monitor_ready{}", 0) > 0:
-                return time.monotonic() - self.started_at
-            await asyncio.sleep(0.2)
-        raise XgwError(f"monitor not ready after {limit_s:g}s; see {self.log_path}")
+        await _wait_for_sample(
+            self._child, self.metrics_url, "xgw_monitor_ready{}", "monitor", limit_s
+        )
+        return time.monotonic() - self.started_at
 
     async def view(self, path: str = "", limit_s: float = 2.0) -> dict[str, Any]:
         """The monitor's JSON view (``path``: "" or "/counts")."""
