@@ -44,6 +44,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.core.policy import Policy
 from gateway.logs import get_logger
+from gateway.monitor import flush
 from gateway.monitor.facts import DECISION, DELIVERY, REQUEST, TICK, Fact, facts_of
 from gateway.monitor.metrics import MonitorMetrics, window_label
 from gateway.monitor.recovery import SeekingTableManager
@@ -115,6 +116,7 @@ class Monitor:
         self._stalls = CommitWatch(settings.monitor_stall_seconds)
         self._reader: AIOKafkaConsumer | None = None
         self.app = self._app()
+        flush.install(self.app)  # a commit waits for every changelog write before it
         topics = settings.topics
         self.audit = self.app.topic(topics.audit, **RAW)
         self.facts = self.app.topic(
