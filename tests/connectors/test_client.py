@@ -59,9 +59,14 @@ def run_gateway(pipeline: Pipeline, transport: MemoryTransport) -> None:
         transport.logs[topic].clear()
 
 
+# Only bounds a failing test: a loaded 2-core CI machine once took over 2 s to verify one event
+# with a PKI loaded from disk (test_a_client_from_settings...).
+TAKE_S = 15
+
+
 async def take(stream: AsyncIterator[T], count: int) -> list[T]:
     items: list[T] = []
-    async with asyncio.timeout(2), contextlib.aclosing(stream):  # type: ignore[type-var]
+    async with asyncio.timeout(TAKE_S), contextlib.aclosing(stream):  # type: ignore[type-var]
         async for item in stream:
             items.append(item)
             if len(items) == count:
