@@ -142,7 +142,8 @@ def rejection_spike(
     usual = sum(r for r, _ in history) / earlier_decided
     threshold = max(t.reject_ratio, min(1.0, t.reject_factor * usual))
     ratio = rejected / decided
-    spiked = ratio >= threshold and ratio - usual >= SPIKE_MARGIN
+    # Rounded: in floating point 1.0 - 0.8 is just under 0.2, and the docs say "at least".
+    spiked = ratio >= threshold and round(ratio - usual, 9) >= SPIKE_MARGIN
     return (ratio, threshold) if spiked else None
 
 

@@ -95,6 +95,7 @@ def test_a_rejection_spike_needs_a_baseline_and_enough_decisions() -> None:
     assert rejection_spike(t, 40, 40, [(4, 4)] * 10) is None
     assert rejection_spike(t, 40, 40, [(38, 40)] * 10) is None  # nearly all, by design: no spike
     assert rejection_spike(t, 40, 40, [(28, 40)] * 10) == (1.0, 1.0)  # 0.7 -> 1.0 is one
+    assert rejection_spike(t, 40, 40, [(32, 40)] * 10) == (1.0, 1.0)  # exactly 0.2 above: one
 
 
 def test_silence_needs_an_active_agency_and_the_time() -> None:
