@@ -30,7 +30,7 @@ import asyncio
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.wrappers import WindowWrapper
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.core.policy import Policy
@@ -47,7 +48,7 @@ from gateway.logs import get_logger
 from gateway.monitor import flush
 from gateway.monitor.facts import DECISION, DELIVERY, REQUEST, TICK, Fact, facts_of
 from gateway.monitor.metrics import MonitorMetrics, window_label
-from gateway.monitor.recovery import SeekingTableManager
+from gateway.monitor.recovery import SeekBeforeResumeRecovery, SeekingTableManager
 from gateway.monitor.rules import (
     BULK_LOOKUP,
     NEW_TYPE,
@@ -61,6 +62,7 @@ from gateway.monitor.rules import (
     rejection_spike,
     silent,
 )
+from gateway.monitor.store import LiveTable
 from gateway.settings import Settings
 
 log = get_logger("xgw.monitor")
@@ -97,6 +99,7 @@ PUBLISHED = frozenset({"delivered", "rejected"})  # a timeout is the gateway's, 
 RECENT_ALERTS = 100
 TICK_SECONDS = 1.0
 WATCH_SECONDS = 5.0
+END_PROBE_WAIT_MS = 1000  # a changelog's end is found when a fetch this long brings nothing
 
 
 class Monitor:
@@ -117,6 +120,8 @@ class Monitor:
         self._reader: AIOKafkaConsumer | None = None
         self.app = self._app()
         flush.install(self.app)  # a commit waits for every changelog write before it
+        recovery = cast(SeekBeforeResumeRecovery, cast(Any, self.app.tables).recovery)
+        recovery.end_probe = self._changelog_ends  # a recovery reads each changelog to its end
         topics = settings.topics
         self.audit = self.app.topic(topics.audit, **RAW)
         self.facts = self.app.topic(
@@ -175,6 +180,11 @@ class Monitor:
             web_host=s.metrics_host,
             web_port=self.web_port,
             TableManager=SeekingTableManager,
+            Table=LiveTable,  # its memory store does not roll kept partitions back
+            # A kept partition's persisted offset is this process's own last acknowledged write
+            # (gateway.monitor.store), not a file that could outlive its topic; a broker that
+            # reports an end short of it (the embedded one does) must not crash the recovery.
+            recovery_consistency_check=False,
             **extra,
         )
 
@@ -555,6 +565,36 @@ class Monitor:
             offset = await asyncio.wait_for(reader.committed(tp), 5)
             committed[tp] = offset if offset is not None and offset >= 0 else 0
         return committed, ends
+
+    async def _changelog_ends(self, reported: Mapping[TP, int]) -> dict[TP, int]:
+        """The end of each changelog partition, read on from the end offset the broker reported.
+
+        From the record before the reported end, to the last record a fetch returns: on a
+        broker that reports end offsets right, that is the reported end itself. A broker that
+        cannot be read now leaves the reported ends (faust's own recovery).
+        """
+        ends = dict(reported)
+        consumer = AIOKafkaConsumer(
+            **self.settings.kafka_options(),  # read_uncommitted, as faust reads its changelogs
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+            partitions = {TopicPartition(tp.topic, tp.partition): tp for tp in reported}
+            consumer.assign(list(partitions))
+            for partition, tp in partitions.items():
+                consumer.seek(partition, reported[tp] - 1)
+            while batches := await consumer.getmany(timeout_ms=END_PROBE_WAIT_MS):
+                for partition, records in batches.items():
+                    tp = partitions[partition]
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+        except (KafkaError, OSError) as exc:
+            log.warning("cannot read the changelogs' ends", error=repr(exc))
+        finally:
+            await consumer.stop()
+        return ends
 
     async def close(self) -> None:
         """Close the stall watch's clients (the app itself is stopped by its runner)."""

@@ -40,15 +40,42 @@ there are some, which closes the fail-open filter for every pause, not only the 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
-from faust.types import TP
+from faust.types import TP, ConsumerT
+
+# Given the end offsets a broker reported, the ends found by reading on from them.
+EndProbe = Callable[[Mapping[TP, int]], Awaitable[Mapping[TP, int]]]
 
 
 class SeekBeforeResumeRecovery(Recovery):
-    """Recovery that seeks the stream partitions to their committed offsets before resuming."""
+    """Recovery that seeks the stream partitions to their committed offsets before resuming.
+
+    With an :attr:`end_probe`, it also reads each changelog to its true end: faust reads a
+    changelog up to the end offset the broker reports, and a broker that reports it short (the
+    embedded Tansu reports the last batch's base offset + 1, docs/operations.md) leaves the
+    rest of that batch out of the recovered table: counts another member wrote before it died
+    and committed are missing.
+    """
+
+    end_probe: EndProbe | None = None
+
+    async def _build_highwaters(
+        self, consumer: ConsumerT, tps: set[TP], destination: Counter[TP], title: str
+    ) -> None:
+        """As faust's; then each end checked by :attr:`end_probe`, which may only raise it."""
+        await super()._build_highwaters(consumer, tps, destination, title)
+        reported = {tp: destination[tp] + 1 for tp in tps if destination[tp] >= 0}  # -1: empty
+        if self.end_probe is None or not reported:
+            return
+        for tp, end in (await self.end_probe(reported)).items():
+            if end - 1 > destination[tp]:
+                self.log.info("%s ends at %d, not at the %d reported", tp, end, reported[tp])
+                destination[tp] = end - 1
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """As faust's, with the streams sought while paused (:meth:`_seek_then_resume`)."""

@@ -17,16 +17,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.types import TP
 
 from gateway.core.policy import load_policy
 from gateway.lab.processes import MonitorProcess, scrape
+from gateway.monitor.app import Monitor
 from gateway.monitor.metrics import window_label
 from gateway.ops.topics import read_topic
 from gateway.runtime.topic_admin import ensure_topics
@@ -148,6 +150,36 @@ async def test_windowed_counts_equal_the_counts_computed_from_the_audit_topic(
     view = await monitors[0].view()
     assert set(view["windows"]) == {"1m", "1h"}
     assert await _alerts(settings) == []  # ordinary traffic raises nothing
+
+
+async def test_a_recovery_reads_each_changelog_to_its_true_end(any_broker: BrokerUnderTest) -> None:
+    """The end a recovery reads to is the last record's offset + 1, whatever the broker reports.
+
+    The embedded broker reports the last batch's base offset + 1 (docs/operations.md); faust
+    would recover a table only up to there.
+    """
+    settings = _settings(any_broker)
+    await ensure_topics(settings, ("police", "health", "education", "land"))
+    topic = settings.topics.monitor_facts
+    producer = AIOKafkaProducer(**settings.kafka_options(), acks="all", linger_ms=100)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, b"%d" % n, partition=0) for n in range(30)]
+        sent.append(await producer.send(topic, b"one", partition=1))
+        written = await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    last = {p: max(m.offset for m in written if m.partition == p) for p in (0, 1)}
+    consumer = AIOKafkaConsumer(**settings.kafka_options(), group_id=None)
+    await consumer.start()
+    try:
+        reported = await consumer.end_offsets([TopicPartition(topic, p) for p in (0, 1)])
+    finally:
+        await consumer.stop()
+    monitor = Monitor(settings, load_policy(settings.policy_file, REGISTRY), web_port=1)  # unused
+    ends = await monitor._changelog_ends({TP(topic, tp.partition): n for tp, n in reported.items()})
+    print(f"reported ends {sorted((tp.partition, n) for tp, n in reported.items())}")
+    assert ends == {TP(topic, p): last[p] + 1 for p in (0, 1)}
 
 
 def _scripted(start: float) -> ms.Stream:
@@ -272,7 +304,7 @@ def _fact_keys(fact: dict[str, Any]) -> list[tuple[Any, ...]]:
 async def _where_missing(
     settings: Settings, missing: dict[tuple[Any, ...], int], counts: Counter[tuple[Any, ...]]
 ) -> str:
-    """For some missing 1-minute counts: the facts topic's count and the changelog's last value.
+    """For some missing 1-minute counts: the facts topic's count and the changelog's last write.
 
     Fewer facts than expected: the ``explode`` side lost them (an audit offset committed before
     its facts were written). Enough facts, and the changelog's last value short too: increments
@@ -287,14 +319,15 @@ async def _where_missing(
         for key in _fact_keys(fact) if fact.get("kind") != "tick" else ():
             facts[key] += 1
             where.setdefault(key, set()).add(record.partition)
-    changelog: dict[tuple[Any, ...], list[tuple[int, int, Any]]] = {}
+    changelog: dict[tuple[Any, ...], list[tuple[int, int, Any, str]]] = {}
     async for record in read_topic(settings, f"{settings.monitor_app_id}-short-changelog"):
         if record.key is None:
             continue
         table_key, (begins, _ends) = orjson.loads(record.key)
         key = ("1m", begins, *table_key)
         value = orjson.loads(record.value) if record.value else None
-        changelog.setdefault(key, []).append((record.partition, record.offset, value))
+        written = datetime.fromtimestamp(record.timestamp / 1000, UTC).strftime("%H:%M:%S.%f")
+        changelog.setdefault(key, []).append((record.partition, record.offset, value, written))
     lines = []
     for key in keys:
         writes = changelog.get(key, [])
