@@ -43,7 +43,13 @@ def run_monitor(settings: Settings) -> None:
     """Run the monitor until SIGINT or SIGTERM."""
     configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":  # faust and mode log every step of a rebalance at INFO
-        for name in ("faust", "mode", "aiokafka", "gateway.monitor.recovery"):
+        for name in (
+            "faust",
+            "mode",
+            "aiokafka",
+            "gateway.monitor.recovery",
+            "gateway.monitor.store",
+        ):
             logging.getLogger(name).setLevel(logging.WARNING)
         # "producer buffer full" is faust's flow control at work (it waits for the changelog
         # writes to drain), logged at WARNING on every table write while it does.

@@ -43,7 +43,7 @@ SIZES = {window_label(SHORT): SHORT, window_label(LONG): LONG}
 RUNS = int(os.environ.get("XGW_MONITOR_RUNS", "1"))
 SETTLE_S = 90.0
 KNOWN_FAILURE = (
-    "faust-streaming's recovery still loses or doubles counts after a SIGKILL here "
+    "counts are sometimes still missing after a SIGKILL here "
     "(docs/monitor.md, Known failures)"
 )
 
@@ -355,7 +355,7 @@ async def test_a_killed_monitor_recovers_its_windows(
     was read again after the kill or a rebalance may count twice (reported, not bounded).
     """
     if any_broker.name != "embedded" or workers > 1:
-        # Open (docs/monitor.md, "Known failures", with the measured pass rates): counts are
+        # Open (docs/monitor.md, "Known failures"; the rates under "The restart test"): counts are
         # sometimes missing here. It runs, and says so, until it is fixed.
         request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURE, strict=False))
     settings = _settings(any_broker)
