@@ -43,8 +43,7 @@ SIZES = {window_label(SHORT): SHORT, window_label(LONG): LONG}
 RUNS = int(os.environ.get("XGW_MONITOR_RUNS", "1"))
 SETTLE_S = 90.0
 KNOWN_FAILURE = (
-    "counts are sometimes still missing after a SIGKILL here "
-    "(docs/monitor.md, Known failures)"
+    "counts are sometimes still missing after a SIGKILL here (docs/monitor.md, Known failures)"
 )
 
 
