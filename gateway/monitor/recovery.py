@@ -69,8 +69,10 @@ class SeekBeforeResumeRecovery(Recovery):
     ) -> None:
         """As faust's; then each end checked by :attr:`end_probe`, which may only raise it."""
         await super()._build_highwaters(consumer, tps, destination, title)
+        if self.end_probe is None:
+            return
         reported = {tp: destination[tp] + 1 for tp in tps if destination[tp] >= 0}  # -1: empty
-        if self.end_probe is None or not reported:
+        if not reported:
             return
         for tp, end in (await self.end_probe(reported)).items():
             if end - 1 > destination[tp]:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -318,15 +318,14 @@ async def _where_missing(
         for key in _fact_keys(fact) if fact.get("kind") != "tick" else ():
             facts[key] += 1
             where.setdefault(key, set()).add(record.partition)
-    changelog: dict[tuple[Any, ...], list[tuple[int, int, Any, str]]] = {}
+    changelog: dict[tuple[Any, ...], list[tuple[int, int, Any]]] = {}
     async for record in read_topic(settings, f"{settings.monitor_app_id}-short-changelog"):
         if record.key is None:
             continue
         table_key, (begins, _ends) = orjson.loads(record.key)
         key = ("1m", begins, *table_key)
         value = orjson.loads(record.value) if record.value else None
-        written = datetime.fromtimestamp(record.timestamp / 1000, UTC).strftime("%H:%M:%S.%f")
-        changelog.setdefault(key, []).append((record.partition, record.offset, value, written))
+        changelog.setdefault(key, []).append((record.partition, record.offset, value))
     lines = []
     for key in keys:
         writes = changelog.get(key, [])
