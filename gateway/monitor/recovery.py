@@ -31,10 +31,17 @@ paused in aiokafka itself, from before the seek until after faust's resume
 (:meth:`SeekBeforeResumeRecovery._pause_in_aiokafka`): a paused partition is neither fetched nor
 handed out, whatever the filter.
 
+And the seek itself is not faust's ``perform_seek``: that is aiokafka's ``seek_to_committed``,
+which leaves a partition that has no committed offset yet where the fetcher left it, past the
+records faust fetched and dropped while the rebalance stopped its flow
+(:func:`seek_to_committed` here seeks it to where a new member would start).
+
 Written to go upstream: there it is a ``Recovery`` class attribute on ``TableManager`` and the
 ``resume_partitions`` call moved after the awaited ``perform_seek``; and ``_wait_next_records``
 passing aiokafka a snapshot (``frozenset``) of the active partitions, taken when it checks that
-there are some, which closes the fail-open filter for every pause, not only the recovery's.
+there are some, which closes the fail-open filter for every pause, not only the recovery's; and
+``perform_seek`` seeking a partition never committed to its reset position (in aiokafka, a
+``seek_to_committed`` that does).
 """
 
 from __future__ import annotations
@@ -44,12 +51,15 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, ConsumerT
 
 # Given the end offsets a broker reported, the ends found by reading on from them.
 EndProbe = Callable[[Mapping[TP, int]], Awaitable[Mapping[TP, int]]]
+# Where a partition with no committed offset starts, by ``auto_offset_reset``.
+RESETS = {"earliest": "seek_to_beginning", "latest": "seek_to_end"}
 
 
 class SeekBeforeResumeRecovery(Recovery):
@@ -130,7 +140,7 @@ class SeekBeforeResumeRecovery(Recovery):
             consumer.pause_partitions(streams)  # paused since the assignment; made sure
             await self._pause_in_aiokafka(streams, paused=True)
             self.log.info("Seek stream partitions to committed offsets (paused).")
-            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+            await self._wait(self._seek(streams), timeout=self.app.conf.broker_request_timeout)
             if self.app.consumer_generation_id != generation_id:
                 self.log.warning("Recovery rebalancing again")
                 return None
@@ -147,6 +157,29 @@ class SeekBeforeResumeRecovery(Recovery):
             await self._pause_in_aiokafka(streams, paused=False)
         await cast(Any, self.app)._fetcher.maybe_start()  # noqa: SLF001 - as faust's own
         self.tables.on_actives_ready()
+
+    async def _seek(self, streams: set[TP]) -> None:
+        """Seek ``streams`` in aiokafka (:func:`seek_to_committed`), and faust's offsets with them.
+
+        Instead of faust's ``perform_seek``, which leaves a partition never committed where the
+        fetcher left it (:func:`seek_to_committed` says how that skips records).
+        """
+        consumer = self.app.consumer
+        thread = cast(Any, consumer)._thread  # noqa: SLF001 - faust's consumer thread
+        reset = self.app.conf.consumer_auto_offset_reset
+
+        async def apply() -> dict[TP, int | None]:
+            client = thread._ensure_consumer()  # noqa: SLF001 - the aiokafka consumer
+            mine = [tp for tp in client.assignment() if tp in streams]  # aiokafka's TPs
+            return await seek_to_committed(client, mine, reset)
+
+        found = await thread.call_thread(apply)
+        offsets = cast(Any, consumer)
+        read, committed = offsets._read_offset, offsets._committed_offset  # noqa: SLF001
+        for tp, offset in found.items():
+            key = TP(tp.topic, tp.partition)
+            read[key] = offset or None  # as perform_seek: None, read from the first record
+            committed[key] = offset or None
 
     async def _pause_in_aiokafka(self, partitions: set[TP], *, paused: bool) -> None:
         """Pause or resume ``partitions`` in the aiokafka consumer, in its thread.
@@ -187,6 +220,35 @@ class SeekBeforeResumeRecovery(Recovery):
         if dropped:
             self.log.info("Dropped %d events fetched before the seek", dropped)
         return dropped
+
+
+async def seek_to_committed(
+    client: AIOKafkaConsumer, partitions: list[TopicPartition], reset: str
+) -> dict[TopicPartition, int | None]:
+    """Seek each partition to its committed offset, or, never committed, to where ``reset`` says.
+
+    aiokafka's ``seek_to_committed`` (faust's ``perform_seek``) seeks only the partitions with a
+    committed offset above 0, and leaves the others where the fetcher left them. faust fetches
+    during a rebalance and drops what it fetched (the flow is stopped), so a partition not
+    committed yet (the first seconds of a group, or a partition whose records were never read)
+    resumed past records it never processed, and the next commit went past them. Here such a
+    partition starts where a new member would: ``reset`` is the consumer's
+    ``auto_offset_reset`` (``earliest`` or ``latest``; anything else leaves it). The committed
+    offsets, None where there is none.
+    """
+    found: dict[TopicPartition, int | None] = {}
+    fresh: list[TopicPartition] = []
+    for tp in partitions:
+        offset = await client.committed(tp)
+        if offset is None or offset < 0:
+            fresh.append(tp)
+            found[tp] = None
+        else:
+            client.seek(tp, offset)
+            found[tp] = offset
+    if fresh and reset in RESETS:
+        await getattr(client, RESETS[reset])(*fresh)
+    return found
 
 
 class SeekingTableManager(TableManager):

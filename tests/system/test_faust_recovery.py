@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.lab.processes import ChildProcess
+from gateway.monitor.recovery import seek_to_committed
 from gateway.settings import Settings, settings_env
 from tests.conftest import BrokerUnderTest
 from tests.support import faust_forward as fwd
@@ -184,3 +185,54 @@ async def test_a_killed_forward_agent_loses_nothing_and_commits_to_the_end(
             second.stop(15)
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
+
+
+async def test_the_recovery_seeks_a_partition_never_committed_back_to_its_start(
+    any_broker: BrokerUnderTest,
+) -> None:
+    """Read past, not committed: aiokafka's own seek leaves it there; the recovery's seek does not.
+
+    faust fetches during a rebalance and drops what it fetched; a partition without a committed
+    offset must then be read again from where a new member starts, not from past those records.
+    """
+    prefix = f"fs{uuid.uuid4().hex[:8]}"
+    settings = Settings(bootstrap_servers=any_broker.bootstrap_servers, **any_broker.connection)
+    options = settings.kafka_options()
+    topic = f"{prefix}.in"
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 2, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(**options, acks="all")
+    await producer.start()
+    try:
+        for n in range(10):
+            for partition in (0, 1):
+                await producer.send_and_wait(topic, b"%d" % n, partition=partition)
+    finally:
+        await producer.stop()
+    committed, fresh = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    client = AIOKafkaConsumer(
+        **options, group_id=f"{prefix}-group", enable_auto_commit=False, fetch_max_wait_ms=100
+    )
+    await client.start()
+    try:
+        client.assign([committed, fresh])
+        await client.seek_to_beginning(committed, fresh)
+        await client.commit({committed: 4})
+        read = 0
+        while read < 20:
+            batches = await client.getmany(timeout_ms=2000)
+            assert batches, f"read {read} of 20 records"
+            read += sum(len(records) for records in batches.values())
+        await client.seek_to_committed()
+        stock = {tp: await client.position(tp) for tp in (committed, fresh)}
+        found = await seek_to_committed(client, [committed, fresh], "earliest")
+        ours = {tp: await client.position(tp) for tp in (committed, fresh)}
+    finally:
+        await client.stop()
+    assert stock == {committed: 4, fresh: 10}  # aiokafka's: the uncommitted one stays past
+    assert found == {committed: 4, fresh: None}
+    assert ours == {committed: 4, fresh: 0}
