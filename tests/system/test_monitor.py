@@ -42,9 +42,6 @@ SHORT, LONG = 60.0, 3600.0
 SIZES = {window_label(SHORT): SHORT, window_label(LONG): LONG}
 RUNS = int(os.environ.get("XGW_MONITOR_RUNS", "1"))
 SETTLE_S = 90.0
-KNOWN_FAILURE = (
-    "counts are sometimes still missing after a SIGKILL here (docs/monitor.md, Known failures)"
-)
 
 
 def _settings(broker: BrokerUnderTest, **extra: Any) -> Settings:
@@ -343,7 +340,6 @@ async def test_a_killed_monitor_recovers_its_windows(
     any_broker: BrokerUnderTest,
     monitors: list[MonitorProcess],
     tmp_path: Path,
-    request: pytest.FixtureRequest,
     workers: int,
     run: int,
 ) -> None:
@@ -352,10 +348,6 @@ async def test_a_killed_monitor_recovers_its_windows(
     At least once (the monitor's guarantee, docs/monitor.md): nothing may be missing; what
     was read again after the kill or a rebalance may count twice (reported, not bounded).
     """
-    if any_broker.name != "embedded" or workers > 1:
-        # Open (docs/monitor.md, "Known failures"; the rates under "The restart test"): counts are
-        # sometimes missing here. It runs, and says so, until it is fixed.
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURE, strict=False))
     settings = _settings(any_broker)
     await ensure_topics(settings, ("police", "health", "education", "land"))
     start = ms.window_start(time.time() - 3 * 3600, LONG)
