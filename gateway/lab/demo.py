@@ -56,6 +56,7 @@ from gateway.lab.life import (
 )
 from gateway.lab.processes import MonitorProcess, WorkerProcess, scrape
 from gateway.lab.progress import progress_bars
+from gateway.monitor.rules import REJECTION_SPIKE
 from gateway.runtime.topic_admin import ensure_topics
 from gateway.settings import Settings
 from gateway.trust.ca import ensure_exchange, load_signing_key
@@ -663,13 +664,13 @@ def _monitor_lines(summary: DemoSummary) -> list[tuple[str, str]]:
     described = [
         f"{a['kind']} {a['agency']}: {a['count']} (threshold {a['threshold']})" for a in alerts
     ]
-    played = f"; the bulk look-up of {summary.bulk_lookups} residents was played on purpose"
-    lines.append(
-        (
-            "monitor alerts",
-            ("\n".join(described) or "none") + (played if summary.bulk_lookups else ""),
-        )
-    )
+    why = []
+    if summary.bulk_lookups:
+        why.append(f"the bulk look-up of {summary.bulk_lookups} residents was played on purpose")
+    if any(a["kind"] == REJECTION_SPIKE and a["agency"] == "health" for a in alerts):
+        why.append(f"{_WHY_REJECTED['no_recipients']}, so all are rejected")
+    played = "".join(f"; {reason}" for reason in why)
+    lines.append(("monitor alerts", ("\n".join(described) or "none") + played))
     return lines
 
 
