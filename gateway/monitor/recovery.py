@@ -164,17 +164,11 @@ class SeekBeforeResumeRecovery(Recovery):
         Instead of faust's ``perform_seek``, which leaves a partition never committed where the
         fetcher left it (:func:`seek_to_committed` says how that skips records).
         """
-        consumer = self.app.consumer
-        thread = cast(Any, consumer)._thread  # noqa: SLF001 - faust's consumer thread
         reset = self.app.conf.consumer_auto_offset_reset
-
-        async def apply() -> dict[TP, int | None]:
-            client = thread._ensure_consumer()  # noqa: SLF001 - the aiokafka consumer
-            mine = [tp for tp in client.assignment() if tp in streams]  # aiokafka's TPs
-            return await seek_to_committed(client, mine, reset)
-
-        found = await thread.call_thread(apply)
-        offsets = cast(Any, consumer)
+        found: dict[TopicPartition, int | None] = await self._in_aiokafka(
+            streams, lambda client, assigned: seek_to_committed(client, assigned, reset)
+        )
+        offsets = cast(Any, self.app.consumer)
         read, committed = offsets._read_offset, offsets._committed_offset  # noqa: SLF001
         for tp, offset in found.items():
             key = TP(tp.topic, tp.partition)
@@ -189,14 +183,29 @@ class SeekBeforeResumeRecovery(Recovery):
         what it fetched for it before. Partitions that a rebalance took away are skipped: the
         next assignment starts unpaused.
         """
-        thread = cast(Any, self.app.consumer)._thread  # noqa: SLF001 - faust's consumer thread
 
-        def apply() -> None:
-            client = thread._ensure_consumer()  # noqa: SLF001 - the aiokafka consumer
-            assigned = [tp for tp in client.assignment() if tp in partitions]  # aiokafka's TPs
+        def apply(client: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
             (client.pause if paused else client.resume)(*assigned)
 
-        await self._wait(thread.call_thread(apply), timeout=self.app.conf.broker_request_timeout)
+        await self._wait(
+            self._in_aiokafka(partitions, apply), timeout=self.app.conf.broker_request_timeout
+        )
+
+    async def _in_aiokafka(
+        self, partitions: set[TP], apply: Callable[[AIOKafkaConsumer, list[TopicPartition]], Any]
+    ) -> Any:
+        """``apply(client, assigned)`` in faust's consumer thread, awaited there if async.
+
+        ``client`` is the aiokafka consumer, ``assigned`` those of ``partitions`` it still has
+        (a rebalance may have taken some away), as aiokafka's own TopicPartitions.
+        """
+        thread = cast(Any, self.app.consumer)._thread  # noqa: SLF001 - faust's consumer thread
+
+        def call() -> Any:
+            client = thread._ensure_consumer()  # noqa: SLF001 - the aiokafka consumer
+            return apply(client, [tp for tp in client.assignment() if tp in partitions])
+
+        return await thread.call_thread(call)
 
     def _discard_buffered(self, partitions: set[TP]) -> int:
         """Drop events of ``partitions`` already queued in the stream channels (fetched pre-seek).
